@@ -1,0 +1,128 @@
+"""The eight channels of DESIGN.md: names, message types, empty shapes and volatile fields."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from .clock import now_iso
+from .errors import InvalidAdwId
+from .snapshot import VolatilePath, digest
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpec:
+    """What every channel of one family shares."""
+
+    family: str
+    """``workflows``, ..., or ``adw-state`` for the per-ADW channels ``adw-state:{adw_id}``."""
+    type: str
+    """The message ``type`` on the wire."""
+    empty: Callable[[], Any]
+    """The data a channel shows before its source has produced anything."""
+    volatile: tuple[VolatilePath, ...] = ()
+    """Clock-derived fields: left out of the digest, so time passing is not a change."""
+
+
+def empty_analytics() -> dict[str, Any]:
+    """Return history analytics with every field the clients read, all zero."""
+    return {
+        "total_count": 0,
+        "success_rate": 0.0,
+        "average_duration": 0.0,
+        "recent_failures": 0,
+        "total_workflows": 0,
+        "completed_workflows": 0,
+        "failed_workflows": 0,
+        "avg_duration_seconds": 0.0,
+        "success_rate_percent": 0.0,
+        "workflows_by_model": {},
+        "workflows_by_template": {},
+        "workflows_by_status": {},
+        "avg_cost": 0.0,
+        "total_cost": 0.0,
+        "avg_cost_per_completion": 0.0,
+        "cost_trend_7day": 0.0,
+        "cost_trend_30day": 0.0,
+        "avg_tokens": 0.0,
+        "avg_cache_efficiency": 0.0,
+    }
+
+
+def empty_summary() -> dict[str, int]:
+    """Return the ADW monitor summary with every count zero."""
+    return {"total": 0, "running": 0, "completed": 0, "failed": 0, "paused": 0}
+
+
+WORKFLOWS = ChannelSpec("workflows", "workflows_update", list)
+ROUTES = ChannelSpec("routes", "routes_update", list)
+WORKFLOW_HISTORY = ChannelSpec(
+    "workflow-history",
+    "workflow_history_update",
+    lambda: {"workflows": [], "total_count": 0, "analytics": empty_analytics()},
+)
+ADW_STATE = ChannelSpec("adw-state", "adw_state_update", dict)
+ADW_MONITOR = ChannelSpec(
+    "adw-monitor",
+    "adw_monitor_update",
+    lambda: {"workflows": [], "summary": empty_summary(), "last_updated": now_iso()},
+    volatile=(("last_updated",), ("workflows", "*", "duration_seconds")),
+)
+QUEUE = ChannelSpec("queue", "queue_update", lambda: {"phases": [], "total": 0, "paused": False})
+SYSTEM_STATUS = ChannelSpec(
+    "system-status",
+    "system_status_update",
+    lambda: {
+        "overall_status": "healthy",
+        "timestamp": now_iso(),
+        "services": {},
+        "summary": {"healthy_services": 0, "total_services": 0, "health_percentage": 100.0},
+    },
+    volatile=(("timestamp",), ("services", "*", "uptime_seconds"), ("services", "*", "uptime_human")),
+)
+WEBHOOK_STATUS = ChannelSpec(
+    "webhook-status",
+    "webhook_status_update",
+    lambda: {"status": "unknown", "message": "not polled yet"},
+    volatile=(("uptime",),),
+)
+
+SPECS: dict[str, ChannelSpec] = {
+    spec.family: spec
+    for spec in (WORKFLOWS, ROUTES, WORKFLOW_HISTORY, ADW_STATE, ADW_MONITOR, QUEUE, SYSTEM_STATUS, WEBHOOK_STATUS)
+}
+
+_ADW_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def validate_adw_id(adw_id: str) -> str:
+    """Return ``adw_id`` if it is a plain directory name, else raise InvalidAdwId."""
+    if not _ADW_ID.fullmatch(adw_id) or adw_id in (".", ".."):
+        raise InvalidAdwId(f"invalid adw_id {adw_id[:80]!r}: use 1-64 letters, digits, '_', '.', '-'")
+    return adw_id
+
+
+def adw_state_channel(adw_id: str) -> str:
+    """Return the channel name of one ADW's state."""
+    return f"adw-state:{adw_id}"
+
+
+def spec_of(channel: str) -> ChannelSpec:
+    """Return the spec of a channel name such as ``queue`` or ``adw-state:77c90e61``."""
+    return SPECS[channel.partition(":")[0]]
+
+
+def adw_id_of(channel: str) -> str | None:
+    """Return the adw_id of an ``adw-state:{id}`` channel, else None."""
+    family, _, adw_id = channel.partition(":")
+    return adw_id if family == ADW_STATE.family else None
+
+
+@cache
+def empty_digest(family: str) -> str:
+    """Return the digest of a channel family's empty shape (the state before any data)."""
+    spec = SPECS[family]
+    return digest(spec.empty(), spec.volatile)

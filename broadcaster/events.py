@@ -1,0 +1,58 @@
+"""The event log: fresh channel data in, an Event out only when the digest changed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .channels import empty_digest, spec_of
+from .snapshot import digest
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One real change of one channel. ``data`` is never mutated after the event exists."""
+
+    channel: str
+    seq: int
+    type: str
+    data: Any
+    digest: str
+    timestamp: float  # epoch seconds
+
+
+def empty_event(channel: str, timestamp: float) -> Event:
+    """Return the seq-0 event of a channel that has no data yet: its empty shape."""
+    spec = spec_of(channel)
+    return Event(channel, 0, spec.type, spec.empty(), empty_digest(spec.family), timestamp)
+
+
+class EventLog:
+    """Number the real changes of each channel; drop data whose digest equals the last one.
+
+    Every channel starts at its empty shape with seq 0, so data equal to that is no change.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._last: dict[str, Event] = {}
+
+    def record(self, channel: str, data: Any) -> Event | None:
+        """Return a new Event for ``data``, or None if it is the same state as the last one."""
+        spec = spec_of(channel)
+        new_digest = digest(data, spec.volatile)
+        last = self._last.get(channel)
+        if new_digest == (last.digest if last else empty_digest(spec.family)):
+            return None
+        event = Event(channel, (last.seq if last else 0) + 1, spec.type, data, new_digest, self._clock())
+        self._last[channel] = event
+        return event
+
+    def last(self, channel: str) -> Event | None:
+        """Return the newest event of ``channel``, if any."""
+        return self._last.get(channel)
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(list(self._last.values()))
