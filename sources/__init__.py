@@ -1,0 +1,5 @@
+"""Adapters that read what ADW agents write. They know nothing of aiohttp or of the broadcaster."""
+
+from .adw_files import AdwFiles, AdwRecord
+
+__all__ = ["AdwFiles", "AdwRecord"]

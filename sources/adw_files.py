@@ -1,0 +1,317 @@
+"""ADW state files: ``<agents_dir>/{adw_id}/adw_state.json`` plus phase directories.
+
+One watchfiles watcher covers ``agents_dir``; each batch of filesystem events names the ADW
+directories that changed, and only those are read again, so one change costs the same with ten
+ADWs or ten thousand. A torn or invalid state file keeps the last good state and is counted.
+``trees_dir`` (git worktrees, often huge) is not watched; its top-level names are listed on a
+timer, which is all the "paused" status needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from watchfiles import Change, awatch
+
+from .tasks import cancel_and_wait
+
+logger = logging.getLogger(__name__)
+
+PHASES = ("plan", "build", "test", "review", "document", "ship")
+STATE_FILE = "adw_state.json"
+ERROR_LOG = "error.log"
+_PHASE_DIRS = {f"adw_{phase}_iso": phase for phase in PHASES}
+_ADW_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_ERROR_LOG_TAIL = 4096  # bytes of error.log read to find its last line
+
+
+@dataclass(frozen=True, slots=True)
+class AdwRecord:
+    """What is known of one ADW directory."""
+
+    adw_id: str
+    state: Mapping[str, Any] | None
+    """The last state that parsed; None while there is no state file."""
+    phases: tuple[str, ...] = ()
+    """Phases whose ``adw_{phase}_iso`` directory exists, in PHASES order."""
+    error_log: str | None = None
+    """The last non-empty line of ``error.log``, if there is one."""
+    error: str | None = None
+    """Why the newest read of the state file failed; None when it parsed."""
+
+
+@dataclass(slots=True)
+class AdwFilesHealth:
+    """How the source is doing, for system status."""
+
+    watching: bool = False
+    message: str = "starting"
+    errors_total: int = 0
+    last_event_at: float | None = None
+    broken: dict[str, str] = field(default_factory=dict)  # adw_id -> why its state file is unreadable
+
+
+class AdwFiles:
+    """Keep the newest good record of every ADW under ``agents_dir`` and say which ones changed."""
+
+    def __init__(
+        self,
+        agents_dir: Path,
+        trees_dir: Path,
+        *,
+        debounce_ms: int = 100,
+        step_ms: int = 20,
+        force_polling: bool = False,
+        trees_poll_interval: float = 2.0,
+        appear_poll_interval: float = 0.5,
+        retry_delay: float = 0.1,
+    ) -> None:
+        self.agents_dir = agents_dir.absolute()  # watchfiles reports absolute paths
+        self.trees_dir = trees_dir.absolute()
+        self.health = AdwFilesHealth()
+        self._debounce_ms = debounce_ms
+        self._step_ms = step_ms
+        self._force_polling = force_polling
+        self._trees_poll_interval = trees_poll_interval
+        self._appear_poll_interval = appear_poll_interval
+        self._retry_delay = retry_delay
+        self._records: dict[str, AdwRecord] = {}
+        self._worktrees: frozenset[str] = frozenset()
+        self._retry_at: dict[str, float] = {}
+
+    @property
+    def records(self) -> Mapping[str, AdwRecord]:
+        """Return the known ADWs by id (read-only view)."""
+        return self._records
+
+    @property
+    def worktrees(self) -> frozenset[str]:
+        """Return the names of the directories in ``trees_dir`` as of the last look."""
+        return self._worktrees
+
+    async def changes(self) -> AsyncIterator[set[str]]:
+        """Yield the ids of the ADWs whose record changed: first all of them, then as they change.
+
+        The first yield comes at once, even when ``agents_dir`` does not exist yet (then it is
+        empty). After that it follows the directory, waits for it to appear if missing, and
+        yields the ids a disappearing directory took away. Runs until the consumer stops.
+        """
+        if not self.agents_dir.is_dir():
+            yield await self._scan()
+        while True:
+            if not self.agents_dir.is_dir():
+                self.health.watching = False
+                self.health.message = f"waiting for {self.agents_dir} to exist"
+                if self._records:
+                    gone = set(self._records)
+                    self._records.clear()
+                    self.health.broken.clear()
+                    yield gone
+                while not self.agents_dir.is_dir():
+                    await asyncio.sleep(self._appear_poll_interval)
+            hints: asyncio.Queue[set[str] | None] = asyncio.Queue()
+            watcher = asyncio.create_task(self._watch(hints), name=f"watch {self.agents_dir}")
+            # awatch installs its watches in its first step and keeps what happens after that:
+            # let it take that step, so nothing written during or after the scan is missed.
+            await asyncio.sleep(0)
+            self.health.watching = True
+            self.health.message = f"watching {self.agents_dir}"
+            try:
+                yield await self._scan()
+                async for changed in self._follow(hints):
+                    yield changed
+            finally:
+                self.health.watching = False
+                await cancel_and_wait(watcher)
+
+    async def _scan(self) -> set[str]:
+        """Read every ADW directory (and list the worktrees); return the ids that changed."""
+        self._worktrees = await asyncio.to_thread(_list_dirs, self.trees_dir)
+        if not self.agents_dir.is_dir():
+            self.health.message = f"waiting for {self.agents_dir} to exist"
+        return await self._read(await asyncio.to_thread(_list_dirs, self.agents_dir) | set(self._records))
+
+    async def _follow(self, hints: asyncio.Queue[set[str] | None]) -> AsyncIterator[set[str]]:
+        """Yield changed ids from filesystem events, retries and the trees timer, until the dir goes."""
+        next_trees_poll = time.monotonic() + self._trees_poll_interval
+        while True:
+            now = time.monotonic()
+            wake_at = min([next_trees_poll, *self._retry_at.values()])
+            try:
+                hint = await asyncio.wait_for(hints.get(), max(0.0, wake_at - now))
+            except TimeoutError:
+                hint = set()
+            if hint is None:
+                return
+            ids = set(hint)
+            while not hints.empty():  # merge what piled up while the last batch was read
+                more = hints.get_nowait()
+                if more is None:
+                    return
+                ids |= more
+            now = time.monotonic()
+            for adw_id, at in list(self._retry_at.items()):
+                if at <= now:
+                    ids.add(adw_id)
+            flipped: set[str] = set()
+            if now >= next_trees_poll:
+                next_trees_poll = now + self._trees_poll_interval
+                flipped = await self._poll_trees()
+            changed = (await self._read(ids) if ids else set()) | flipped
+            if changed:
+                yield changed
+
+    async def _watch(self, hints: asyncio.Queue[set[str] | None]) -> None:
+        """Put the ids named by each batch of filesystem events on ``hints``; None when it ends."""
+        root = str(self.agents_dir)
+        try:
+            async for batch in awatch(
+                self.agents_dir,
+                watch_filter=_ShallowFilter(root),
+                debounce=self._debounce_ms,
+                step=self._step_ms,
+                force_polling=self._force_polling,
+                poll_delay_ms=max(self._step_ms, 50),
+                recursive=True,
+                ignore_permission_denied=True,
+            ):
+                self.health.last_event_at = time.time()
+                if any(path == root for _, path in batch) or not self.agents_dir.is_dir():
+                    return
+                hints.put_nowait({_top_name(root, path) for _, path in batch})
+        except FileNotFoundError:
+            return  # removed between the check and the watch; changes() waits for it again
+        except Exception as exc:
+            logger.error("watching %s failed: %s", self.agents_dir, exc)
+            self.health.message = f"watching {self.agents_dir} failed: {exc}"
+            await asyncio.sleep(self._appear_poll_interval)
+        finally:
+            hints.put_nowait(None)
+
+    async def _poll_trees(self) -> set[str]:
+        """List ``trees_dir`` again; return the known ADWs whose worktree appeared or went."""
+        worktrees = await asyncio.to_thread(_list_dirs, self.trees_dir)
+        flipped = worktrees ^ self._worktrees
+        self._worktrees = worktrees
+        return {adw_id for adw_id in flipped if adw_id in self._records}
+
+    async def _read(self, ids: Iterable[str]) -> set[str]:
+        """Read the given ADW directories again; return the ids whose record changed."""
+        wanted = {adw_id for adw_id in ids if _ADW_ID.fullmatch(adw_id) and adw_id not in (".", "..")}
+        results = await asyncio.to_thread(_read_dirs, self.agents_dir, wanted)
+        changed: set[str] = set()
+        now = time.monotonic()
+        for adw_id, result in results.items():
+            old = self._records.get(adw_id)
+            self._retry_at.pop(adw_id, None)
+            if result is None:  # not a directory (any more)
+                if old is not None:
+                    del self._records[adw_id]
+                    changed.add(adw_id)
+                self.health.broken.pop(adw_id, None)
+                continue
+            new = result
+            if result.error is not None:
+                # Keep the last good state. A torn read is often a writer mid-write: look again
+                # shortly once, even if no further event comes.
+                new = AdwRecord(adw_id, old.state if old else None, result.phases, result.error_log, result.error)
+                if old is None or old.error is None:
+                    self.health.errors_total += 1
+                    self._retry_at[adw_id] = now + self._retry_delay
+                    logger.warning(
+                        "%s: %s (keeping the last good state)", self.agents_dir / adw_id / STATE_FILE, result.error
+                    )
+                self.health.broken[adw_id] = result.error
+            else:
+                self.health.broken.pop(adw_id, None)
+            if new != old:
+                self._records[adw_id] = new
+                changed.add(adw_id)
+        return changed
+
+
+class _ShallowFilter:
+    """Pass events for ``agents_dir`` itself and at most two levels below it.
+
+    ``{id}/adw_state.json`` and ``{id}/adw_plan_iso`` matter; the logs written inside phase
+    directories (deeper) do not, and agents write those constantly.
+    """
+
+    def __init__(self, root: str) -> None:
+        self._root = root
+        self._prefix = root.rstrip(os.sep) + os.sep
+
+    def __call__(self, change: Change, path: str) -> bool:
+        if path == self._root:
+            return True
+        return path.startswith(self._prefix) and path.count(os.sep, len(self._prefix)) <= 1
+
+
+def _top_name(root: str, path: str) -> str:
+    return path[len(root) + 1 :].split(os.sep, 1)[0]
+
+
+def _list_dirs(path: Path) -> frozenset[str]:
+    try:
+        with os.scandir(path) as it:
+            return frozenset(entry.name for entry in it if entry.is_dir())
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()
+
+
+def _read_dirs(agents_dir: Path, ids: Iterable[str]) -> dict[str, AdwRecord | None]:
+    """Read each ADW directory (in a worker thread); None for one that is not a directory."""
+    return {adw_id: _read_dir(agents_dir / adw_id, adw_id) for adw_id in ids}
+
+
+def _read_dir(path: Path, adw_id: str) -> AdwRecord | None:
+    try:
+        with os.scandir(path) as it:
+            entries = {entry.name: entry.is_dir() for entry in it}
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        return AdwRecord(adw_id, None, error=f"cannot list directory: {exc.strerror}")
+    phases = tuple(phase for name, phase in _PHASE_DIRS.items() if entries.get(name))
+    error_log = _last_line(path / ERROR_LOG) if entries.get(ERROR_LOG) is False else None
+    if STATE_FILE not in entries:
+        return AdwRecord(adw_id, None, phases, error_log)
+    state, error = _read_state(path / STATE_FILE)
+    return AdwRecord(adw_id, state, phases, error_log, error)
+
+
+def _read_state(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:  # renamed away between the listing and the read
+        return None, None
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror}"
+    try:
+        state = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return None, f"invalid JSON ({len(raw)} bytes): {exc}"
+    if not isinstance(state, dict):
+        return None, f"expected a JSON object, got {type(state).__name__}"
+    return state, None
+
+
+def _last_line(path: Path) -> str | None:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - _ERROR_LOG_TAIL))
+            tail = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1][:500] if lines else None
