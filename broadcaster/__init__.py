@@ -1,0 +1,10 @@
+"""adw-broadcaster: live, throttled, resumable WebSocket updates of ADW agents' files and database."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .app import create_app
+from .config import Config, load_config
+
+__all__ = ["Config", "__version__", "create_app", "load_config"]

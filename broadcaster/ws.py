@@ -1,0 +1,111 @@
+"""WebSocket endpoints: one channel per socket, snapshot on connect, then the channel's changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from sources.tasks import cancel_and_wait
+
+from .channels import SPECS, adw_state_channel, validate_adw_id
+from .client import Client
+from .errors import InvalidAdwId
+from .keys import CONFIG, HUB
+from .protocol import reply_to
+
+logger = logging.getLogger(__name__)
+
+# Inbound flood limit: a burst of FLOOD_BURST messages, then FLOOD_RATE per second.
+FLOOD_BURST = 60.0
+FLOOD_RATE = 20.0
+CLOSE_TIMEOUT = 1.0  # seconds to wait for the peer's close frame
+
+
+class _TokenBucket:
+    def __init__(self, burst: float, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._burst, self._rate, self._clock = burst, rate, clock
+        self._tokens, self._at = burst, clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+def channel_handler(channel_of: Callable[[web.Request], str]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Return a handler that serves the channel ``channel_of(request)`` names."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        try:
+            channel = channel_of(request)
+        except InvalidAdwId as exc:  # refused before anything touches the filesystem
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        return await serve(request, channel)
+
+    return handler
+
+
+def adw_state_of(request: web.Request) -> str:
+    """Return the ``adw-state:{id}`` channel of a request path, or raise InvalidAdwId."""
+    return adw_state_channel(validate_adw_id(request.match_info["adw_id"]))
+
+
+async def serve(request: web.Request, channel: str) -> web.WebSocketResponse:
+    """Upgrade ``request`` and stream ``channel`` to it until either side closes."""
+    server = request.app[CONFIG].server
+    hub = request.app[HUB]
+    ws = web.WebSocketResponse(
+        heartbeat=server.ping_interval or None,
+        compress=False,  # frames are encoded once and written as they are to every client
+        max_msg_size=server.max_message_size,
+        timeout=CLOSE_TIMEOUT,
+    )
+    await ws.prepare(request)
+    transport = request.transport
+    client = Client(
+        ws,
+        heartbeat_interval=server.heartbeat_interval,
+        write_timeout=server.write_timeout,
+        abort=transport.abort if transport is not None else (lambda: None),
+    )
+    hub.attach(client, channel)
+    writer = asyncio.create_task(client.run(), name=f"writer {channel}")
+    bucket = _TokenBucket(FLOOD_BURST, FLOOD_RATE)
+    try:
+        async for msg in ws:
+            if not bucket.take():
+                logger.warning("closing a client of %s: message flood", channel)
+                await client.close(WSCloseCode.POLICY_VIOLATION, b"too many messages")
+                break
+            if msg.type is WSMsgType.TEXT:
+                reply = reply_to(msg.data)
+                if reply is not None:
+                    client.post_control(reply)
+            elif msg.type is WSMsgType.ERROR:
+                break  # aiohttp already closed the socket (1009 for an oversized frame)
+    finally:
+        hub.detach(client)
+        await cancel_and_wait(writer)
+    return ws
+
+
+def add_routes(app: web.Application, prefixes: tuple[str, ...]) -> None:
+    """Serve every channel's WebSocket path under each of ``prefixes``."""
+    for prefix in prefixes:
+        for family in SPECS:
+            if family == "adw-state":
+                app.router.add_get(f"{prefix}/ws/adw-state/{{adw_id}}", channel_handler(adw_state_of))
+            else:
+                app.router.add_get(f"{prefix}/ws/{family}", channel_handler(_always(family)))
+
+
+def _always(channel: str) -> Callable[[web.Request], str]:
+    return lambda _request: channel

@@ -1,0 +1,125 @@
+"""Fixtures: a real workspace on disk, writers for it, configs, and WebSocket helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import WSMsgType, web
+from aiohttp.test_utils import TestClient
+
+from broadcaster import Config, create_app, load_config
+
+RECEIVE_TIMEOUT = 5.0
+
+
+class IsoTime:
+    """Equal to any string formatted like the protocol's timestamps."""
+
+    _pattern = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and bool(self._pattern.fullmatch(other))
+
+    def __repr__(self) -> str:
+        return "<ISO time>"
+
+
+ISO_TIME = IsoTime()
+
+
+@dataclass
+class Workspace:
+    root: Path
+    agents: Path
+    trees: Path
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    ws = Workspace(tmp_path, tmp_path / "agents", tmp_path / "trees")
+    ws.agents.mkdir()
+    ws.trees.mkdir()
+    return ws
+
+
+@pytest.fixture
+def write_state(workspace: Workspace) -> Callable[..., Path]:
+    """Return ``write(adw_id, *, atomic=False, raw=None, **fields)``: write a state file as agents do."""
+    counter = 0
+
+    def write(adw_id: str, *, atomic: bool = False, raw: bytes | None = None, **fields: Any) -> Path:
+        nonlocal counter
+        directory = workspace.agents / adw_id
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "adw_state.json"
+        body = raw if raw is not None else orjson.dumps({"adw_id": adw_id, **fields}, option=orjson.OPT_INDENT_2)
+        if atomic:
+            counter += 1
+            tmp = directory / f".adw_state.json.{counter}.tmp"
+            tmp.write_bytes(body)
+            os.replace(tmp, path)
+        else:
+            with path.open("r+b" if path.exists() else "wb") as fh:  # in place, like json.dump on an open file
+                fh.truncate(0)
+                fh.write(body)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def make_config(workspace: Workspace) -> Callable[..., Config]:
+    """Return ``make(**overrides)``: a Config on the workspace; keys are ``section__key``."""
+
+    def make(**overrides: Any) -> Config:
+        values: dict[str, Any] = {
+            "adw.agents_dir": str(workspace.agents),
+            "adw.trees_dir": str(workspace.trees),
+            "broadcast.min_interval": 0.2,
+            "server.heartbeat_interval": 30.0,
+        }
+        values.update({key.replace("__", "."): value for key, value in overrides.items()})
+        return load_config(None, env={}, overrides=values, cwd=workspace.root)
+
+    return make
+
+
+@pytest.fixture
+def start(aiohttp_client: Callable[..., Any], make_config: Callable[..., Config]) -> Callable[..., Any]:
+    """Return ``await start(**config_overrides)``: a TestClient of a running app."""
+
+    async def go(config: Config | None = None, **overrides: Any) -> TestClient[web.Request, web.Application]:
+        client: TestClient[web.Request, web.Application] = await aiohttp_client(
+            create_app(config or make_config(**overrides))
+        )
+        return client
+
+    return go
+
+
+async def receive(ws: Any, timeout: float = RECEIVE_TIMEOUT) -> dict[str, Any]:
+    """Return the next JSON message, failing the test if none comes within ``timeout``."""
+    msg = await ws.receive(timeout=timeout)
+    assert msg.type is WSMsgType.TEXT, f"expected a text frame, got {msg.type!r} {msg.data!r} {msg.extra!r}"
+    result: dict[str, Any] = orjson.loads(msg.data)
+    return result
+
+
+async def receive_until(
+    ws: Any, predicate: Callable[[dict[str, Any]], bool], timeout: float = RECEIVE_TIMEOUT
+) -> list[dict[str, Any]]:
+    """Collect messages until one satisfies ``predicate``; return all of them, that one last."""
+    seen = []
+    async with asyncio.timeout(timeout):
+        while True:
+            seen.append(await receive(ws, timeout))
+            if predicate(seen[-1]):
+                return seen
