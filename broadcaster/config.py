@@ -32,6 +32,7 @@ class ServerConfig:
     ping_interval: float = 20.0
     max_message_size: int = 65536
     write_timeout: float = 10.0
+    cors_origins: tuple[str, ...] = ()  # empty: any http(s)://localhost or 127.0.0.1 origin; "*": any
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +54,35 @@ class AdwConfig:
 @dataclass(frozen=True, kw_only=True)
 class DatabaseConfig:
     path: Path | None = None
+    history_path: Path | None = None
     poll_interval: float = 0.25
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookConfig:
+    status_url: str = "http://localhost:8001/webhook-status"
+    poll_interval: float = 5.0
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoutesConfig:
+    openapi_url: str = ""
+    poll_interval: float = 10.0
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckConfig:
+    name: str
+    url: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SystemStatusConfig:
+    poll_interval: float = 5.0
+    timeout: float = 2.0
+    checks: tuple[CheckConfig, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +92,9 @@ class Config:
     broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)
     adw: AdwConfig = field(default_factory=AdwConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    routes: RoutesConfig = field(default_factory=RoutesConfig)
+    system_status: SystemStatusConfig = field(default_factory=SystemStatusConfig)
     source: Path | None = None  # the file this came from, for messages; not a key
 
 
@@ -71,6 +103,9 @@ SECTIONS: dict[str, type[Any]] = {
     "broadcast": BroadcastConfig,
     "adw": AdwConfig,
     "database": DatabaseConfig,
+    "webhook": WebhookConfig,
+    "routes": RoutesConfig,
+    "system_status": SystemStatusConfig,
 }
 TOP_LEVEL_KEYS = ("log_level",)
 
@@ -180,7 +215,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     for section, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
             name = f"BROADCASTER_{section.upper()}_{f.name.upper()}"
-            if name in env:
+            if name in env and not _is_table_list(typing.get_type_hints(cls)[f.name]):
                 out.setdefault(section, {})[f.name] = env[name]
     return out
 
@@ -242,6 +277,11 @@ def _coerce(value: Any, kind: Any, where: str, base: Path) -> Any:
                 return None
             p = Path(value).expanduser()
             return p if p.is_absolute() else (base / p)
+        if _is_table_list(kind):
+            item_cls = typing.get_args(kind)[0]
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise ValueError
+            return tuple(_table(item_cls, v, f"{where}[{i}]") for i, v in enumerate(value))
         if typing.get_origin(kind) is tuple:
             if from_text:
                 value = [part.strip() for part in value.split(",")] if value.strip() else []
@@ -253,8 +293,30 @@ def _coerce(value: Any, kind: Any, where: str, base: Path) -> Any:
     raise ConfigError(f"{where}: expected {_describe(kind, optional)}, got {value!r}")
 
 
+def _is_table_list(kind: Any) -> bool:
+    args = typing.get_args(kind)
+    return typing.get_origin(kind) is tuple and bool(args) and dataclasses.is_dataclass(args[0])
+
+
+def _table(cls: type[Any], value: dict[str, Any], where: str) -> Any:
+    """Build one entry of an array of tables (e.g. ``[[system_status.checks]]``)."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key, item in value.items():
+        if key not in hints:
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(names)})")
+        if not isinstance(item, str) or not item:
+            raise ConfigError(f"{where} {key}: expected a non-empty string, got {item!r}")
+    missing = [n for n in names if n not in value]
+    if missing:
+        raise ConfigError(f"{where}: missing {', '.join(missing)}")
+    return cls(**value)
+
+
 def _describe(kind: Any, optional: bool) -> str:
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}
+    if _is_table_list(kind):
+        return "an array of tables"
     if typing.get_origin(kind) is tuple:
         return "a list of strings"
     text = names.get(kind, str(kind))
@@ -293,7 +355,20 @@ def _validate(config: Config, origins: Mapping[str, str]) -> None:
         raise bad("[adw] debounce_ms", f"must be >= step_ms ({a.step_ms}), got {a.debounce_ms}")
     if a.trees_poll_interval <= 0:
         raise bad("[adw] trees_poll_interval", f"must be > 0, got {a.trees_poll_interval}")
-    if config.database.poll_interval <= 0:
-        raise bad("[database] poll_interval", f"must be > 0, got {config.database.poll_interval}")
+    for section in ("database", "webhook", "routes", "system_status"):
+        for key in ("poll_interval", "timeout"):
+            value = getattr(getattr(config, section), key, None)
+            if value is not None and value <= 0:
+                raise bad(f"[{section}] {key}", f"must be > 0, got {value}")
+    for section, key in (("webhook", "status_url"), ("routes", "openapi_url")):
+        url = getattr(getattr(config, section), key)
+        if url and not re.match(r"https?://[^/\s]+", url):
+            raise bad(f"[{section}] {key}", f'must be an http(s) URL or "" for none, got {url!r}')
+    names = [check.name for check in config.system_status.checks]
+    for check in config.system_status.checks:
+        if not re.match(r"https?://[^/\s]+", check.url):
+            raise bad("[system_status] checks", f"check {check.name!r}: url must be http(s), got {check.url!r}")
+    if len(set(names)) != len(names):
+        raise bad("[system_status] checks", "names must be unique")
     if config.log_level not in LOG_LEVELS:
         raise bad("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")

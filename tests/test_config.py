@@ -71,7 +71,11 @@ def test_ports_env_in_the_working_directory_counts_too(tmp_path: Path) -> None:
     [
         ('[server]\nport = "eighty"\n', "c.toml: [server] port: expected an integer, got 'eighty'"),
         ("[server]\nprot = 1\n", "c.toml: unknown key [server] prot (known: host, port, path_prefixes,"),
-        ("[srever]\nport = 1\n", "c.toml: unknown key 'srever' (known: log_level, server, broadcast, adw, database)"),
+        (
+            "[srever]\nport = 1\n",
+            "c.toml: unknown key 'srever' (known: log_level, server, broadcast, adw, database, webhook, routes, "
+            "system_status)",
+        ),
         ("[server]\nport = 70000\n", "c.toml: [server] port: must be 0-65535, got 70000"),
         ('[server]\npath_prefixes = ["api"]\n', "c.toml: [server] path_prefixes: each prefix is"),
         ("[broadcast]\nmin_interval = -1\n", "c.toml: [broadcast] min_interval: must be >= 0, got -1.0"),
