@@ -1,0 +1,104 @@
+"""Readers of the agents' tables: ``phase_queue`` + ``queue_config`` and ``workflow_history``.
+
+Every reader selects ``*`` and works with the columns that exist, so an added or renamed column
+never breaks it. Both known ``phase_queue`` layouts (``parent_issue`` / ``feature_id``,
+``depends_on_phase`` / ``depends_on_phases``) come out carrying both names.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+HISTORY_JSON_COLUMNS = ("cost_breakdown", "token_breakdown", "structured_input")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueData:
+    """The phase queue as the agents left it."""
+
+    phases: list[dict[str, Any]]
+    paused: bool
+
+
+async def select_all(conn: aiosqlite.Connection, table: str) -> list[dict[str, Any]]:
+    """Return every row of ``table`` as a dict of the columns that exist."""
+    async with conn.execute(f'SELECT * FROM "{table}"') as cursor:
+        columns = [d[0] for d in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]
+
+
+async def read_queue(conn: aiosqlite.Connection) -> QueueData:
+    """Read ``phase_queue`` (ordered by parent issue, then phase number) and the paused flag."""
+    phases = [phase_item(row) for row in await select_all(conn, "phase_queue")]
+    phases.sort(
+        key=lambda p: (_sort_int(p.get("parent_issue")), _sort_int(p.get("phase_number")), str(p.get("queue_id")))
+    )
+    return QueueData(phases, await _queue_paused(conn))
+
+
+async def _queue_paused(conn: aiosqlite.Connection) -> bool:
+    try:
+        async with conn.execute("SELECT config_value FROM queue_config WHERE config_key = 'queue_paused'") as cursor:
+            row = await cursor.fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return False  # older databases have no queue_config: never paused
+        raise
+    return row is not None and str(row[0]).strip().lower() == "true"
+
+
+def phase_item(row: dict[str, Any]) -> dict[str, Any]:
+    """Return a PhaseQueueItem: every column, JSON columns parsed, plus ``phase`` and ``metadata``."""
+    item = dict(row)
+    data = _parse_json(row.get("phase_data"))
+    if isinstance(data, dict):
+        item["phase_data"] = data
+    metadata = data if isinstance(data, dict) else {}
+    item["metadata"] = metadata
+    title = metadata.get("title")
+    item["phase"] = title if isinstance(title, str) and title else str(row.get("phase_number", ""))
+    if "parent_issue" not in item and "feature_id" in item:
+        item["parent_issue"] = item["feature_id"]
+    if "depends_on_phases" in item:
+        deps = _parse_json(item["depends_on_phases"])
+        item["depends_on_phases"] = deps if isinstance(deps, list) else []
+        item.setdefault("depends_on_phase", item["depends_on_phases"][0] if item["depends_on_phases"] else None)
+    elif "depends_on_phase" in item:
+        item["depends_on_phases"] = [] if item["depends_on_phase"] is None else [item["depends_on_phase"]]
+    return item
+
+
+async def read_history(conn: aiosqlite.Connection) -> list[dict[str, Any]]:
+    """Read every ``workflow_history`` row, JSON columns parsed, newest first."""
+    rows = await select_all(conn, "workflow_history")
+    for row in rows:
+        for column in HISTORY_JSON_COLUMNS:
+            if isinstance(row.get(column), str):
+                parsed = _parse_json(row[column])
+                if parsed is not None:
+                    row[column] = parsed
+    rows.sort(key=lambda r: _sort_int(r.get("id")), reverse=True)
+    rows.sort(key=lambda r: str(r.get("created_at") or r.get("start_time") or ""), reverse=True)
+    return rows
+
+
+def _parse_json(value: Any) -> Any:
+    if not isinstance(value, str):
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
+
+
+def _sort_int(value: Any) -> tuple[int, int]:
+    """Sort key putting numbers in order and everything else last."""
+    try:
+        return (0, int(value))
+    except (TypeError, ValueError):
+        return (1, 0)
