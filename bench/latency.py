@@ -55,8 +55,12 @@ async def baseline(root: Path, samples: int) -> list[float]:
 async def service(root: Path, samples: int) -> list[float]:
     agents = root / "agents"
     agents.mkdir()
-    config = load_config(None, env={}, overrides={"adw.agents_dir": str(agents), "adw.trees_dir": str(root / "trees"),
-                                                  "server.port": 0}, cwd=root)
+    config = load_config(
+        None,
+        env={},
+        overrides={"adw.agents_dir": str(agents), "adw.trees_dir": str(root / "trees"), "server.port": 0},
+        cwd=root,
+    )
     runner = web.AppRunner(create_app(config))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
+import aiohttp
 from aiohttp import web
 
+from sources import database
 from sources.adw_files import AdwFiles
+from sources.http import poll
+from sources.sqlite import Reader, SqliteWatch
 from sources.tasks import cancel_and_wait
 
-from . import views
-from .channels import adw_state_channel
 from .config import Config
 from .events import EventLog
+from .feeds import Feeds
+from .fetch import HttpFetch
+from .http import add_http_routes, origin_policy
 from .hub import Hub
-from .keys import ADW_FILES, CONFIG, HUB, PIPELINE
+from .keys import ADW_FILES, CONFIG, DATABASES, FEEDS, FETCH, HUB, PIPELINE, STATUS
 from .pipeline import Pipeline
+from .status import SystemStatus
 from .throttle import Throttle
 from .ws import add_routes
 
@@ -32,11 +38,11 @@ def create_app(config: Config) -> web.Application:
     Args:
         config: the validated configuration (see ``load_config``).
     """
-    app = web.Application()
+    app = web.Application(middlewares=[origin_policy])
     app[CONFIG] = config
     hub = Hub()
     app[HUB] = hub
-    app[PIPELINE] = Pipeline(EventLog(), Throttle(config.broadcast.min_interval), hub)
+    app[PIPELINE] = pipeline = Pipeline(EventLog(), Throttle(config.broadcast.min_interval), hub)
     adw = config.adw
     app[ADW_FILES] = AdwFiles(
         adw.agents_dir,
@@ -46,11 +52,74 @@ def create_app(config: Config) -> web.Application:
         force_polling=adw.force_polling,
         trees_poll_interval=adw.trees_poll_interval,
     )
-    app.cleanup_ctx.append(background("pipeline", lambda: app[PIPELINE].run()))
-    app.cleanup_ctx.append(feed("adw files", lambda: app[ADW_FILES].changes(), lambda ids: publish_adw(app, ids)))
+    app[DATABASES] = databases = _databases(config)
+    app[STATUS] = SystemStatus()
+    app[FEEDS] = feeds = Feeds(pipeline, config, adw=app[ADW_FILES], databases=databases, status=app[STATUS])
+
+    app.cleanup_ctx.append(background("pipeline", pipeline.run))
+    app.cleanup_ctx.append(_http_session)
+    for db in databases:  # before the ADW files, so the first monitor already knows queue statuses
+        app.cleanup_ctx.append(feed(f"database {db.path.name}", db.changes, feeds.database_read))
+    app.cleanup_ctx.append(feed("adw files", app[ADW_FILES].changes, feeds.adw_changed))
+    _add_pollers(app, config, feeds)
     app.on_shutdown.append(_close_sockets)
-    add_routes(app, config.server.path_prefixes)
+
+    routes = add_routes(app, config.server.path_prefixes) + add_http_routes(app)
+    feeds.own_routes(routes)
     return app
+
+
+def _databases(config: Config) -> list[SqliteWatch]:
+    """Return one watch per configured database file, each with the readers it serves."""
+    main, history = config.database.path, config.database.history_path
+    files: dict[Any, dict[str, Reader]] = {}
+    if main is not None:
+        files[main] = {"queue": database.read_queue}
+    if history is not None or main is not None:
+        files.setdefault(history or main, {})["history"] = database.read_history
+    return [SqliteWatch(path, readers, poll_interval=config.database.poll_interval) for path, readers in files.items()]
+
+
+def _add_pollers(app: web.Application, config: Config, feeds: Feeds) -> None:
+    def every(urls: dict[str, str], interval: float, timeout: float) -> Callable[[], AsyncGenerator[Any, None]]:
+        return lambda: poll(app[FETCH], urls, interval=interval, timeout=timeout)
+
+    if config.webhook.status_url:
+        app.cleanup_ctx.append(
+            feed(
+                "webhook poll",
+                every({"webhook": config.webhook.status_url}, config.webhook.poll_interval, config.webhook.timeout),
+                feeds.webhook_polled,
+                wait_first=False,
+            )
+        )
+    if config.routes.openapi_url:
+        app.cleanup_ctx.append(
+            feed(
+                "openapi poll",
+                every({"openapi": config.routes.openapi_url}, config.routes.poll_interval, config.routes.timeout),
+                feeds.openapi_polled,
+                wait_first=False,
+            )
+        )
+    checks = config.system_status.checks
+    if checks:
+        app.cleanup_ctx.append(
+            feed(
+                "checks poll",
+                every(
+                    {c.name: c.url for c in checks}, config.system_status.poll_interval, config.system_status.timeout
+                ),
+                feeds.checks_polled,
+                wait_first=False,
+            )
+        )
+
+
+async def _http_session(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        app[FETCH] = HttpFetch(session)
+        yield
 
 
 def background(
@@ -67,23 +136,24 @@ def background(
     return ctx
 
 
-def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("%s stopped: %r", task.get_name(), task.exception(), exc_info=task.exception())
-
-
 def feed(
-    name: str, changes: Callable[[], AsyncIterator[T]], publish: Callable[[T], None]
+    name: str,
+    changes: Callable[[], AsyncGenerator[T, None]],
+    publish: Callable[[T], None],
+    *,
+    wait_first: bool = True,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """Return a cleanup context that publishes what a source yields, from startup until cleanup.
 
-    The source's first yield (its initial read) is published during startup, so the first
-    client to connect already gets real data rather than an empty shape.
+    With ``wait_first`` the source's first yield (its initial read of local files) is published
+    during startup, so the first client to connect already gets real data. Remote sources
+    (HTTP polls) do not hold up startup.
     """
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         stream = changes()
-        publish(await anext(stream))
+        if wait_first:
+            publish(await anext(stream))
 
         async def follow() -> None:
             async for item in stream:
@@ -93,18 +163,14 @@ def feed(
         task.add_done_callback(_report_crash)
         yield
         await cancel_and_wait(task)
+        await stream.aclose()  # runs the source's own cleanup even if follow() never started
 
     return ctx
 
 
-def publish_adw(app: web.Application, changed: set[str]) -> None:
-    """Update the ADW file channels after the records of ``changed`` ADWs changed."""
-    source, pipeline, github_repo = app[ADW_FILES], app[PIPELINE], app[CONFIG].adw.github_repo
-    for adw_id in sorted(changed):
-        pipeline.update(adw_state_channel(adw_id), views.adw_state(adw_id, source.records.get(adw_id)))
-    records = source.records.values()
-    pipeline.update("workflows", views.workflows(records, github_repo=github_repo))
-    pipeline.update("adw-monitor", views.monitor(records, worktrees=source.worktrees, github_repo=github_repo))
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("%s stopped: %r", task.get_name(), task.exception(), exc_info=task.exception())
 
 
 async def _close_sockets(app: web.Application) -> None:

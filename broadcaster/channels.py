@@ -63,6 +63,7 @@ WORKFLOW_HISTORY = ChannelSpec(
     "workflow-history",
     "workflow_history_update",
     lambda: {"workflows": [], "total_count": 0, "analytics": empty_analytics()},
+    volatile=(("analytics", "cost_trend_7day"), ("analytics", "cost_trend_30day")),  # relative to now
 )
 ADW_STATE = ChannelSpec("adw-state", "adw_state_update", dict)
 ADW_MONITOR = ChannelSpec(

@@ -5,12 +5,20 @@ from __future__ import annotations
 from aiohttp import web
 
 from sources.adw_files import AdwFiles
+from sources.http import Fetch
+from sources.sqlite import SqliteWatch
 
 from .config import Config
+from .feeds import Feeds
 from .hub import Hub
 from .pipeline import Pipeline
+from .status import SystemStatus
 
 CONFIG = web.AppKey("config", Config)
 HUB = web.AppKey("hub", Hub)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 ADW_FILES = web.AppKey("adw_files", AdwFiles)
+DATABASES = web.AppKey("databases", list[SqliteWatch])
+FEEDS = web.AppKey("feeds", Feeds)
+FETCH = web.AppKey("fetch", Fetch)
+STATUS = web.AppKey("status", SystemStatus)

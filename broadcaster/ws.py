@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -16,6 +17,7 @@ from .client import Client
 from .errors import InvalidAdwId
 from .keys import CONFIG, HUB
 from .protocol import reply_to
+from .views import route
 
 logger = logging.getLogger(__name__)
 
@@ -97,14 +99,27 @@ async def serve(request: web.Request, channel: str) -> web.WebSocketResponse:
     return ws
 
 
-def add_routes(app: web.Application, prefixes: tuple[str, ...]) -> None:
-    """Serve every channel's WebSocket path under each of ``prefixes``."""
+def add_routes(app: web.Application, prefixes: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Serve every channel's WebSocket path under each of ``prefixes``; return their Routes."""
+    routes = []
     for prefix in prefixes:
-        for family in SPECS:
+        for family, spec in SPECS.items():
             if family == "adw-state":
-                app.router.add_get(f"{prefix}/ws/adw-state/{{adw_id}}", channel_handler(adw_state_of))
+                path, handler = f"{prefix}/ws/adw-state/{{adw_id}}", channel_handler(adw_state_of)
             else:
-                app.router.add_get(f"{prefix}/ws/{family}", channel_handler(_always(family)))
+                path, handler = f"{prefix}/ws/{family}", channel_handler(_always(family))
+            app.router.add_get(path, handler, allow_head=False)
+            routes.append(
+                route(
+                    path,
+                    "GET",
+                    f"{family.replace('-', '_')}_ws",
+                    f"WebSocket: {spec.type} messages",
+                    "Current state on connect, then every change (at most one per min_interval)",
+                    ["websocket"],
+                )
+            )
+    return routes
 
 
 def _always(channel: str) -> Callable[[web.Request], str]:

@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,7 @@ class AdwFiles:
         """Return the names of the directories in ``trees_dir`` as of the last look."""
         return self._worktrees
 
-    async def changes(self) -> AsyncIterator[set[str]]:
+    async def changes(self) -> AsyncGenerator[set[str], None]:
         """Yield the ids of the ADWs whose record changed: first all of them, then as they change.
 
         The first yield comes at once, even when ``agents_dir`` does not exist yet (then it is

@@ -85,6 +85,7 @@ def make_config(workspace: Workspace) -> Callable[..., Config]:
             "adw.trees_dir": str(workspace.trees),
             "broadcast.min_interval": 0.2,
             "server.heartbeat_interval": 30.0,
+            "webhook.status_url": "",  # tests that want the poller start their own webhook service
         }
         values.update({key.replace("__", "."): value for key, value in overrides.items()})
         return load_config(None, env={}, overrides=values, cwd=workspace.root)

@@ -1,0 +1,30 @@
+"""The aiohttp implementation of ``sources.http.Fetch``: one session, bounded answers."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from sources.http import Reply
+
+MAX_BODY = 4 * 1024 * 1024  # bytes; a status endpoint or OpenAPI document is far smaller
+
+
+class HttpFetch:
+    """GET with a total timeout; network trouble becomes ``Reply(error=...)``, never an exception."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    async def __call__(self, url: str, *, timeout: float) -> Reply:
+        try:
+            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                body = await response.content.read(MAX_BODY + 1)
+                if len(body) > MAX_BODY:
+                    return Reply(error=f"{url}: answer larger than {MAX_BODY // (1024 * 1024)} MiB")
+                return Reply(response.status, body)
+        except TimeoutError:
+            return Reply(error=f"{url}: no answer within {timeout:g}s")
+        except aiohttp.ClientConnectorError as exc:
+            return Reply(error=f"{url}: {exc.os_error.strerror or exc.os_error}")
+        except (aiohttp.ClientError, ValueError) as exc:
+            return Reply(error=f"{url}: {exc}")

@@ -1,0 +1,183 @@
+"""HTTP fallback: each channel's current data over GET, with an ETag and 304; the origin policy.
+
+These handlers read what the hub (or, for paging through history, the last database read)
+already holds. They never read the sources, so polling clients cost no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .channels import SPECS, adw_state_channel, validate_adw_id
+from .config import ServerConfig
+from .errors import InvalidAdwId
+from .keys import CONFIG, FEEDS, HUB
+from .snapshot import digest
+from .views import HISTORY_FILTERS, HISTORY_LIMIT, filter_history, route
+
+HTTP_PREFIXES = ("/api/v1", "/api")
+MAX_LIMIT = 1000
+_LOCAL_ORIGIN = re.compile(r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def origin_allowed(origin: str, server: ServerConfig) -> bool:
+    """Return whether a browser page from ``origin`` may read this service."""
+    if not server.cors_origins:
+        return bool(_LOCAL_ORIGIN.fullmatch(origin))
+    return "*" in server.cors_origins or origin in server.cors_origins
+
+
+@web.middleware
+async def origin_policy(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer CORS preflights, add CORS headers, and refuse pages from other origins.
+
+    Browsers send ``Origin`` on cross-origin requests and on every WebSocket upgrade; without this
+    any web page the developer visits could read their agents' state from localhost.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return await handler(request)  # not a browser page: curl, scripts, the Python client
+    server = request.app[CONFIG].server
+    if not origin_allowed(origin, server):
+        return web.json_response({"error": f"origin {origin} is not allowed (see [server] cors_origins)"}, status=403)
+    cors = {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Expose-Headers": "ETag",
+        "Vary": "Origin",
+    }
+    if request.method == "OPTIONS":
+        return web.Response(
+            status=204,
+            headers={
+                **cors,
+                "Access-Control-Allow-Methods": "GET, OPTIONS",
+                "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", ""),
+                "Access-Control-Max-Age": "600",
+            },
+        )
+    response = await handler(request)
+    if not response.prepared:  # a WebSocket is already upgraded; nothing to add
+        response.headers.update(cors)
+    return response
+
+
+def json_answer(request: web.Request, body: Any, tag: str) -> web.Response:
+    """Answer ``body`` as JSON with ``ETag: "tag"``, or 304 if the client already has it."""
+    etag = f'"{tag}"'
+    if _matches(request.headers.get("If-None-Match", ""), etag):
+        return web.Response(status=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
+    return web.Response(
+        body=orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
+        content_type="application/json",
+        headers={"ETag": etag, "Cache-Control": "no-cache"},
+    )
+
+
+def _matches(header: str, etag: str) -> bool:
+    candidates = [c.strip().removeprefix("W/") for c in header.split(",") if c.strip()]
+    return "*" in candidates or etag in candidates
+
+
+def channel_view(channel: str, shape: Callable[[Any], Any] | None = None) -> Handler:
+    """Return a handler answering ``channel``'s current data (reshaped by ``shape`` if given)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        event = request.app[HUB].current(channel)
+        if shape is None:
+            return json_answer(request, event.data, event.digest)
+        body = shape(event.data)
+        return json_answer(request, body, digest(body))
+
+    return handler
+
+
+async def adw_state_view(request: web.Request) -> web.StreamResponse:
+    """Answer one ADW's current state (``{}`` if it has none); bad ids get 400 before any lookup."""
+    try:
+        channel = adw_state_channel(validate_adw_id(request.match_info["adw_id"]))
+    except InvalidAdwId as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    event = request.app[HUB].current(channel)
+    return json_answer(request, event.data, event.digest)
+
+
+async def history_view(request: web.Request) -> web.StreamResponse:
+    """Answer workflow history; with query parameters, filter and page the last rows read."""
+    query = request.query
+    unknown = set(query) - {"limit", "offset", "search", "sort_by", "sort_order", *HISTORY_FILTERS}
+    if unknown:
+        return _bad(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    try:
+        limit = int(query.get("limit", HISTORY_LIMIT))
+        offset = int(query.get("offset", 0))
+    except ValueError:
+        return _bad("limit and offset must be integers")
+    if not 1 <= limit <= MAX_LIMIT or offset < 0:
+        return _bad(f"limit must be 1-{MAX_LIMIT} and offset >= 0")
+    order = query.get("sort_order", "desc").lower()
+    if order not in ("asc", "desc"):
+        return _bad("sort_order must be asc or desc")
+    rows = request.app[FEEDS].history_rows
+    sort_by = query.get("sort_by", "")
+    if sort_by and rows and sort_by not in rows[0]:
+        return _bad(f"sort_by: no column {sort_by!r} in workflow_history")
+    filters = {k: query[k] for k in HISTORY_FILTERS if query.get(k)}
+    if limit == HISTORY_LIMIT and offset == 0 and order == "desc" and not (filters or sort_by or query.get("search")):
+        event = request.app[HUB].current("workflow-history")  # exactly what the WebSocket sends
+        return json_answer(request, event.data, event.digest)
+    body = filter_history(
+        rows,
+        limit=limit,
+        offset=offset,
+        filters=filters,
+        search=query.get("search", ""),
+        sort_by=sort_by,
+        descending=order == "desc",
+    )
+    return json_answer(request, body, digest(body, SPECS["workflow-history"].volatile))
+
+
+def _bad(message: str) -> web.Response:
+    return web.json_response({"error": message}, status=400)
+
+
+def add_http_routes(app: web.Application) -> list[dict[str, Any]]:
+    """Serve each channel's HTTP fallback under ``/api/v1`` and ``/api``; return their Routes."""
+    views: list[tuple[str, Handler, str]] = [
+        ("/workflows", channel_view("workflows"), "Active workflows"),
+        ("/routes", channel_view("routes", lambda d: {"routes": d, "total": len(d)}), "Routes, as {routes, total}"),
+        (
+            "/workflow-history",
+            history_view,
+            "Workflow history; limit, offset, status, model, template, search, sort_by, sort_order",
+        ),
+        ("/adw-monitor", channel_view("adw-monitor"), "Every ADW's status and a summary"),
+        ("/queue", channel_view("queue"), "The phase queue"),
+        ("/queue/config", channel_view("queue", lambda d: {"paused": d["paused"]}), "Whether the queue is paused"),
+        ("/system-status", channel_view("system-status"), "Health of each source and check"),
+        ("/webhook-status", channel_view("webhook-status"), "The webhook service's status"),
+        ("/adw-state/{adw_id}", adw_state_view, "One ADW's state"),
+    ]
+    routes = []
+    for prefix in HTTP_PREFIXES:
+        for path, handler, summary in views:
+            app.router.add_get(prefix + path, handler, allow_head=False)
+            name = path.strip("/").split("/{")[0].replace("/", "_").replace("-", "_")
+            routes.append(
+                route(
+                    prefix + path,
+                    "GET",
+                    name,
+                    summary,
+                    "HTTP fallback: the same data as the WebSocket channel, with an ETag",
+                    ["http"],
+                )
+            )
+    return routes

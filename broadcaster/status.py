@@ -1,0 +1,79 @@
+"""System status: one entry per source and configured check, each with how long it has been so."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .clock import iso_utc
+
+LEVELS = ("healthy", "degraded", "error")
+
+
+@dataclass(slots=True)
+class _Service:
+    status: str
+    message: str
+    details: dict[str, Any]
+    since: float
+
+
+@dataclass
+class SystemStatus:
+    """Track each service's status and when it last changed; report DESIGN.md's shape."""
+
+    clock: Callable[[], float] = time.time
+    _services: dict[str, _Service] = field(default_factory=dict)
+
+    def set(self, name: str, status: str, message: str, details: Mapping[str, Any] | None = None) -> None:
+        """Record ``name``'s current status; its uptime restarts when the status changes."""
+        if status not in LEVELS:
+            raise ValueError(f"status must be one of {LEVELS}, got {status!r}")
+        old = self._services.get(name)
+        since = old.since if old is not None and old.status == status else self.clock()
+        self._services[name] = _Service(status, message, dict(details or {}), since)
+
+    def report(self) -> dict[str, Any]:
+        """Return ``{overall_status, timestamp, services, summary}``."""
+        now = self.clock()
+        services = {}
+        for name, s in self._services.items():
+            held = max(0.0, now - s.since)
+            services[name] = {
+                "name": name,
+                "status": s.status,
+                "uptime_seconds": round(held, 1) if s.status == "healthy" else 0.0,
+                "uptime_human": human(held) if s.status == "healthy" else f"{s.status} for {human(held)}",
+                "message": s.message,
+                "details": s.details,
+            }
+        statuses = [s["status"] for s in services.values()]
+        overall = "error" if "error" in statuses else "degraded" if "degraded" in statuses else "healthy"
+        healthy = statuses.count("healthy")
+        return {
+            "overall_status": overall,
+            "timestamp": iso_utc(now),
+            "services": services,
+            "summary": {
+                "healthy_services": healthy,
+                "total_services": len(statuses),
+                "health_percentage": round(healthy / len(statuses) * 100, 1) if statuses else 100.0,
+            },
+        }
+
+
+def human(seconds: float) -> str:
+    """Format a duration as ``2d 3h``, ``4h 5m``, ``6m 7s`` or ``8s``."""
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {s}s"
+    return f"{s}s"
