@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import aiohttp
 
 from sources.http import Reply
@@ -25,6 +27,7 @@ class HttpFetch:
         except TimeoutError:
             return Reply(error=f"{url}: no answer within {timeout:g}s")
         except aiohttp.ClientConnectorError as exc:
-            return Reply(error=f"{url}: {exc.os_error.strerror or exc.os_error}")
+            errno = exc.os_error.errno
+            return Reply(error=f"{url}: {os.strerror(errno) if errno else exc.os_error}")
         except (aiohttp.ClientError, ValueError) as exc:
             return Reply(error=f"{url}: {exc}")
