@@ -14,7 +14,9 @@ from aiohttp import web
 
 from . import __version__
 from .app import create_app
+from .channels import SPECS
 from .config import LOG_LEVELS, Config, load_config
+from .demo import run_demo
 from .errors import ConfigError
 
 logger = logging.getLogger("broadcaster")
@@ -32,6 +34,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", help="port to bind (default 8002, or BACKEND_PORT from .ports.env)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="log verbosity (default info)")
+    parser.add_argument(
+        "--demo", action="store_true", help="run on simulated agents in a temporary workspace (removed on exit)"
+    )
+    parser.add_argument(
+        "--demo-speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="with --demo: make the simulated agents X times faster (default 1)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser.parse_args(argv)
 
@@ -60,8 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if config.log_level != "debug":
         logging.getLogger("watchfiles").setLevel(logging.WARNING)  # it logs every change at INFO
+    if args.demo_speed <= 0:
+        print("adw-broadcaster: --demo-speed must be > 0", file=sys.stderr)
+        return 2
     try:
-        asyncio.run(serve(config))
+        asyncio.run(run_demo(config, speed=args.demo_speed) if args.demo else serve(config))
     except OSError as exc:  # the port is taken, the address does not exist, ...
         print(
             f"adw-broadcaster: cannot listen on {config.server.host}:{config.server.port}: {exc.strerror or exc}",
@@ -71,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def serve(config: Config, *, banner: bool = True) -> None:
+async def serve(config: Config, *, banner: bool = True, demo_workspace: Path | None = None) -> None:
     """Serve ``config`` until SIGINT or SIGTERM, then close sockets (1001) and stop every source."""
     runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
@@ -79,7 +94,7 @@ async def serve(config: Config, *, banner: bool = True) -> None:
         site = web.TCPSite(runner, config.server.host, config.server.port)
         await site.start()
         if banner:
-            print_banner(config, runner)
+            print_banner(config, runner, demo_workspace)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -90,17 +105,28 @@ async def serve(config: Config, *, banner: bool = True) -> None:
         await runner.cleanup()
 
 
-def print_banner(config: Config, runner: web.AppRunner) -> None:
+def print_banner(config: Config, runner: web.AppRunner, demo_workspace: Path | None = None) -> None:
     """Tell the user where to connect."""
     host, port = config.server.host, config.server.port
     for address in runner.addresses:
         if isinstance(address, tuple) and len(address) >= 2:
             host, port = address[0], address[1]
             break
-    shown = f"[{host}]" if ":" in str(host) else host
-    base = f"{shown}:{port}"
+    base = f"{f'[{host}]' if ':' in str(host) else host}:{port}"
     prefix = config.server.path_prefixes[-1] if config.server.path_prefixes else ""
-    print(f"adw-broadcaster {__version__} listening on http://{base}", flush=True)
-    print(f"  watching  {config.adw.agents_dir}", flush=True)
-    print(f"  try       ws://{base}{prefix}/ws/adw-monitor", flush=True)
-    print("  Ctrl-C to stop", flush=True)
+    lines = [f"adw-broadcaster {__version__} listening on http://{base}"]
+    if demo_workspace is not None:
+        lines.append(f"  demo      simulated agents in {demo_workspace} (removed on exit)")
+    else:
+        lines.append(f"  watching  {config.adw.agents_dir}")
+    lines += [
+        f"  live      ws://{base}{prefix}/ws/adw-monitor   (any of: {', '.join(_ws_names())})",
+        f"  snapshot  http://{base}/api/v1/adw-monitor   (same data over HTTP, JSON)",
+        f"  status    http://{base}/api/v1/system-status",
+        "  Ctrl-C to stop",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _ws_names() -> list[str]:
+    return [f"{family}/{{adw_id}}" if family == "adw-state" else family for family in SPECS]

@@ -16,18 +16,27 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 
 from broadcaster import create_app
+from tests.agents_db import AgentsDb
 from tests.conftest import receive
 
-OUR_TASKS = re.compile(r"pipeline|adw files|watch .*|writer .*")
+OUR_TASKS = re.compile(r"pipeline|adw files|watch .*|writer .*|database .*|hint .*|(webhook|openapi|checks) poll")
 
 
 def our_tasks() -> list[asyncio.Task[object]]:
     return [t for t in asyncio.all_tasks() if OUR_TASKS.fullmatch(t.get_name()) and not t.done()]
 
 
-async def test_shutdown_closes_sockets_with_1001_then_stops_sources(make_config, write_state) -> None:
+async def test_shutdown_closes_sockets_with_1001_then_stops_sources(make_config, write_state, workspace) -> None:
     write_state("a1", step=0)
-    app = create_app(make_config())
+    AgentsDb(workspace.root / "agents.db").create()
+    nowhere = "http://127.0.0.1:9/"  # refused: the pollers run and fail, which is all this test needs
+    config = make_config(
+        database__path=str(workspace.root / "agents.db"),
+        webhook__status_url=nowhere,
+        routes__openapi_url=nowhere,
+        system_status__checks=[{"name": "x", "url": nowhere}],
+    )
+    app = create_app(config)
     events: list[tuple[str, object]] = []
 
     async def after_close_sockets(app: web.Application) -> None:
@@ -54,7 +63,18 @@ async def test_shutdown_closes_sockets_with_1001_then_stops_sources(make_config,
         assert (msg.type, msg.data, msg.extra) == (WSMsgType.CLOSE, 1001, "server shutdown")
         await asyncio.wait_for(closing, 5)
     assert events == [
-        ("sockets closed", ["adw files", f"watch {make_config().adw.agents_dir}"]),  # sources still running
+        (
+            "sockets closed",
+            [  # every source still running
+                "adw files",
+                "checks poll",
+                "database agents.db",
+                "hint agents.db",
+                "openapi poll",
+                f"watch {config.adw.agents_dir}",
+                "webhook poll",
+            ],
+        ),
         ("cleanup starts", None),
         ("cleanup done", []),  # every task created was cancelled and awaited
     ]
