@@ -27,6 +27,7 @@ from .tasks import cancel_and_wait
 logger = logging.getLogger(__name__)
 
 Reader = Callable[[aiosqlite.Connection], Awaitable[Any]]
+NOT_READ_YET = "not read yet"
 BUSY_TIMEOUT = 0.1  # seconds a query waits on a writer's lock before we report it and retry next poll
 
 
@@ -44,7 +45,7 @@ class SqliteHealth:
 
     ok: bool = False
     transient: bool = False  # the failure is a writer's lock, which passes by itself
-    message: str = "not read yet"
+    message: str = NOT_READ_YET
     errors: dict[str, str] = field(default_factory=dict)  # reader name -> why it fails
     reads: int = 0
 
@@ -158,8 +159,8 @@ class SqliteWatch:
         return self._conn, True
 
     def _succeed(self) -> None:
-        if not self.health.ok:
-            logger.info("%s: readable", self.path)
+        if not self.health.ok and self.health.message != NOT_READ_YET:  # a recovery, not the first read
+            logger.info("%s: readable again", self.path)
         self.health.ok = True
         self.health.transient = False
         self.health.message = "ok" if not self.health.errors else "; ".join(sorted(set(self.health.errors.values())))

@@ -214,6 +214,20 @@ async def test_history_can_come_from_its_own_file(start, workspace) -> None:
         assert [w["adw_id"] for w in (await receive(hist))["data"]["workflows"]] == ["h2", "h1"]
 
 
+async def test_a_renamed_column_changes_the_rows_but_breaks_nothing(start_db, db) -> None:
+    db.path.parent.mkdir()
+    db.create()
+    db.add_phase("q-1", 1, title="Plan", parent_issue=1)
+    client = await start_db()
+    async with client.ws_connect("/ws/queue") as ws:
+        assert [p["status"] for p in (await receive(ws))["data"]["phases"]] == ["queued"]
+        db.execute("ALTER TABLE phase_queue RENAME COLUMN status TO state")
+        db.add_phase("q-2", 2, title="Build", parent_issue=1, state="ready")
+        phases = (await receive(ws))["data"]["phases"]
+        assert [(p["queue_id"], p.get("status"), p["state"]) for p in phases] == [("q-1", None, "queued"),
+                                                                                  ("q-2", None, "ready")]
+
+
 def database_service(message: dict) -> dict:
     return message["data"]["services"]["database"]
 
