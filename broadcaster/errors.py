@@ -2,6 +2,7 @@
 
     BroadcasterError            anything this package raises on purpose
      ├── ConfigError            the configuration cannot be used; the message names the file and key
+     ├── StartupError           something the service needs is unusable (e.g. its event log is in use)
      └── ProtocolError          a client asked for something the protocol does not allow
           └── InvalidAdwId      an adw_id in a path is not a plain directory name
 
@@ -18,6 +19,10 @@ class BroadcasterError(Exception):
 
 class ConfigError(BroadcasterError):
     """The configuration is invalid; the message is one line naming the file and key."""
+
+
+class StartupError(BroadcasterError):
+    """The service cannot start; the message is one line saying what to fix."""
 
 
 class ProtocolError(BroadcasterError):
