@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .protocol import encode_heartbeat
+from .protocol import Frame, encode_heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +40,16 @@ class Client:
         self.heartbeat_interval = heartbeat_interval
         self.write_timeout = write_timeout
         self.closed_reason: str | None = None
+        self.recovered: bool | None = None  # set for a resuming connection: said in its first frame
+        self._opened = False  # has the first channel frame (the one with the epoch) gone out?
         self._abort = abort
         self._clock = clock
         self._wall_clock = wall_clock
-        self._frames: dict[str, bytes] = {}
+        self._frames: dict[str, Frame] = {}
         self._control: deque[bytes] = deque(maxlen=MAX_CONTROL_FRAMES)
         self._wake = asyncio.Event()
 
-    def post(self, channel: str, frame: bytes) -> None:
+    def post(self, channel: str, frame: Frame) -> None:
         """Queue ``frame`` as the newest message of ``channel``, replacing an unsent older one."""
         self._frames.pop(channel, None)  # re-insert so frames go out in the order they changed
         self._frames[channel] = frame
@@ -69,13 +71,19 @@ class Client:
                 batch = [encode_heartbeat(self._wall_clock())]
             else:
                 self._wake.clear()
-                batch = [*self._control, *self._frames.values()]
+                batch = [*self._control, *(self._payload(frame) for frame in self._frames.values())]
                 self._control.clear()
                 self._frames.clear()
             for frame in batch:
                 if not await self._write(frame):
                     return
             last_write = self._clock()
+
+    def _payload(self, frame: Frame) -> bytes:
+        if self._opened:
+            return frame.bytes  # the bytes every subscriber gets
+        self._opened = True
+        return frame.opening(self.recovered)
 
     async def _write(self, frame: bytes) -> bool:
         try:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .channels import empty_digest, spec_of
 from .snapshot import digest
+
+if TYPE_CHECKING:
+    from .store import EventStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +36,21 @@ class EventLog:
     """Number the real changes of each channel; drop data whose digest equals the last one.
 
     Every channel starts at its empty shape with seq 0, so data equal to that is no change.
+    Each new event is appended to ``store`` before it is returned (and so before it is broadcast).
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: EventStore, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
         self._clock = clock
         self._last: dict[str, Event] = {}
+        self._gap = 0
+        self._past_gap: set[str] = set()
+
+    def load(self, last: Mapping[str, Event], *, seq_gap: int = 0) -> None:
+        """Continue from stored events; with ``seq_gap``, each channel's next seq skips that many."""
+        self._last = dict(last)
+        self._gap = seq_gap
+        self._past_gap.clear()
 
     def record(self, channel: str, data: Any) -> Event | None:
         """Return a new Event for ``data``, or None if it is the same state as the last one."""
@@ -46,8 +59,13 @@ class EventLog:
         last = self._last.get(channel)
         if new_digest == (last.digest if last else empty_digest(spec.family)):
             return None
-        event = Event(channel, (last.seq if last else 0) + 1, spec.type, data, new_digest, self._clock())
+        seq = (last.seq if last else 0) + 1
+        if self._gap and channel not in self._past_gap:
+            seq += self._gap  # after a crash: never reuse a seq that may have reached a client
+            self._past_gap.add(channel)
+        event = Event(channel, seq, spec.type, data, new_digest, self._clock())
         self._last[channel] = event
+        self.store.append(event)
         return event
 
     def last(self, channel: str) -> Event | None:

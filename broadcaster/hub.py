@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from aiohttp import WSCloseCode
 
 from .client import Client
 from .events import Event, empty_event
-from .protocol import encode_event
+from .protocol import Frame
 
 logger = logging.getLogger(__name__)
 
@@ -19,9 +19,10 @@ logger = logging.getLogger(__name__)
 class Hub:
     """Hold the newest published event of each channel and hand its frame to the subscribers."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, epoch: str = "", clock: Callable[[], float] = time.time) -> None:
+        self.epoch = epoch  # of the event log; every connection's first frame carries it
         self._clock = clock
-        self._current: dict[str, tuple[Event, bytes]] = {}
+        self._current: dict[str, Frame] = {}
         self._subscribers: dict[str, set[Client]] = {}
         self._clients: dict[Client, str] = {}
 
@@ -32,29 +33,40 @@ class Hub:
 
     def publish(self, event: Event) -> None:
         """Make ``event`` the channel's current state and queue its frame for every subscriber."""
-        current = self.current(event.channel)
-        if event.digest == current.digest:
+        unchanged = event.digest == self.current(event.channel).digest
+        frame = Frame(event, self.epoch)
+        self._current[event.channel] = frame
+        if unchanged:
             # A change and its undoing inside one throttle window: the subscribers already
             # have this state. Keep the newer seq for later snapshots, send nothing.
-            self._current[event.channel] = (event, encode_event(event))
             return
-        frame = encode_event(event)
-        self._current[event.channel] = (event, frame)
         for client in self._subscribers.get(event.channel, ()):
             client.post(event.channel, frame)
 
+    def seed(self, events: Iterable[Event]) -> None:
+        """Take stored events as the current state (at start-up, before any client)."""
+        for event in events:
+            self._current[event.channel] = Frame(event, self.epoch)
+
     def current(self, channel: str) -> Event:
         """Return the newest published event of ``channel`` (its empty shape at seq 0 if none)."""
-        held = self._current.get(channel)
-        return held[0] if held else empty_event(channel, self._clock())
+        return self.frame(channel).event
 
-    def attach(self, client: Client, channel: str) -> None:
-        """Subscribe ``client`` to ``channel`` and queue the channel's current state for it."""
+    def frame(self, channel: str) -> Frame:
+        """Return the current frame of ``channel`` (its empty shape at seq 0 if none)."""
         held = self._current.get(channel)
-        frame = held[1] if held else encode_event(empty_event(channel, self._clock()))
+        return held if held is not None else Frame(empty_event(channel, self._clock()), self.epoch)
+
+    def channels(self) -> list[Event]:
+        """Return the current event of every channel that has one."""
+        return [frame.event for frame in self._current.values()]
+
+    def attach(self, client: Client, channel: str, *, send_current: bool = True) -> None:
+        """Subscribe ``client`` to ``channel``; queue the current state unless it already has it."""
         self._subscribers.setdefault(channel, set()).add(client)
         self._clients[client] = channel
-        client.post(channel, frame)
+        if send_current:
+            client.post(channel, self.frame(channel))
 
     def detach(self, client: Client) -> None:
         """Forget ``client``."""

@@ -13,8 +13,8 @@ from .events import Event
 PONG_TEXT = b"pong"
 
 
-def encode_event(event: Event) -> bytes:
-    """Encode ``event`` as the JSON text frame every subscriber of its channel receives."""
+def encode_event(event: Event, *, epoch: str | None = None, recovered: bool | None = None) -> bytes:
+    """Encode ``event`` as a JSON text frame; a connection's first frame also carries ``epoch``."""
     message: dict[str, Any] = {
         "type": event.type,
         "data": event.data,
@@ -24,7 +24,31 @@ def encode_event(event: Event) -> bytes:
     adw_id = adw_id_of(event.channel)
     if adw_id is not None:
         message["adw_id"] = adw_id
+    if epoch is not None:
+        message["epoch"] = epoch
+    if recovered is not None:
+        message["recovered"] = recovered
     return orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS)
+
+
+class Frame:
+    """An event encoded once for all subscribers, and at most once more as a connection's first frame."""
+
+    __slots__ = ("_epoch", "_opening", "bytes", "event")
+
+    def __init__(self, event: Event, epoch: str) -> None:
+        self.event = event
+        self.bytes = encode_event(event)
+        self._epoch = epoch
+        self._opening: bytes | None = None
+
+    def opening(self, recovered: bool | None = None) -> bytes:
+        """Return the frame as a connection's first message: with ``epoch`` (and ``recovered`` if given)."""
+        if recovered is not None:  # only resuming connections ask; encode for this one
+            return encode_event(self.event, epoch=self._epoch, recovered=recovered)
+        if self._opening is None:
+            self._opening = encode_event(self.event, epoch=self._epoch)
+        return self._opening
 
 
 def encode_heartbeat(ts: float) -> bytes:
