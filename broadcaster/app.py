@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
@@ -22,9 +23,10 @@ from .feeds import Feeds
 from .fetch import HttpFetch
 from .http import add_http_routes, origin_policy
 from .hub import Hub
-from .keys import ADW_FILES, CONFIG, DATABASES, FEEDS, FETCH, HUB, PIPELINE, STATUS
+from .keys import ADW_FILES, CONFIG, DATABASES, EVENT_LOG, FEEDS, FETCH, HUB, PIPELINE, STATUS
 from .pipeline import Pipeline
 from .status import SystemStatus
+from .store import CRASH_SEQ_GAP, EventStore, MemoryEventStore, SqliteEventStore
 from .throttle import Throttle
 from .ws import add_routes
 
@@ -42,7 +44,8 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     hub = Hub()
     app[HUB] = hub
-    app[PIPELINE] = pipeline = Pipeline(EventLog(), Throttle(config.broadcast.min_interval), hub)
+    app[EVENT_LOG] = log = EventLog(_store(config))
+    app[PIPELINE] = pipeline = Pipeline(log, Throttle(config.broadcast.min_interval), hub)
     adw = config.adw
     app[ADW_FILES] = AdwFiles(
         adw.agents_dir,
@@ -56,10 +59,11 @@ def create_app(config: Config) -> web.Application:
     app[STATUS] = SystemStatus()
     app[FEEDS] = feeds = Feeds(pipeline, config, adw=app[ADW_FILES], databases=databases, status=app[STATUS])
 
+    app.cleanup_ctx.append(_event_log)  # first in, last out: its final flush sees every event
     app.cleanup_ctx.append(background("pipeline", pipeline.run))
     app.cleanup_ctx.append(_http_session)
     for db in databases:  # before the ADW files, so the first monitor already knows queue statuses
-        app.cleanup_ctx.append(feed(f"database {db.path.name}", db.changes, feeds.database_read))
+        app.cleanup_ctx.append(feed(f"database {db.path.name}", db.changes, functools.partial(feeds.database_read, db)))
     app.cleanup_ctx.append(feed("adw files", app[ADW_FILES].changes, feeds.adw_changed))
     _add_pollers(app, config, feeds)
     app.on_shutdown.append(_close_sockets)
@@ -67,6 +71,35 @@ def create_app(config: Config) -> web.Application:
     routes = add_routes(app, config.server.path_prefixes) + add_http_routes(app)
     feeds.own_routes(routes)
     return app
+
+
+def _store(config: Config) -> EventStore:
+    c = config.event_log
+    if c.path is None:
+        return MemoryEventStore(keep_per_channel=c.keep_per_channel)
+    return SqliteEventStore(
+        c.path,
+        flush_interval=c.flush_interval,
+        batch_max=c.batch_max,
+        keep_per_channel=c.keep_per_channel,
+        max_age=c.max_age_hours * 3600,
+    )
+
+
+async def _event_log(app: web.Application) -> AsyncIterator[None]:
+    """Open the event log and continue from it: seq numbers, epoch and every channel's last state."""
+    log, hub = app[EVENT_LOG], app[HUB]
+    loaded = await log.store.open()
+    log.load(loaded.last, seq_gap=0 if loaded.clean else CRASH_SEQ_GAP)
+    hub.epoch = loaded.epoch
+    hub.seed(loaded.last.values())
+    app[FEEDS].restored(loaded.last.values())
+    app[FEEDS].started()
+    writer = asyncio.create_task(log.store.run(), name="event log")
+    writer.add_done_callback(_report_crash)
+    yield
+    await cancel_and_wait(writer)
+    await log.store.close()
 
 
 def _databases(config: Config) -> list[SqliteWatch]:

@@ -17,7 +17,7 @@ from .app import create_app
 from .channels import SPECS
 from .config import LOG_LEVELS, Config, load_config
 from .demo import run_demo
-from .errors import ConfigError
+from .errors import ConfigError, StartupError
 
 logger = logging.getLogger("broadcaster")
 
@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         asyncio.run(run_demo(config, speed=args.demo_speed) if args.demo else serve(config))
+    except StartupError as exc:
+        print(f"adw-broadcaster: cannot start: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:  # the port is taken, the address does not exist, ...
         print(
             f"adw-broadcaster: cannot listen on {config.server.host}:{config.server.port}: {exc.strerror or exc}",

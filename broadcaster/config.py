@@ -86,6 +86,15 @@ class SystemStatusConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EventLogConfig:
+    path: Path | None = Path(".state/events.db")  # None: in memory, nothing survives a restart
+    flush_interval: float = 0.05
+    batch_max: int = 500
+    keep_per_channel: int = 1000
+    max_age_hours: float = 168.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     log_level: str = "info"
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -95,6 +104,7 @@ class Config:
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     routes: RoutesConfig = field(default_factory=RoutesConfig)
     system_status: SystemStatusConfig = field(default_factory=SystemStatusConfig)
+    event_log: EventLogConfig = field(default_factory=EventLogConfig)
     source: Path | None = None  # the file this came from, for messages; not a key
 
 
@@ -106,6 +116,7 @@ SECTIONS: dict[str, type[Any]] = {
     "webhook": WebhookConfig,
     "routes": RoutesConfig,
     "system_status": SystemStatusConfig,
+    "event_log": EventLogConfig,
 }
 TOP_LEVEL_KEYS = ("log_level",)
 
@@ -355,8 +366,14 @@ def _validate(config: Config, origins: Mapping[str, str]) -> None:
         raise bad("[adw] debounce_ms", f"must be >= step_ms ({a.step_ms}), got {a.debounce_ms}")
     if a.trees_poll_interval <= 0:
         raise bad("[adw] trees_poll_interval", f"must be > 0, got {a.trees_poll_interval}")
-    for section in ("database", "webhook", "routes", "system_status"):
-        for key in ("poll_interval", "timeout"):
+    for section, keys in (
+        ("database", ("poll_interval",)),
+        ("webhook", ("poll_interval", "timeout")),
+        ("routes", ("poll_interval", "timeout")),
+        ("system_status", ("poll_interval", "timeout")),
+        ("event_log", ("flush_interval", "batch_max", "keep_per_channel", "max_age_hours")),
+    ):
+        for key in keys:
             value = getattr(getattr(config, section), key, None)
             if value is not None and value <= 0:
                 raise bad(f"[{section}] {key}", f"must be > 0, got {value}")
@@ -364,6 +381,11 @@ def _validate(config: Config, origins: Mapping[str, str]) -> None:
         url = getattr(getattr(config, section), key)
         if url and not re.match(r"https?://[^/\s]+", url):
             raise bad(f"[{section}] {key}", f'must be an http(s) URL or "" for none, got {url!r}')
+    log_path = config.event_log.path
+    if log_path is not None and log_path.resolve() in {
+        p.resolve() for p in (config.database.path, config.database.history_path) if p
+    }:
+        raise bad("[event_log] path", f"must be a file of the service's own, not the agents' database {log_path}")
     names = [check.name for check in config.system_status.checks]
     for check in config.system_status.checks:
         if not re.match(r"https?://[^/\s]+", check.url):

@@ -388,6 +388,8 @@ def demo_config(config: Config, root: Path, backend_url: str) -> Config:
         system_status=dataclasses.replace(
             config.system_status, poll_interval=1.0, checks=(CheckConfig(name="frontend", url=f"{backend_url}/health"),)
         ),
+        # The demo's history is its own: mixing it into a real log would interleave two histories.
+        event_log=dataclasses.replace(config.event_log, path=root / "events.db"),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -14,8 +14,9 @@ from sources.http import Reply
 from sources.sqlite import Part, SqliteWatch
 
 from . import __version__, views
-from .channels import adw_state_channel
+from .channels import adw_id_of, adw_state_channel
 from .config import Config
+from .events import Event
 from .pipeline import Pipeline
 from .status import SystemStatus
 
@@ -46,11 +47,30 @@ class Feeds:
         self._api_problem: str | None = None
         self._webhook: Reply | None = None
         self._checks: dict[str, Reply] = {}
+        self._unconfirmed_adws: set[str] = set()
+        # Aggregates (routes, system status) wait for each source's first report, so a start-up
+        # never publishes a partial one; after a restart with nothing changed, nothing is sent.
+        self._waiting = {"adw", *(f"db {db.path}" for db in self._databases)}
+        if config.webhook.status_url:
+            self._waiting.add("webhook")
+        if config.routes.openapi_url:
+            self._waiting.add("openapi")
+        if config.system_status.checks:
+            self._waiting.add("checks")
+
+    def restored(self, events: Iterable[Event]) -> None:
+        """Take note of the channels restored from the event log, to confirm them against the sources."""
+        self._unconfirmed_adws = {
+            adw_id for event in events if (adw_id := adw_id_of(event.channel)) is not None and event.data
+        }
 
     # --- sources ------------------------------------------------------------------------------
 
     def adw_changed(self, changed: set[str]) -> None:
         """Update the ADW channels after the records of ``changed`` ADWs changed."""
+        changed = changed | self._unconfirmed_adws  # restored ADWs whose directory went while we were down
+        self._unconfirmed_adws = set()
+        self._waiting.discard("adw")
         records = self._adw.records
         for adw_id in sorted(changed):
             self._pipeline.update(adw_state_channel(adw_id), views.adw_state(adw_id, records.get(adw_id)))
@@ -58,8 +78,9 @@ class Feeds:
         self._monitor()
         self._system_status()
 
-    def database_read(self, parts: dict[str, Part]) -> None:
+    def database_read(self, db: SqliteWatch, parts: dict[str, Part]) -> None:
         """Update the queue and history channels from a database read (failed parts keep the last data)."""
+        self._waiting.discard(f"db {db.path}")
         queue = parts.get("queue")
         if queue is not None and isinstance(queue.data, QueueData):
             self._pipeline.update("queue", views.queue(queue.data))
@@ -76,12 +97,14 @@ class Feeds:
     def webhook_polled(self, replies: dict[str, Reply]) -> None:
         """Update webhook status from a poll of the webhook service."""
         self._webhook = replies["webhook"]
+        self._waiting.discard("webhook")
         self._pipeline.update("webhook-status", views.webhook_status(self._webhook))
         self._system_status()
 
     def openapi_polled(self, replies: dict[str, Reply]) -> None:
         """Merge the routes of a fetched OpenAPI document (the last good one stays on failure)."""
         reply = replies["openapi"]
+        self._waiting.discard("openapi")
         problem = reply.problem()
         if problem is None:
             try:
@@ -97,11 +120,15 @@ class Feeds:
     def checks_polled(self, replies: dict[str, Reply]) -> None:
         """Record the configured HTTP checks' answers."""
         self._checks = replies
+        self._waiting.discard("checks")
         self._system_status()
 
     def own_routes(self, routes: list[dict[str, Any]]) -> None:
-        """Set the service's own HTTP and WebSocket routes."""
+        """Set the service's own HTTP and WebSocket routes (published once the event log is open)."""
         self._own_routes = routes
+
+    def started(self) -> None:
+        """Publish what needs no source (the routes, when no OpenAPI document is configured)."""
         self._routes()
 
     # --- derived channels ---------------------------------------------------------------------
@@ -118,9 +145,12 @@ class Feeds:
         )
 
     def _routes(self) -> None:
-        self._pipeline.update("routes", views.merge_routes(self._own_routes, self._api_routes))
+        if "openapi" not in self._waiting:
+            self._pipeline.update("routes", views.merge_routes(self._own_routes, self._api_routes))
 
     def _system_status(self) -> None:
+        if self._waiting:
+            return
         config, status = self._config, self._status
         status.set(
             "broadcaster", "healthy", f"serving on {config.server.host}:{config.server.port}", {"version": __version__}

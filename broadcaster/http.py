@@ -14,9 +14,10 @@ import orjson
 from aiohttp import web
 
 from .channels import SPECS, adw_state_channel, validate_adw_id
+from .clock import iso_utc
 from .config import ServerConfig
 from .errors import InvalidAdwId
-from .keys import CONFIG, FEEDS, HUB
+from .keys import CONFIG, EVENT_LOG, FEEDS, HUB
 from .snapshot import digest
 from .views import HISTORY_FILTERS, HISTORY_LIMIT, filter_history, route
 
@@ -144,40 +145,115 @@ async def history_view(request: web.Request) -> web.StreamResponse:
     return json_answer(request, body, digest(body, SPECS["workflow-history"].volatile))
 
 
+EVENTS_LIMIT = 100
+
+
+async def events_view(request: web.Request) -> web.StreamResponse:
+    """Answer stored events oldest first: one channel's after a seq, or all channels' after a log id."""
+    query = request.query
+    unknown = set(query) - {"channel", "since", "limit"}
+    if unknown:
+        return _bad(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    channel = query.get("channel") or None
+    if channel is not None:
+        family, _, adw_id = channel.partition(":")
+        if family not in SPECS or (family == "adw-state") != bool(adw_id):
+            return _bad(f"no channel {channel[:80]!r} (e.g. queue, adw-state:77c90e61)")
+        if adw_id:
+            try:
+                validate_adw_id(adw_id)
+            except InvalidAdwId as exc:
+                return _bad(str(exc))
+    try:
+        since = int(query.get("since", 0))
+        limit = int(query.get("limit", EVENTS_LIMIT))
+    except ValueError:
+        return _bad("since and limit must be integers")
+    if since < 0 or not 1 <= limit <= MAX_LIMIT:
+        return _bad(f"since must be >= 0 and limit 1-{MAX_LIMIT}")
+    rows = await request.app[EVENT_LOG].store.events(channel, since, limit)
+    events = [
+        {
+            "id": i,
+            "channel": e.channel,
+            "seq": e.seq,
+            "type": e.type,
+            "data": e.data,
+            "digest": e.digest,
+            "timestamp": iso_utc(e.timestamp),
+        }
+        for i, e in rows
+    ]
+    last = (events[-1]["seq"] if channel else events[-1]["id"]) if events else since
+    body = {"epoch": request.app[HUB].epoch, "channel": channel, "since": since, "events": events, "next": last}
+    return web.Response(body=orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), content_type="application/json")
+
+
+async def channels_view(request: web.Request) -> web.StreamResponse:
+    """Answer every channel with its current seq and digest (what a resuming client compares with)."""
+    hub, store = request.app[HUB], request.app[EVENT_LOG].store
+    channels = [
+        {
+            "channel": e.channel,
+            "type": e.type,
+            "seq": e.seq,
+            "digest": e.digest,
+            "timestamp": iso_utc(e.timestamp),
+            "subscribers": hub.subscriber_count(e.channel),
+            "contiguous_from": store.contiguous_from(e.channel),
+        }
+        for e in sorted(hub.channels(), key=lambda e: e.channel)
+    ]
+    return web.json_response({"epoch": hub.epoch, "channels": channels})
+
+
 def _bad(message: str) -> web.Response:
     return web.json_response({"error": message}, status=400)
 
 
+FALLBACK = ("HTTP fallback: the same data as the WebSocket channel, with an ETag", ["http"])
+EVENT_LOG_ROUTE = ("The event log", ["events"])
+
+
 def add_http_routes(app: web.Application) -> list[dict[str, Any]]:
-    """Serve each channel's HTTP fallback under ``/api/v1`` and ``/api``; return their Routes."""
-    views: list[tuple[str, Handler, str]] = [
-        ("/workflows", channel_view("workflows"), "Active workflows"),
-        ("/routes", channel_view("routes", lambda d: {"routes": d, "total": len(d)}), "Routes, as {routes, total}"),
+    """Serve each channel's HTTP fallback and the event log API under ``/api/v1`` and ``/api``; return the Routes."""
+    views: list[tuple[str, Handler, str, tuple[str, list[str]]]] = [
+        ("/workflows", channel_view("workflows"), "Active workflows", FALLBACK),
+        (
+            "/routes",
+            channel_view("routes", lambda d: {"routes": d, "total": len(d)}),
+            "Routes, as {routes, total}",
+            FALLBACK,
+        ),
         (
             "/workflow-history",
             history_view,
             "Workflow history; limit, offset, status, model, template, search, sort_by, sort_order",
+            FALLBACK,
         ),
-        ("/adw-monitor", channel_view("adw-monitor"), "Every ADW's status and a summary"),
-        ("/queue", channel_view("queue"), "The phase queue"),
-        ("/queue/config", channel_view("queue", lambda d: {"paused": d["paused"]}), "Whether the queue is paused"),
-        ("/system-status", channel_view("system-status"), "Health of each source and check"),
-        ("/webhook-status", channel_view("webhook-status"), "The webhook service's status"),
-        ("/adw-state/{adw_id}", adw_state_view, "One ADW's state"),
+        ("/adw-monitor", channel_view("adw-monitor"), "Every ADW's status and a summary", FALLBACK),
+        ("/queue", channel_view("queue"), "The phase queue", FALLBACK),
+        (
+            "/queue/config",
+            channel_view("queue", lambda d: {"paused": d["paused"]}),
+            "Whether the queue is paused",
+            FALLBACK,
+        ),
+        ("/system-status", channel_view("system-status"), "Health of each source and check", FALLBACK),
+        ("/webhook-status", channel_view("webhook-status"), "The webhook service's status", FALLBACK),
+        ("/adw-state/{adw_id}", adw_state_view, "One ADW's state", FALLBACK),
+        (
+            "/events",
+            events_view,
+            "Stored events: channel, since (seq, or log id without channel), limit",
+            EVENT_LOG_ROUTE,
+        ),
+        ("/channels", channels_view, "Every channel's current seq and digest, and the log's epoch", EVENT_LOG_ROUTE),
     ]
     routes = []
     for prefix in HTTP_PREFIXES:
-        for path, handler, summary in views:
+        for path, handler, summary, (description, tags) in views:
             app.router.add_get(prefix + path, handler, allow_head=False)
             name = path.strip("/").split("/{")[0].replace("/", "_").replace("-", "_")
-            routes.append(
-                route(
-                    prefix + path,
-                    "GET",
-                    name,
-                    summary,
-                    "HTTP fallback: the same data as the WebSocket channel, with an ETag",
-                    ["http"],
-                )
-            )
+            routes.append(route(prefix + path, "GET", name, summary, description, tags))
     return routes

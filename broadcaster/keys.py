@@ -9,6 +9,7 @@ from sources.http import Fetch
 from sources.sqlite import SqliteWatch
 
 from .config import Config
+from .events import EventLog
 from .feeds import Feeds
 from .hub import Hub
 from .pipeline import Pipeline
@@ -22,3 +23,4 @@ DATABASES = web.AppKey("databases", list[SqliteWatch])
 FEEDS = web.AppKey("feeds", Feeds)
 FETCH = web.AppKey("fetch", Fetch)
 STATUS = web.AppKey("status", SystemStatus)
+EVENT_LOG = web.AppKey("event_log", EventLog)

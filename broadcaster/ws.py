@@ -15,7 +15,9 @@ from sources.tasks import cancel_and_wait
 from .channels import SPECS, adw_state_channel, validate_adw_id
 from .client import Client
 from .errors import InvalidAdwId
-from .keys import CONFIG, HUB
+from .events import EventLog
+from .hub import Hub
+from .keys import CONFIG, EVENT_LOG, HUB
 from .protocol import reply_to
 from .views import route
 
@@ -60,10 +62,41 @@ def adw_state_of(request: web.Request) -> str:
     return adw_state_channel(validate_adw_id(request.match_info["adw_id"]))
 
 
+def resume_point(request: web.Request) -> tuple[int, str] | None:
+    """Return ``(since, epoch)`` if the client asked to resume; raise 400 if it asked wrongly."""
+    since = request.query.get("since")
+    if since is None:
+        return None
+    if not since.isdigit() or len(since) > 18:
+        raise web.HTTPBadRequest(text=f"since must be a non-negative integer (a seq), got {since[:40]!r}")
+    return int(since), request.query.get("epoch", "")
+
+
+def greet(hub: Hub, log: EventLog, client: Client, channel: str, resume: tuple[int, str] | None) -> None:
+    """Subscribe ``client``, first sending what it needs to be current (nothing, if it is).
+
+    A resuming client whose epoch matches and whose seq the log still continues from gets the
+    newest state marked ``recovered: true`` (every channel carries its full state, so the newest
+    event covers all it missed); any other resume gets the snapshot with ``recovered: false``.
+    """
+    if resume is None:
+        hub.attach(client, channel)
+        return
+    since, epoch = resume
+    current = hub.current(channel).seq
+    same_history = epoch == hub.epoch
+    if same_history and since == current:
+        hub.attach(client, channel, send_current=False)  # up to date: nothing extra
+        return
+    client.recovered = same_history and since < current and log.store.contiguous_from(channel) <= since + 1
+    hub.attach(client, channel)
+
+
 async def serve(request: web.Request, channel: str) -> web.WebSocketResponse:
     """Upgrade ``request`` and stream ``channel`` to it until either side closes."""
     server = request.app[CONFIG].server
     hub = request.app[HUB]
+    resume = resume_point(request)
     ws = web.WebSocketResponse(
         heartbeat=server.ping_interval or None,
         compress=False,  # frames are encoded once and written as they are to every client
@@ -78,7 +111,7 @@ async def serve(request: web.Request, channel: str) -> web.WebSocketResponse:
         write_timeout=server.write_timeout,
         abort=transport.abort if transport is not None else (lambda: None),
     )
-    hub.attach(client, channel)
+    greet(hub, request.app[EVENT_LOG], client, channel, resume)
     writer = asyncio.create_task(client.run(), name=f"writer {channel}")
     bucket = _TokenBucket(FLOOD_BURST, FLOOD_RATE)
     try:

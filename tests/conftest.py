@@ -35,6 +35,21 @@ class IsoTime:
 ISO_TIME = IsoTime()
 
 
+class Epoch:
+    """Equal to any event-log epoch (16 hex digits)."""
+
+    _pattern = re.compile(r"[0-9a-f]{16}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and bool(self._pattern.fullmatch(other))
+
+    def __repr__(self) -> str:
+        return "<epoch>"
+
+
+EPOCH = Epoch()
+
+
 @dataclass
 class Workspace:
     root: Path
@@ -86,6 +101,7 @@ def make_config(workspace: Workspace) -> Callable[..., Config]:
             "broadcast.min_interval": 0.2,
             "server.heartbeat_interval": 30.0,
             "webhook.status_url": "",  # tests that want the poller start their own webhook service
+            "event_log.path": str(workspace.root / ".state" / "events.db"),
         }
         values.update({key.replace("__", "."): value for key, value in overrides.items()})
         return load_config(None, env={}, overrides=values, cwd=workspace.root)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from broadcaster.keys import ADW_FILES
-from tests.conftest import ISO_TIME, receive
+from tests.conftest import EPOCH, ISO_TIME, receive
 
 
 def monitor_item(adw_id: str, **overrides: Any) -> dict[str, Any]:
@@ -61,6 +61,7 @@ async def test_adw_state_snapshot_then_update(start, write_state, atomic: bool) 
             "type": "adw_state_update",
             "adw_id": "a1b2c3d4",
             "seq": 1,
+            "epoch": EPOCH,
             "timestamp": ISO_TIME,
             "data": {"adw_id": "a1b2c3d4", **STATE},
         }
@@ -84,6 +85,7 @@ async def test_workflows_snapshot_then_update(start, write_state, workspace, ato
         assert await receive(ws) == {
             "type": "workflows_update",
             "seq": 1,
+            "epoch": EPOCH,
             "timestamp": ISO_TIME,
             "data": [
                 {
@@ -137,6 +139,7 @@ async def test_adw_monitor_snapshot_then_update(start, write_state, workspace, a
         assert await receive(ws) == {
             "type": "adw_monitor_update",
             "seq": 1,
+            "epoch": EPOCH,
             "timestamp": ISO_TIME,
             "data": {
                 "workflows": [monitor_item("a1b2c3d4")],
@@ -272,6 +275,7 @@ async def test_unknown_adw_gets_empty_data_and_goes_live_when_its_file_appears(s
             "type": "adw_state_update",
             "adw_id": "new-one",
             "seq": 0,
+            "epoch": EPOCH,
             "timestamp": ISO_TIME,
             "data": {},
         }
@@ -331,7 +335,13 @@ async def test_agents_dir_created_after_start(start, write_state, workspace) -> 
     workspace.agents.rmdir()
     client = await start()
     async with client.ws_connect("/ws/workflows") as ws:
-        assert await receive(ws) == {"type": "workflows_update", "seq": 0, "timestamp": ISO_TIME, "data": []}
+        assert await receive(ws) == {
+            "type": "workflows_update",
+            "seq": 0,
+            "epoch": EPOCH,
+            "timestamp": ISO_TIME,
+            "data": [],
+        }
         write_state("late", issue_number=1)  # creates agents/ too
         assert await receive(ws) == {
             "type": "workflows_update",

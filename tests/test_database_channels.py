@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.agents_db import AgentsDb
-from tests.conftest import ISO_TIME, receive, receive_until
+from tests.conftest import EPOCH, ISO_TIME, receive, receive_until
 
 T0 = "2026-11-25 10:00:00"
 
@@ -70,6 +70,7 @@ async def test_queue_snapshot_then_changes_from_another_connection(start_db, db)
         assert await receive(ws) == {
             "type": "queue_update",
             "seq": 1,
+            "epoch": EPOCH,
             "timestamp": ISO_TIME,
             "data": {
                 "phases": [
@@ -224,8 +225,10 @@ async def test_a_renamed_column_changes_the_rows_but_breaks_nothing(start_db, db
         db.execute("ALTER TABLE phase_queue RENAME COLUMN status TO state")
         db.add_phase("q-2", 2, title="Build", parent_issue=1, state="ready")
         phases = (await receive(ws))["data"]["phases"]
-        assert [(p["queue_id"], p.get("status"), p["state"]) for p in phases] == [("q-1", None, "queued"),
-                                                                                  ("q-2", None, "ready")]
+        assert [(p["queue_id"], p.get("status"), p["state"]) for p in phases] == [
+            ("q-1", None, "queued"),
+            ("q-2", None, "ready"),
+        ]
 
 
 def database_service(message: dict) -> dict:
@@ -238,6 +241,7 @@ async def test_a_missing_database_shows_empty_shapes_then_goes_live_when_it_appe
         assert await receive(queue) == {
             "type": "queue_update",
             "seq": 0,
+            "epoch": EPOCH,
             "timestamp": ISO_TIME,
             "data": {"phases": [], "total": 0, "paused": False},
         }

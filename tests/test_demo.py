@@ -87,3 +87,16 @@ async def test_demo_moves_every_channel_and_cleans_up(tmp_path: Path) -> None:
                 proc.kill()
         assert not workspace.exists()
         assert "Traceback" not in proc.stderr.read()
+
+
+def test_the_demo_keeps_its_events_out_of_the_configured_log(tmp_path: Path) -> None:
+    from broadcaster.config import load_config
+    from broadcaster.demo import demo_config
+
+    config = load_config(None, env={}, cwd=tmp_path)
+    demo = demo_config(config, tmp_path / "ws", "http://127.0.0.1:1")
+    assert (config.event_log.path, demo.event_log.path) == (
+        tmp_path / ".state" / "events.db",
+        tmp_path / "ws" / "events.db",
+    )
+    assert (demo.server, demo.broadcast) == (config.server, config.broadcast)  # --host/--port are honoured

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.conftest import ISO_TIME, receive, receive_until
+from tests.conftest import EPOCH, ISO_TIME, receive, receive_until
 
 WEBHOOK = {
     "status": "healthy",
@@ -46,12 +46,14 @@ async def test_webhook_status_down_then_up_then_down(start, aiohttp_server) -> N
     client = await start(webhook__status_url=url, webhook__poll_interval=0.05)
     async with client.ws_connect("/ws/webhook-status") as ws:
         down = await receive_until(ws, lambda m: m["data"]["status"] == "error")
-        assert down[-1] == {
+        assert {k: v for k, v in down[-1].items() if k != "epoch"} == {
             "type": "webhook_status_update",
             "seq": 1,
             "timestamp": ISO_TIME,
             "data": {"status": "error", "message": f"{url}: Connection refused"},
         }
+        assert down[0]["epoch"] == EPOCH  # a connection's first message carries the epoch, no other does
+        assert all("epoch" not in m for m in down[1:])
         served = dict(WEBHOOK)
         server = await aiohttp_server(json_app({"/webhook-status": served}), port=port)
         assert await receive(ws) == {"type": "webhook_status_update", "seq": 2, "timestamp": ISO_TIME, "data": WEBHOOK}

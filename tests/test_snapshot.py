@@ -5,6 +5,7 @@ from __future__ import annotations
 from broadcaster.channels import ADW_MONITOR, SYSTEM_STATUS, empty_digest
 from broadcaster.events import EventLog
 from broadcaster.snapshot import canonical, digest
+from broadcaster.store import MemoryEventStore
 
 
 def test_key_order_does_not_change_the_digest() -> None:
@@ -40,7 +41,7 @@ def test_volatile_paths_through_dict_values() -> None:
 
 
 def test_event_log_numbers_real_changes_only() -> None:
-    log = EventLog(clock=lambda: 7.0)
+    log = EventLog(MemoryEventStore(), clock=lambda: 7.0)
     assert log.record("workflows", []) is None  # equal to the empty shape: nothing to say
     first = log.record("workflows", [{"adw_id": "a"}])
     assert first is not None and (first.seq, first.type, first.timestamp) == (1, "workflows_update", 7.0)
