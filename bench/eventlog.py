@@ -28,17 +28,33 @@ from broadcaster.store import SqliteEventStore
 
 
 def state(n: int) -> dict[str, object]:
-    return {"adw_id": "bench", "issue_number": str(n), "branch_name": f"feature-{n}", "current_phase": "build",
-            "estimated_cost_total": 3.25, "current_cost": n / 1000, "all_adws": ["adw_plan_iso", "adw_build_iso"],
-            "nl_input": "Add a settings page with dark mode " * 4, "model_set": "base", "step": n}
+    return {
+        "adw_id": "bench",
+        "issue_number": str(n),
+        "branch_name": f"feature-{n}",
+        "current_phase": "build",
+        "estimated_cost_total": 3.25,
+        "current_cost": n / 1000,
+        "all_adws": ["adw_plan_iso", "adw_build_iso"],
+        "nl_input": "Add a settings page with dark mode " * 4,
+        "model_set": "base",
+        "step": n,
+    }
 
 
 async def measure(root: Path, durable: bool, updates: int, rate: float) -> tuple[list[float], list[float], int]:
     """Return per-update call times, update-to-client latencies, and events committed meanwhile."""
-    config = load_config(None, env={}, cwd=root, overrides={
-        "adw.agents_dir": str(root / "agents"), "webhook.status_url": "", "broadcast.min_interval": 0,
-        "event_log.path": str(root / f"events-{time.monotonic_ns()}.db") if durable else "",
-    })
+    config = load_config(
+        None,
+        env={},
+        cwd=root,
+        overrides={
+            "adw.agents_dir": str(root / "agents"),
+            "webhook.status_url": "",
+            "broadcast.min_interval": 0,
+            "event_log.path": str(root / f"events-{time.monotonic_ns()}.db") if durable else "",
+        },
+    )
     app: web.Application = create_app(config)
     async with TestClient(TestServer(app)) as client, client.ws_connect("/ws/adw-state/bench") as ws:
         await ws.receive_json(timeout=5)
@@ -86,11 +102,14 @@ async def main() -> None:
     print(f"{'':24}{'update() p50':>14}{'p99':>10}{'latency p50':>14}{'p99':>10}   (microseconds)")
     for durable, name in ((False, "in-memory log"), (True, "SQLite log (durable)")):
         calls, latencies = results[durable]
-        print(f"{name:<24}{p(calls, .5):>14.1f}{p(calls, .99):>10.1f}{p(latencies, .5):>14.1f}{p(latencies, .99):>10.1f}")
+        row = [p(calls, 0.5), p(calls, 0.99), p(latencies, 0.5), p(latencies, 0.99)]
+        print(f"{name:<24}" + "".join(f"{v:>{w}.1f}" for v, w in zip(row, (14, 10, 14, 10), strict=True)))
     mem, disk = results[False], results[True]
-    print(f"ratio SQLite/in-memory: update() p50 {statistics.median(disk[0]) / statistics.median(mem[0]):.2f}, "
-          f"latency p50 {statistics.median(disk[1]) / statistics.median(mem[1]):.2f}, "
-          f"latency p99 {p(disk[1], .99) / p(mem[1], .99):.2f}")
+    print(
+        f"ratio SQLite/in-memory: update() p50 {statistics.median(disk[0]) / statistics.median(mem[0]):.2f}, "
+        f"latency p50 {statistics.median(disk[1]) / statistics.median(mem[1]):.2f}, "
+        f"latency p99 {p(disk[1], 0.99) / p(mem[1], 0.99):.2f}"
+    )
 
 
 if __name__ == "__main__":

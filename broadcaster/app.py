@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
@@ -95,10 +96,8 @@ async def _event_log(app: web.Application) -> AsyncIterator[None]:
     hub.seed(loaded.last.values())
     app[FEEDS].restored(loaded.last.values())
     app[FEEDS].started()
-    writer = asyncio.create_task(log.store.run(), name="event log")
-    writer.add_done_callback(_report_crash)
-    yield
-    await cancel_and_wait(writer)
+    async with running("event log", log.store.run()):
+        yield
     await log.store.close()
 
 
@@ -155,16 +154,25 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+@contextlib.asynccontextmanager
+async def running(name: str, work: Coroutine[Any, Any, None]) -> AsyncIterator[asyncio.Task[None]]:
+    """Run ``work`` as a task for the duration of the block; then cancel it and wait for it."""
+    task = asyncio.create_task(work, name=name)
+    task.add_done_callback(_report_crash)
+    try:
+        yield task
+    finally:
+        await cancel_and_wait(task)
+
+
 def background(
     name: str, run: Callable[[], Coroutine[Any, Any, None]]
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """Return a cleanup context that runs ``run()`` as a task from startup until cleanup."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(run(), name=name)
-        task.add_done_callback(_report_crash)
-        yield
-        await cancel_and_wait(task)
+        async with running(name, run()):
+            yield
 
     return ctx
 
@@ -192,10 +200,8 @@ def feed(
             async for item in stream:
                 publish(item)
 
-        task = asyncio.create_task(follow(), name=name)
-        task.add_done_callback(_report_crash)
-        yield
-        await cancel_and_wait(task)
+        async with running(name, follow()):
+            yield
         await stream.aclose()  # runs the source's own cleanup even if follow() never started
 
     return ctx

@@ -18,6 +18,13 @@ from aiohttp.test_utils import TestClient
 from broadcaster import Config, create_app, load_config
 
 RECEIVE_TIMEOUT = 5.0
+# What a browser sends to open a WebSocket: for requests that must be refused before the upgrade.
+UPGRADE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
 class IsoTime:

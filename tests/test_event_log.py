@@ -20,7 +20,7 @@ from broadcaster.config import load_config
 from broadcaster.events import Event
 from broadcaster.keys import EVENT_LOG
 from broadcaster.store import CRASH_SEQ_GAP, MemoryEventStore, SqliteEventStore
-from tests.conftest import EPOCH, ISO_TIME, receive
+from tests.conftest import EPOCH, ISO_TIME, UPGRADE, receive
 
 STATE = "/ws/adw-state/a1"
 
@@ -126,12 +126,7 @@ async def test_a_malformed_since_is_refused(start, since: str) -> None:
     client = await start()
     response = await client.get(
         f"{STATE}?since={since}",
-        headers={
-            "Upgrade": "websocket",
-            "Connection": "Upgrade",
-            "Sec-WebSocket-Version": "13",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        },
+        headers=UPGRADE,
     )
     assert response.status == 400
     assert (await response.text()).startswith("since must be a non-negative integer")

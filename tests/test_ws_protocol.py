@@ -10,7 +10,7 @@ from aiohttp import WSMsgType
 from yarl import URL
 
 from broadcaster.keys import HUB
-from tests.conftest import EPOCH, ISO_TIME, receive
+from tests.conftest import EPOCH, ISO_TIME, UPGRADE, receive
 
 EMPTY = {
     "workflows": ("workflows_update", []),
@@ -91,12 +91,7 @@ async def test_bad_adw_ids_are_refused(start, workspace, raw: str) -> None:
     # The raw session, not client.get: the test client would normalise "." and ".." away.
     response = await client.session.get(
         URL(f"http://{client.host}:{client.port}/ws/adw-state/{raw}", encoded=True),
-        headers={
-            "Upgrade": "websocket",
-            "Connection": "Upgrade",
-            "Sec-WebSocket-Version": "13",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        },
+        headers=UPGRADE,
     )
     assert response.status == 400
     assert (await response.text()).startswith("invalid adw_id ")
