@@ -14,7 +14,7 @@ from aiohttp import web
 
 from sources import database
 from sources.adw_files import AdwFiles
-from sources.http import poll
+from sources.http import Reply, poll
 from sources.sqlite import Reader, SqliteWatch
 from sources.tasks import cancel_and_wait
 
@@ -113,39 +113,40 @@ def _databases(config: Config) -> list[SqliteWatch]:
 
 
 def _add_pollers(app: web.Application, config: Config, feeds: Feeds) -> None:
-    def every(urls: dict[str, str], interval: float, timeout: float) -> Callable[[], AsyncGenerator[Any, None]]:
-        return lambda: poll(app[FETCH], urls, interval=interval, timeout=timeout)
+    """Poll each configured HTTP service; its answers go to its feed."""
+    pollers: list[tuple[str, dict[str, str], float, float, Callable[[dict[str, Reply]], None]]] = [
+        (
+            "webhook poll",
+            {"webhook": config.webhook.status_url},
+            config.webhook.poll_interval,
+            config.webhook.timeout,
+            feeds.webhook_polled,
+        ),
+        (
+            "openapi poll",
+            {"openapi": config.routes.openapi_url},
+            config.routes.poll_interval,
+            config.routes.timeout,
+            feeds.openapi_polled,
+        ),
+        (
+            "checks poll",
+            {c.name: c.url for c in config.system_status.checks},
+            config.system_status.poll_interval,
+            config.system_status.timeout,
+            feeds.checks_polled,
+        ),
+    ]
+    for name, urls, interval, timeout, publish in pollers:
+        if all(urls.values()) and urls:  # "" is "not configured"
+            changes = functools.partial(_poll, app, urls, interval, timeout)
+            app.cleanup_ctx.append(feed(name, changes, publish, wait_first=False))
 
-    if config.webhook.status_url:
-        app.cleanup_ctx.append(
-            feed(
-                "webhook poll",
-                every({"webhook": config.webhook.status_url}, config.webhook.poll_interval, config.webhook.timeout),
-                feeds.webhook_polled,
-                wait_first=False,
-            )
-        )
-    if config.routes.openapi_url:
-        app.cleanup_ctx.append(
-            feed(
-                "openapi poll",
-                every({"openapi": config.routes.openapi_url}, config.routes.poll_interval, config.routes.timeout),
-                feeds.openapi_polled,
-                wait_first=False,
-            )
-        )
-    checks = config.system_status.checks
-    if checks:
-        app.cleanup_ctx.append(
-            feed(
-                "checks poll",
-                every(
-                    {c.name: c.url for c in checks}, config.system_status.poll_interval, config.system_status.timeout
-                ),
-                feeds.checks_polled,
-                wait_first=False,
-            )
-        )
+
+def _poll(
+    app: web.Application, urls: dict[str, str], interval: float, timeout: float
+) -> AsyncGenerator[dict[str, Reply], None]:
+    return poll(app[FETCH], urls, interval=interval, timeout=timeout)  # the session exists once started
 
 
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
