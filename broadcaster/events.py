@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,3 @@ class EventLog:
     def last(self, channel: str) -> Event | None:
         """Return the newest event of ``channel``, if any."""
         return self._last.get(channel)
-
-    def __iter__(self) -> Iterator[Event]:
-        return iter(list(self._last.values()))

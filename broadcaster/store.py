@@ -27,6 +27,8 @@ from typing import Protocol
 import aiosqlite
 import orjson
 
+from sources.sqlite import is_lock
+
 from .errors import StartupError
 from .events import Event
 
@@ -165,12 +167,11 @@ class SqliteEventStore:
         try:
             conn, loaded = await self._open()
         except sqlite3.DatabaseError as exc:
-            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-            if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            if is_lock(exc):
                 raise StartupError(
                     f"event log {self.path} is in use by another adw-broadcaster (give each its own [event_log] path)"
                 ) from None
-            if code not in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
                 raise StartupError(f"event log {self.path}: {exc}") from None
             aside = self.path.with_name(f"{self.path.name}.unreadable-{int(self._clock())}")
             logger.error("event log %s is unreadable (%s); moved to %s, starting a new history", self.path, exc, aside)

@@ -110,7 +110,7 @@ class SqliteWatch:
                 row = await cursor.fetchone()
             version = row[0] if row else None
         except sqlite3.Error as exc:
-            return self._fail(_describe(exc, self.path), transient=_is_lock(exc))
+            return self._fail(_describe(exc, self.path), transient=is_lock(exc))
         except OSError as exc:
             return self._fail(f"{self.path}: {exc.strerror or exc}", transient=False)
         if not (reopened or force or version != self._version):
@@ -129,7 +129,7 @@ class SqliteWatch:
             data = await read(conn)
         except sqlite3.Error as exc:
             error = _describe(exc, self.path)
-            if _is_lock(exc):
+            if is_lock(exc):
                 self._transient.add(name)
             if self.health.errors.get(name) != error:
                 logger.warning("%s: %s", name, error)
@@ -208,7 +208,8 @@ class SqliteWatch:
             await asyncio.sleep(1.0)
 
 
-def _is_lock(exc: sqlite3.Error) -> bool:
+def is_lock(exc: sqlite3.Error) -> bool:
+    """Return whether ``exc`` means another connection holds a lock (it passes by itself)."""
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:
         return "locked" in str(exc)
@@ -219,6 +220,6 @@ def _describe(exc: sqlite3.Error, path: Path) -> str:
     text = str(exc)
     if text == "unable to open database file":
         return f"{path}: database file not found or not readable"
-    if _is_lock(exc):
+    if is_lock(exc):
         return f"{path}: database is locked by a writer"
     return f"{path}: {text}"
