@@ -1,8 +1,15 @@
-"""Channel payloads built from the sources' plain data (pure functions, no I/O)."""
+"""Channel payloads built from the sources' plain data (pure functions, no I/O).
+
+The sources hand over cleaned values (see ``sources.values``), but any JSON can sit where a
+number or a string belongs: every field is read with a converter that says "none" instead of
+raising, and an item that still cannot be built is shown with a ``problem`` note instead of
+costing its channel.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +18,7 @@ import orjson
 from sources.adw_files import PHASES, AdwRecord
 from sources.database import QueueData
 from sources.http import Reply
+from sources.values import Cleaner, as_float, as_int
 
 from .channels import empty_summary
 from .clock import now_iso
@@ -34,17 +42,25 @@ _QUEUE_STATUS = {
     "failed": "failed",
 }
 _SORT_RANK = {"running": 0, "paused": 1, "failed": 2, "completed": 3}
+logger = logging.getLogger(__name__)
 
 
 def issue_number(value: Any) -> int | None:
-    """Return an issue number given as an int or a string of digits, else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
+    """Return an issue number given as an int or a string of ASCII digits (at most 18), else None."""
+    if isinstance(value, str) and not value.strip().isdigit():
+        return None  # "-3", "+3", " 3.0" are not issue numbers
+    return as_int(value) if not isinstance(value, float) else None
+
+
+def guarded(
+    build: Callable[[], dict[str, Any]], fallback: Callable[[str], dict[str, Any]], what: str
+) -> dict[str, Any]:
+    """Return ``build()``; if it raises, log it and return ``fallback(problem)``: the item, not its channel, pays."""
+    try:
+        return build()
+    except Exception as exc:
+        logger.warning("%s could not be shown: %r", what, exc, exc_info=True)
+        return fallback(f"could not be shown: {type(exc).__name__}")
 
 
 def github_url(state: Mapping[str, Any], number: int | None, github_repo: str) -> str | None:
@@ -83,6 +99,22 @@ def workflows(records: Iterable[AdwRecord], *, github_repo: str = "") -> list[di
     return out
 
 
+def _monitor_item(
+    record: AdwRecord, in_worktree: bool, queue_status: str | None, github_repo: str, now: datetime | None
+) -> dict[str, Any]:
+    def build() -> dict[str, Any]:
+        return workflow_status(
+            record, in_worktree=in_worktree, queue_status=queue_status, github_repo=github_repo, now=now
+        )
+
+    def fallback(problem: str) -> dict[str, Any]:
+        empty = AdwRecord(record.adw_id, {})
+        item = workflow_status(empty, in_worktree=False, queue_status=None, github_repo="", now=None)
+        return {**item, "problem": problem}
+
+    return guarded(build, fallback, f"ADW {record.adw_id}")
+
+
 def monitor(
     records: Iterable[AdwRecord],
     *,
@@ -94,13 +126,7 @@ def monitor(
     """Return ``{workflows, summary, last_updated}`` for every ADW with a state file."""
     queue_status = queue_status or {}
     items = [
-        workflow_status(
-            r,
-            in_worktree=r.adw_id in worktrees,
-            queue_status=queue_status.get(r.adw_id),
-            github_repo=github_repo,
-            now=now,
-        )
+        _monitor_item(r, r.adw_id in worktrees, queue_status.get(r.adw_id), github_repo, now)
         for r in _newest_first(r for r in records if r.state is not None)
     ]
     items.sort(key=lambda w: _SORT_RANK.get(w["status"], 4))  # stable: newest first within a status
@@ -138,12 +164,12 @@ def workflow_status(
     number = issue_number(state.get("issue_number"))
     start, end = _text(state.get("start_time")), _text(state.get("end_time"))
     last_error = _text(state.get("last_error")) or record.error_log
-    error_count = _int(state.get("error_count")) or (1 if record.error_log else 0)
+    error_count = as_int(state.get("error_count")) or (1 if record.error_log else 0)
     nl_input = state.get("nl_input")
     return {
         "adw_id": record.adw_id,
         "issue_number": number,
-        "pr_number": _int(state.get("pr_number")),
+        "pr_number": as_int(state.get("pr_number")),
         "issue_class": _text(state.get("issue_class")) or "",
         "title": nl_input[:100] if isinstance(nl_input, str) else "",
         "status": status,
@@ -155,8 +181,8 @@ def workflow_status(
         "duration_seconds": _duration(start, end, now),
         "github_url": github_url(state, number, github_repo),
         "worktree_path": _text(state.get("worktree_path")),
-        "current_cost": _float(state.get("current_cost")),
-        "estimated_cost_total": _float(state.get("estimated_cost_total")),
+        "current_cost": as_float(state.get("current_cost")),
+        "estimated_cost_total": as_float(state.get("estimated_cost_total")),
         "error_count": error_count,
         "last_error": last_error,
         "is_process_active": status == "running",
@@ -175,28 +201,8 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _float(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _parse_time(text: str | None) -> datetime | None:
-    if text is None:
+    if text is None or len(text) > 64:
         return None
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -214,7 +220,10 @@ def _duration(start: str | None, end: str | None, now: datetime | None) -> float
         finish = now or datetime.now(begin.tzinfo)
     if (finish.tzinfo is None) != (begin.tzinfo is None):
         return None
-    return round(max(0.0, (finish - begin).total_seconds()), 1)
+    try:
+        return round(max(0.0, (finish - begin).total_seconds()), 1)
+    except OverflowError:
+        return None
 
 
 # --- database channels -------------------------------------------------------------------------
@@ -248,15 +257,15 @@ def analytics(rows: list[dict[str, Any]], *, now: datetime | None = None) -> dic
     by_status = _count(rows, "status")
     completed, failed = by_status.get("completed", 0), by_status.get("failed", 0)
     success = round(completed / total * 100, 1) if total else 0.0
-    durations = [d for r in rows if r.get("status") == "completed" and (d := _float(r.get("duration_seconds")))]
-    costs = [c for r in rows if (c := _float(r.get("actual_cost_total"))) and c > 0]
+    durations = [d for r in rows if r.get("status") == "completed" and (d := as_float(r.get("duration_seconds")))]
+    costs = [c for r in rows if (c := as_float(r.get("actual_cost_total"))) and c > 0]
     finished_costs = [
         (r, c)
         for r in rows
-        if r.get("status") in ("completed", "failed") and (c := _float(r.get("actual_cost_total"))) and c > 0
+        if r.get("status") in ("completed", "failed") and (c := as_float(r.get("actual_cost_total"))) and c > 0
     ]
-    tokens = [(r, t) for r in rows if (t := _float(r.get("total_tokens"))) and t > 0]
-    cache = [e for r, _ in tokens if (e := _float(r.get("cache_efficiency_percent"))) is not None]
+    tokens = [(r, t) for r in rows if (t := as_float(r.get("total_tokens"))) and t > 0]
+    cache = [e for r, _ in tokens if (e := as_float(r.get("cache_efficiency_percent"))) is not None]
     avg_duration = _mean(durations)
     now = now or datetime.now(UTC)
     return {
@@ -362,8 +371,8 @@ def _trend(costs: list[tuple[dict[str, Any], float]], now: datetime, *, days: in
 # --- service channels --------------------------------------------------------------------------
 
 
-def webhook_status(reply: Reply) -> dict[str, Any]:
-    """Return the webhook service's own JSON, or ``{status: "error", message}`` when it has none."""
+def webhook_status(reply: Reply, cleaner: Cleaner) -> dict[str, Any]:
+    """Return the webhook service's own JSON (cleaned), or ``{status: "error", message}`` when it has none."""
     problem = reply.problem()
     if problem is None:
         try:
@@ -372,7 +381,8 @@ def webhook_status(reply: Reply) -> dict[str, Any]:
             problem = "the webhook service did not answer with JSON"
         else:
             if isinstance(data, dict):
-                return data
+                cleaned: dict[str, Any] = cleaner.clean(data)
+                return cleaned
             problem = f"the webhook service answered a JSON {type(data).__name__}, not an object"
     return {"status": "error", "message": problem}
 

@@ -5,14 +5,22 @@ directories that changed, and only those are read again, so one change costs the
 ADWs or ten thousand. A torn or invalid state file keeps the last good state and is counted.
 ``trees_dir`` (git worktrees, often huge) is not watched; its top-level names are listed on a
 timer, which is all the "paused" status needs.
+
+Reads are confined and bounded: every file is opened relative to the directory above it with
+``O_NOFOLLOW | O_NONBLOCK`` and checked with ``fstat``, so a symlink is never followed out of
+``agents_dir``, a FIFO or device never blocks or floods the reader, and a state file larger than
+``max_state_bytes`` is reported, not read. Parsed states pass through a ``Cleaner`` (encodable
+values, credentials redacted) before anyone else sees them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +31,7 @@ import orjson
 from watchfiles import Change, awatch
 
 from .tasks import cancel_and_wait
+from .values import Cleaner
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +41,9 @@ ERROR_LOG = "error.log"
 _PHASE_DIRS = {f"adw_{phase}_iso": phase for phase in PHASES}
 _ADW_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ERROR_LOG_TAIL = 4096  # bytes of error.log read to find its last line
+MAX_STATE_BYTES = 1024 * 1024
+_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +70,8 @@ class AdwFilesHealth:
     errors_total: int = 0
     last_event_at: float | None = None
     broken: dict[str, str] = field(default_factory=dict)  # adw_id -> why its state file is unreadable
+    trees_error: str | None = None  # why trees_dir could not be listed (the last listing is kept)
+    watch_error: str | None = None  # why the watcher stopped, until a new one is installed
 
 
 class AdwFiles:
@@ -74,6 +88,8 @@ class AdwFiles:
         trees_poll_interval: float = 2.0,
         appear_poll_interval: float = 0.5,
         retry_delay: float = 0.1,
+        max_state_bytes: int = MAX_STATE_BYTES,
+        cleaner: Cleaner | None = None,
     ) -> None:
         self.agents_dir = agents_dir.absolute()  # watchfiles reports absolute paths
         self.trees_dir = trees_dir.absolute()
@@ -84,6 +100,8 @@ class AdwFiles:
         self._trees_poll_interval = trees_poll_interval
         self._appear_poll_interval = appear_poll_interval
         self._retry_delay = retry_delay
+        self._max_state_bytes = max_state_bytes
+        self._cleaner = cleaner or Cleaner()
         self._records: dict[str, AdwRecord] = {}
         self._worktrees: frozenset[str] = frozenset()
         self._retry_at: dict[str, float] = {}
@@ -125,6 +143,7 @@ class AdwFiles:
             await asyncio.sleep(0)
             self.health.watching = True
             self.health.message = f"watching {self.agents_dir}"
+            self.health.watch_error = None
             try:
                 yield await self._scan()
                 async for changed in self._follow(hints):
@@ -135,10 +154,10 @@ class AdwFiles:
 
     async def _scan(self) -> set[str]:
         """Read every ADW directory (and list the worktrees); return the ids that changed."""
-        self._worktrees = await asyncio.to_thread(_list_dirs, self.trees_dir)
+        await self._poll_trees()
         if not self.agents_dir.is_dir():
             self.health.message = f"waiting for {self.agents_dir} to exist"
-        return await self._read(await asyncio.to_thread(_list_dirs, self.agents_dir) | set(self._records))
+        return await self._read(await asyncio.to_thread(_list_entries, self.agents_dir) | set(self._records))
 
     async def _follow(self, hints: asyncio.Queue[set[str] | None]) -> AsyncIterator[set[str]]:
         """Yield changed ids from filesystem events, retries and the trees timer, until the dir goes."""
@@ -190,16 +209,26 @@ class AdwFiles:
                 hints.put_nowait({_top_name(root, path) for _, path in batch})
         except FileNotFoundError:
             return  # removed between the check and the watch; changes() waits for it again
-        except Exception as exc:
+        except Exception as exc:  # e.g. out of inotify watches or descriptors: try again shortly
             logger.error("watching %s failed: %s", self.agents_dir, exc)
-            self.health.message = f"watching {self.agents_dir} failed: {exc}"
+            self.health.watch_error = f"watching {self.agents_dir} failed: {exc}"
             await asyncio.sleep(self._appear_poll_interval)
         finally:
             hints.put_nowait(None)
 
     async def _poll_trees(self) -> set[str]:
         """List ``trees_dir`` again; return the known ADWs whose worktree appeared or went."""
-        worktrees = await asyncio.to_thread(_list_dirs, self.trees_dir)
+        try:
+            worktrees = await asyncio.to_thread(_list_dirs, self.trees_dir)
+        except OSError as exc:  # unreadable, a symlink loop, out of descriptors: keep the last listing
+            problem = f"{self.trees_dir}: cannot list: {exc.strerror or exc}"
+            if self.health.trees_error != problem:
+                logger.warning("%s (keeping the last listing)", problem)
+            self.health.trees_error = problem
+            return set()
+        if self.health.trees_error is not None:
+            logger.info("%s: readable again", self.trees_dir)
+            self.health.trees_error = None
         flipped = worktrees ^ self._worktrees
         self._worktrees = worktrees
         return {adw_id for adw_id in flipped if adw_id in self._records}
@@ -207,7 +236,7 @@ class AdwFiles:
     async def _read(self, ids: Iterable[str]) -> set[str]:
         """Read the given ADW directories again; return the ids whose record changed."""
         wanted = {adw_id for adw_id in ids if _ADW_ID.fullmatch(adw_id) and adw_id not in (".", "..")}
-        results = await asyncio.to_thread(_read_dirs, self.agents_dir, wanted)
+        results = await asyncio.to_thread(_read_dirs, self.agents_dir, wanted, self._max_state_bytes, self._cleaner)
         changed: set[str] = set()
         now = time.monotonic()
         for adw_id, result in results.items():
@@ -230,7 +259,7 @@ class AdwFiles:
                     logger.warning(
                         "%s: %s (keeping the last good state)", self.agents_dir / adw_id / STATE_FILE, result.error
                     )
-                self.health.broken[adw_id] = result.error
+                self.health.broken[adw_id] = f"{self.agents_dir / adw_id / STATE_FILE}: {result.error}"
             else:
                 self.health.broken.pop(adw_id, None)
             if new != old:
@@ -261,57 +290,132 @@ def _top_name(root: str, path: str) -> str:
 
 
 def _list_dirs(path: Path) -> frozenset[str]:
+    """Return the names of the directories in ``path`` (none if it does not exist); raise OSError else."""
     try:
         with os.scandir(path) as it:
-            return frozenset(entry.name for entry in it if entry.is_dir())
+            return frozenset(entry.name for entry in it if entry.is_dir(follow_symlinks=False))
     except (FileNotFoundError, NotADirectoryError):
         return frozenset()
 
 
-def _read_dirs(agents_dir: Path, ids: Iterable[str]) -> dict[str, AdwRecord | None]:
-    """Read each ADW directory (in a worker thread); None for one that is not a directory."""
-    return {adw_id: _read_dir(agents_dir / adw_id, adw_id) for adw_id in ids}
-
-
-def _read_dir(path: Path, adw_id: str) -> AdwRecord | None:
+def _list_entries(agents_dir: Path) -> frozenset[str]:
+    """Return the ADW directories of ``agents_dir``, and its symlinks (read, then reported as not followed)."""
     try:
-        with os.scandir(path) as it:
-            entries = {entry.name: entry.is_dir() for entry in it}
+        with os.scandir(agents_dir) as it:
+            return frozenset(e.name for e in it if e.is_dir(follow_symlinks=False) or e.is_symlink())
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()
+
+
+def _read_dirs(agents_dir: Path, ids: Iterable[str], max_bytes: int, cleaner: Cleaner) -> dict[str, AdwRecord | None]:
+    """Read each ADW directory (in a worker thread); None for one that is not there (any more)."""
+    try:
+        root = os.open(agents_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return {adw_id: None for adw_id in ids}
+    try:
+        return {adw_id: _read_dir(root, adw_id, max_bytes, cleaner) for adw_id in ids}
+    finally:
+        os.close(root)
+
+
+def _read_dir(root: int, adw_id: str, max_bytes: int, cleaner: Cleaner) -> AdwRecord | None:
+    try:
+        fd = os.open(adw_id, _OPEN_DIR, dir_fd=root)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
-        return AdwRecord(adw_id, None, error=f"cannot list directory: {exc.strerror}")
-    phases = tuple(phase for name, phase in _PHASE_DIRS.items() if entries.get(name))
-    error_log = _last_line(path / ERROR_LOG) if entries.get(ERROR_LOG) is False else None
-    if STATE_FILE not in entries:
-        return AdwRecord(adw_id, None, phases, error_log)
-    state, error = _read_state(path / STATE_FILE)
-    return AdwRecord(adw_id, state, phases, error_log, error)
-
-
-def _read_state(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+        if exc.errno == errno.ELOOP:
+            return AdwRecord(adw_id, None, error="a symbolic link, not followed (ADW directories must be real)")
+        return AdwRecord(adw_id, None, error=f"cannot open directory: {exc.strerror}")
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:  # renamed away between the listing and the read
-        return None, None
+        with os.scandir(fd) as it:
+            entries = {entry.name: entry.is_dir(follow_symlinks=False) for entry in it}
+        phases = tuple(phase for name, phase in _PHASE_DIRS.items() if entries.get(name))
+        error_log = _last_line(fd) if entries.get(ERROR_LOG) is False else None
+        if STATE_FILE not in entries:
+            return AdwRecord(adw_id, None, phases, error_log)
+        state, error = _read_state(fd, max_bytes, cleaner)
+        return AdwRecord(adw_id, state, phases, error_log, error)
+    except OSError as exc:  # out of descriptors, an I/O error: this ADW only, retried later
+        return AdwRecord(adw_id, None, error=f"cannot read directory: {exc.strerror or exc}")
+    finally:
+        os.close(fd)
+
+
+def _open_regular(directory: int, name: str) -> tuple[int | None, str | None, int]:
+    """Open ``name`` in ``directory`` if it is a regular file; return (fd, why not, size)."""
+    try:
+        fd = os.open(name, _OPEN_FILE, dir_fd=directory)
+    except FileNotFoundError:
+        return None, None, 0
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, "a symbolic link, not followed", 0
+        return None, f"cannot open: {exc.strerror}", 0
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return None, f"not a regular file ({_kind(st.st_mode)}), not read", 0
+    return fd, None, st.st_size
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "special"
+
+
+def _read_state(directory: int, max_bytes: int, cleaner: Cleaner) -> tuple[dict[str, Any] | None, str | None]:
+    fd, why, size = _open_regular(directory, STATE_FILE)
+    if fd is None:
+        return None, why
+    try:
+        if size > max_bytes:
+            return None, f"{size} bytes, more than [adw] max_state_bytes ({max_bytes}), not read"
+        raw = _read_at_most(fd, max_bytes + 1)
     except OSError as exc:
         return None, f"cannot read: {exc.strerror}"
+    finally:
+        os.close(fd)
+    if len(raw) > max_bytes:  # grew between fstat and read
+        return None, f"more than [adw] max_state_bytes ({max_bytes}), not read"
     try:
         state = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return None, f"invalid JSON ({len(raw)} bytes): {exc}"
     if not isinstance(state, dict):
         return None, f"expected a JSON object, got {type(state).__name__}"
-    return state, None
+    return cleaner.clean(state), None
 
 
-def _last_line(path: Path) -> str | None:
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks, total = [], 0
+    while total < limit:
+        chunk = os.read(fd, min(65536, limit - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def _last_line(directory: int) -> str | None:
+    fd, _, size = _open_regular(directory, ERROR_LOG)
+    if fd is None:
+        return None
     try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - _ERROR_LOG_TAIL))
-            tail = fh.read().decode("utf-8", errors="replace")
+        tail = os.pread(fd, _ERROR_LOG_TAIL, max(0, size - _ERROR_LOG_TAIL)).decode("utf-8", errors="replace")
     except OSError:
         return None
+    finally:
+        os.close(fd)
     lines = [line.strip() for line in tail.splitlines() if line.strip()]
     return lines[-1][:500] if lines else None

@@ -2,17 +2,22 @@
 
 Every reader selects ``*`` and works with the columns that exist, so an added or renamed column
 never breaks it. Both known ``phase_queue`` layouts (``parent_issue`` / ``feature_id``,
-``depends_on_phase`` / ``depends_on_phases``) come out carrying both names.
+``depends_on_phase`` / ``depends_on_phases``) come out carrying both names. Every value passes
+through a ``Cleaner`` (a BLOB, ``9e999``, a JSON column nested deep or holding a 40-digit
+number, a credential column: each becomes plain, encodable, redacted data), so one odd row
+costs nothing but its odd value.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
+import orjson
+
+from .values import Cleaner, as_int
 
 HISTORY_JSON_COLUMNS = ("cost_breakdown", "token_breakdown", "structured_input")
 
@@ -25,16 +30,16 @@ class QueueData:
     paused: bool
 
 
-async def select_all(conn: aiosqlite.Connection, table: str) -> list[dict[str, Any]]:
-    """Return every row of ``table`` as a dict of the columns that exist."""
+async def select_all(conn: aiosqlite.Connection, table: str, cleaner: Cleaner) -> list[dict[str, Any]]:
+    """Return every row of ``table`` as a dict of the columns that exist, every value cleaned."""
     async with conn.execute(f'SELECT * FROM "{table}"') as cursor:
-        columns = [d[0] for d in cursor.description]
-        return [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]
+        columns = [str(d[0]) for d in cursor.description]
+        return [cleaner.clean(dict(zip(columns, row, strict=True))) for row in await cursor.fetchall()]
 
 
-async def read_queue(conn: aiosqlite.Connection) -> QueueData:
+async def read_queue(conn: aiosqlite.Connection, cleaner: Cleaner) -> QueueData:
     """Read ``phase_queue`` (ordered by parent issue, then phase number) and the paused flag."""
-    phases = [phase_item(row) for row in await select_all(conn, "phase_queue")]
+    phases = [phase_item(row, cleaner) for row in await select_all(conn, "phase_queue", cleaner)]
     phases.sort(
         key=lambda p: (_sort_int(p.get("parent_issue")), _sort_int(p.get("phase_number")), str(p.get("queue_id")))
     )
@@ -52,10 +57,10 @@ async def _queue_paused(conn: aiosqlite.Connection) -> bool:
     return row is not None and str(row[0]).strip().lower() == "true"
 
 
-def phase_item(row: dict[str, Any]) -> dict[str, Any]:
+def phase_item(row: dict[str, Any], cleaner: Cleaner) -> dict[str, Any]:
     """Return a PhaseQueueItem: every column, JSON columns parsed, plus ``phase`` and ``metadata``."""
     item = dict(row)
-    data = _parse_json(row.get("phase_data"))
+    data = _parse_json(row.get("phase_data"), cleaner)
     if isinstance(data, dict):
         item["phase_data"] = data
     metadata = data if isinstance(data, dict) else {}
@@ -65,7 +70,7 @@ def phase_item(row: dict[str, Any]) -> dict[str, Any]:
     if "parent_issue" not in item and "feature_id" in item:
         item["parent_issue"] = item["feature_id"]
     if "depends_on_phases" in item:
-        deps = _parse_json(item["depends_on_phases"])
+        deps = _parse_json(item["depends_on_phases"], cleaner)
         item["depends_on_phases"] = deps if isinstance(deps, list) else []
         item.setdefault("depends_on_phase", item["depends_on_phases"][0] if item["depends_on_phases"] else None)
     elif "depends_on_phase" in item:
@@ -73,13 +78,13 @@ def phase_item(row: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
-async def read_history(conn: aiosqlite.Connection) -> list[dict[str, Any]]:
+async def read_history(conn: aiosqlite.Connection, cleaner: Cleaner) -> list[dict[str, Any]]:
     """Read every ``workflow_history`` row, JSON columns parsed, newest first."""
-    rows = await select_all(conn, "workflow_history")
+    rows = await select_all(conn, "workflow_history", cleaner)
     for row in rows:
         for column in HISTORY_JSON_COLUMNS:
             if isinstance(row.get(column), str):
-                parsed = _parse_json(row[column])
+                parsed = _parse_json(row[column], cleaner)
                 if parsed is not None:
                     row[column] = parsed
     rows.sort(key=lambda r: _sort_int(r.get("id")), reverse=True)
@@ -87,18 +92,16 @@ async def read_history(conn: aiosqlite.Connection) -> list[dict[str, Any]]:
     return rows
 
 
-def _parse_json(value: Any) -> Any:
+def _parse_json(value: Any, cleaner: Cleaner) -> Any:
     if not isinstance(value, str):
         return None
     try:
-        return json.loads(value)
-    except ValueError:
+        return cleaner.clean(orjson.loads(value))  # orjson stops at 1,024 levels; json.loads would recurse
+    except orjson.JSONDecodeError:
         return None
 
 
 def _sort_int(value: Any) -> tuple[int, int]:
     """Sort key putting numbers in order and everything else last."""
-    try:
-        return (0, int(value))
-    except (TypeError, ValueError):
-        return (1, 0)
+    number = as_int(value)
+    return (1, 0) if number is None else (0, number)

@@ -60,8 +60,10 @@ class SqliteWatch:
         *,
         poll_interval: float = 0.25,
         file_hint: bool = True,
+        text_factory: Callable[[bytes], str] = lambda raw: raw.decode("utf-8", errors="replace"),
     ) -> None:
         self.path = path.absolute()
+        self._text_factory = text_factory
         self.health = SqliteHealth()
         self._readers = dict(readers)
         self._poll_interval = poll_interval
@@ -155,6 +157,7 @@ class SqliteWatch:
         self._conn = await aiosqlite.connect(
             f"{self.path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT, isolation_level=None
         )
+        self._conn.text_factory = self._text_factory
         self._identity = identity
         return self._conn, True
 

@@ -306,7 +306,7 @@ async def test_removed_adw_directory_empties_its_channels(start, write_state, wo
         assert (await receive(wf))["data"] == []
 
 
-async def test_torn_json_keeps_the_last_good_state(start, write_state) -> None:
+async def test_torn_json_keeps_the_last_good_state(start, write_state, workspace) -> None:
     write_state("a1", step=0)
     write_state("sentinel", step=0)
     client = await start(broadcast__min_interval=0)
@@ -319,7 +319,7 @@ async def test_torn_json_keeps_the_last_good_state(start, write_state) -> None:
         assert (await receive(sentinel))["seq"] == 2  # so the torn file has been read
         assert health.errors_total == 1
         assert list(health.broken) == ["a1"]
-        assert health.broken["a1"].startswith("invalid JSON (20 bytes)")
+        assert health.broken["a1"].startswith(f"{workspace.agents / 'a1' / 'adw_state.json'}: invalid JSON (20 bytes)")
         write_state("a1", step=1)
         assert await receive(ws) == {
             "type": "adw_state_update",

@@ -172,7 +172,8 @@ async def test_system_status_has_an_entry_per_source_and_check(start, aiohttp_se
             "adw_files": {
                 "name": "adw_files",
                 "status": "degraded",
-                "message": "1 unreadable state file(s), last good state kept: a1: invalid JSON (5 bytes): "
+                "message": "1 unreadable or skipped state file(s), last good state kept: "
+                f"{workspace.agents / 'a1' / 'adw_state.json'}: invalid JSON (5 bytes): "
                 "unexpected character, expected a string key: line 1 column 2 (char 1)",
                 "details": {"agents_dir": str(workspace.agents), "errors_total": 1},
             },
