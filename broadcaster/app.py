@@ -1,12 +1,15 @@
-"""``create_app(config)``: every subsystem wired in one place, each with its own cleanup context."""
+"""``create_app(config)``: every subsystem wired in one place, each with its own cleanup context.
+
+Every long-running task runs under the app's ``Supervisor``: a crash is logged with its
+traceback, restarted with backoff, and shown in system status until the part recovers.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
@@ -17,22 +20,29 @@ from sources.adw_files import AdwFiles
 from sources.http import Reply, poll
 from sources.sqlite import Reader, SqliteWatch
 from sources.tasks import cancel_and_wait
+from sources.values import Cleaner
 
 from .config import Config
 from .events import EventLog
-from .feeds import Feeds
+from .feeds import ADW_PART, Feeds, database_part
 from .fetch import HttpFetch
-from .http import add_http_routes, origin_policy
+from .guards import HANDSHAKES_KEY, Handshakes, host_check, origin_policy
+from .health import SELF, Health
+from .http import add_http_routes
 from .hub import Hub
-from .keys import ADW_FILES, CONFIG, DATABASES, EVENT_LOG, FEEDS, FETCH, HUB, PIPELINE, STATUS
+from .keys import ADW_FILES, CONFIG, DATABASES, EVENT_LOG, FEEDS, FETCH, HUB, PIPELINE, STATUS, SUPERVISOR
 from .pipeline import Pipeline
+from .sqlite_store import SqliteEventStore
 from .status import SystemStatus
-from .store import CRASH_SEQ_GAP, EventStore, MemoryEventStore, SqliteEventStore
+from .store import EventStore, MemoryEventStore
+from .supervisor import Supervisor
 from .throttle import Throttle
 from .ws import add_routes
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+STARTUP_WAIT = 30.0  # longest a source's first read may hold start-up (a bad one never does: it fails fast)
+SWEEP_INTERVAL = 0.5  # seconds between looks for clients whose socket stopped draining
 
 
 def create_app(config: Config) -> web.Application:
@@ -41,11 +51,13 @@ def create_app(config: Config) -> web.Application:
     Args:
         config: the validated configuration (see ``load_config``).
     """
-    app = web.Application(middlewares=[origin_policy])
+    app = web.Application(middlewares=[host_check, origin_policy])
     app[CONFIG] = config
-    hub = Hub()
-    app[HUB] = hub
-    app[EVENT_LOG] = log = EventLog(_store(config))
+    app[HANDSHAKES_KEY] = Handshakes(config.server.handshake_timeout)
+    cleaner = Cleaner(config.redaction.keys)
+    app[SUPERVISOR] = supervisor = Supervisor()
+    app[HUB] = hub = Hub()
+    app[EVENT_LOG] = log = EventLog(_store(config, cleaner))
     app[PIPELINE] = pipeline = Pipeline(log, Throttle(config.broadcast.min_interval), hub)
     adw = config.adw
     app[ADW_FILES] = AdwFiles(
@@ -55,17 +67,35 @@ def create_app(config: Config) -> web.Application:
         step_ms=adw.step_ms,
         force_polling=adw.force_polling,
         trees_poll_interval=adw.trees_poll_interval,
+        max_state_bytes=adw.max_state_bytes,
+        cleaner=cleaner,
     )
-    app[DATABASES] = databases = _databases(config)
-    app[STATUS] = SystemStatus()
-    app[FEEDS] = feeds = Feeds(pipeline, config, adw=app[ADW_FILES], databases=databases, status=app[STATUS])
+    app[DATABASES] = databases = _databases(config, cleaner)
+    app[STATUS] = status = SystemStatus()
+    health = Health(
+        config,
+        status,
+        adw=app[ADW_FILES],
+        databases=databases,
+        supervisor_problems=supervisor.problems,
+        event_log_problem=log.problem,
+    )
+    app[FEEDS] = feeds = Feeds(
+        pipeline, config, adw=app[ADW_FILES], health=health, databases=databases, cleaner=cleaner
+    )
+    supervisor.on_change = feeds.part_changed
+    if isinstance(log.store, SqliteEventStore):
+        log.store.on_problem = feeds.refresh_status
 
     app.cleanup_ctx.append(_event_log)  # first in, last out: its final flush sees every event
-    app.cleanup_ctx.append(background("pipeline", pipeline.run))
+    app.cleanup_ctx.append(background("pipeline", SELF, pipeline.run))
+    app.cleanup_ctx.append(background("client sweep", SELF, functools.partial(_sweep, hub)))
     app.cleanup_ctx.append(_http_session)
     for db in databases:  # before the ADW files, so the first monitor already knows queue statuses
-        app.cleanup_ctx.append(feed(f"database {db.path.name}", db.changes, functools.partial(feeds.database_read, db)))
-    app.cleanup_ctx.append(feed("adw files", app[ADW_FILES].changes, feeds.adw_changed))
+        app.cleanup_ctx.append(
+            feed(database_part(db), "database", db.changes, functools.partial(feeds.database_read, db))
+        )
+    app.cleanup_ctx.append(feed(ADW_PART, "adw_files", app[ADW_FILES].changes, feeds.adw_changed))
     _add_pollers(app, config, feeds)
     app.on_shutdown.append(_close_sockets)
 
@@ -74,7 +104,7 @@ def create_app(config: Config) -> web.Application:
     return app
 
 
-def _store(config: Config) -> EventStore:
+def _store(config: Config, cleaner: Cleaner) -> EventStore:
     c = config.event_log
     if c.path is None:
         return MemoryEventStore(keep_per_channel=c.keep_per_channel)
@@ -84,6 +114,8 @@ def _store(config: Config) -> EventStore:
         batch_max=c.batch_max,
         keep_per_channel=c.keep_per_channel,
         max_age=c.max_age_hours * 3600,
+        max_pending=c.max_pending,
+        cleaner=cleaner,
     )
 
 
@@ -91,32 +123,36 @@ async def _event_log(app: web.Application) -> AsyncIterator[None]:
     """Open the event log and continue from it: seq numbers, epoch and every channel's last state."""
     log, hub = app[EVENT_LOG], app[HUB]
     loaded = await log.store.open()
-    log.load(loaded.last, seq_gap=0 if loaded.clean else CRASH_SEQ_GAP)
+    log.load(loaded.last, floor=loaded.floor)
     hub.epoch = loaded.epoch
     hub.seed(loaded.last.values())
     app[FEEDS].restored(loaded.last.values())
     app[FEEDS].started()
-    async with running("event log", log.store.run()):
+    task = asyncio.create_task(app[SUPERVISOR].run("event log writer", SELF, log.store.run), name="event log")
+    try:
         yield
-    await log.store.close()
+    finally:
+        await cancel_and_wait(task)
+        await log.store.close()
 
 
-def _databases(config: Config) -> list[SqliteWatch]:
+def _databases(config: Config, cleaner: Cleaner) -> list[SqliteWatch]:
     """Return one watch per configured database file, each with the readers it serves."""
     main, history = config.database.path, config.database.history_path
     files: dict[Any, dict[str, Reader]] = {}
     if main is not None:
-        files[main] = {"queue": database.read_queue}
+        files[main] = {"queue": functools.partial(database.read_queue, cleaner=cleaner)}
     if history is not None or main is not None:
-        files.setdefault(history or main, {})["history"] = database.read_history
+        files.setdefault(history or main, {})["history"] = functools.partial(database.read_history, cleaner=cleaner)
     return [SqliteWatch(path, readers, poll_interval=config.database.poll_interval) for path, readers in files.items()]
 
 
 def _add_pollers(app: web.Application, config: Config, feeds: Feeds) -> None:
     """Poll each configured HTTP service; its answers go to its feed."""
-    pollers: list[tuple[str, dict[str, str], float, float, Callable[[dict[str, Reply]], None]]] = [
+    pollers: list[tuple[str, str, dict[str, str], float, float, Callable[[dict[str, Reply]], None]]] = [
         (
             "webhook poll",
+            "webhook",
             {"webhook": config.webhook.status_url},
             config.webhook.poll_interval,
             config.webhook.timeout,
@@ -124,6 +160,7 @@ def _add_pollers(app: web.Application, config: Config, feeds: Feeds) -> None:
         ),
         (
             "openapi poll",
+            "openapi",
             {"openapi": config.routes.openapi_url},
             config.routes.poll_interval,
             config.routes.timeout,
@@ -131,16 +168,17 @@ def _add_pollers(app: web.Application, config: Config, feeds: Feeds) -> None:
         ),
         (
             "checks poll",
+            SELF,
             {c.name: c.url for c in config.system_status.checks},
             config.system_status.poll_interval,
             config.system_status.timeout,
             feeds.checks_polled,
         ),
     ]
-    for name, urls, interval, timeout, publish in pollers:
+    for name, service, urls, interval, timeout, publish in pollers:
         if all(urls.values()) and urls:  # "" is "not configured"
             changes = functools.partial(_poll, app, urls, interval, timeout)
-            app.cleanup_ctx.append(feed(name, changes, publish, wait_first=False))
+            app.cleanup_ctx.append(feed(name, service, changes, publish, wait_first=False))
 
 
 def _poll(
@@ -155,62 +193,70 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-@contextlib.asynccontextmanager
-async def running(name: str, work: Coroutine[Any, Any, None]) -> AsyncIterator[asyncio.Task[None]]:
-    """Run ``work`` as a task for the duration of the block; then cancel it and wait for it."""
-    task = asyncio.create_task(work, name=name)
-    task.add_done_callback(_report_crash)
-    try:
-        yield task
-    finally:
-        await cancel_and_wait(task)
+async def _sweep(hub: Hub) -> None:
+    """Drop clients whose socket has not drained for write_timeout, whatever they are waiting on."""
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL)
+        hub.sweep()
 
 
 def background(
-    name: str, run: Callable[[], Coroutine[Any, Any, None]]
+    name: str, service: str, run: Callable[[], Awaitable[None]]
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Return a cleanup context that runs ``run()`` as a task from startup until cleanup."""
+    """Return a cleanup context that runs ``run()`` under the supervisor from startup until cleanup."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        async with running(name, run()):
+        task = asyncio.create_task(app[SUPERVISOR].run(name, service, run), name=name)
+        try:
             yield
+        finally:
+            await cancel_and_wait(task)
 
     return ctx
 
 
 def feed(
     name: str,
+    service: str,
     changes: Callable[[], AsyncGenerator[T, None]],
     publish: Callable[[T], None],
     *,
     wait_first: bool = True,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Return a cleanup context that publishes what a source yields, from startup until cleanup.
+    """Return a cleanup context that publishes what a source yields, supervised, from startup until cleanup.
 
-    With ``wait_first`` the source's first yield (its initial read of local files) is published
-    during startup, so the first client to connect already gets real data. Remote sources
-    (HTTP polls) do not hold up startup.
+    With ``wait_first`` start-up waits (at most ``STARTUP_WAIT``) until the source's first yield
+    (its initial read of local files) is published, or it crashed, so the first client to
+    connect already gets real data. Remote sources (HTTP polls) do not hold up start-up.
     """
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        stream = changes()
-        if wait_first:
-            publish(await anext(stream))
+        supervisor = app[SUPERVISOR]
+        first = asyncio.Event()
 
         async def follow() -> None:
-            async for item in stream:
-                publish(item)
+            stream = changes()
+            try:
+                async for item in stream:
+                    publish(item)
+                    supervisor.ok(name)
+                    first.set()
+            finally:
+                first.set()  # a crash counts as the first report: start-up goes on, status says why
+                await stream.aclose()
 
-        async with running(name, follow()):
+        task = asyncio.create_task(supervisor.run(name, service, follow), name=name)
+        try:
+            if wait_first:
+                try:
+                    await asyncio.wait_for(first.wait(), STARTUP_WAIT)
+                except TimeoutError:
+                    logger.warning("%s: no first read after %gs; starting without it", name, STARTUP_WAIT)
             yield
-        await stream.aclose()  # runs the source's own cleanup even if follow() never started
+        finally:
+            await cancel_and_wait(task)
 
     return ctx
-
-
-def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("%s stopped: %r", task.get_name(), task.exception(), exc_info=task.exception())
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ from .channels import SPECS
 from .config import LOG_LEVELS, Config, load_config
 from .demo import run_demo
 from .errors import ConfigError, StartupError
+from .guards import HANDSHAKES_KEY
+from .site import GuardedSite, quiet_server_log
 
 logger = logging.getLogger("broadcaster")
 
@@ -75,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo_speed <= 0:
         print("adw-broadcaster: --demo-speed must be > 0", file=sys.stderr)
         return 2
+    _raise_descriptor_limit()
     try:
         asyncio.run(run_demo(config, speed=args.demo_speed) if args.demo else serve(config))
     except StartupError as exc:
@@ -91,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
 
 async def serve(config: Config, *, banner: bool = True, demo_workspace: Path | None = None) -> None:
     """Serve ``config`` until SIGINT or SIGTERM, then close sockets (1001) and stop every source."""
-    runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, logger=quiet_server_log())
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.server.host, config.server.port)
+        site = GuardedSite(runner, config.server.host, config.server.port, handshakes=app[HANDSHAKES_KEY])
         await site.start()
         if banner:
             print_banner(config, runner, demo_workspace)
@@ -106,6 +111,16 @@ async def serve(config: Config, *, banner: bool = True, demo_workspace: Path | N
         logger.info("shutting down")
     finally:
         await runner.cleanup()
+
+
+def _raise_descriptor_limit() -> None:
+    """Use the hard limit on open files: every client is a descriptor, and sources need theirs too."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+    except (ValueError, OSError) as exc:
+        logger.debug("cannot raise the descriptor limit: %s", exc)
 
 
 def print_banner(config: Config, runner: web.AppRunner, demo_workspace: Path | None = None) -> None:

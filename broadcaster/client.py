@@ -2,8 +2,10 @@
 
 The hub never awaits a client. It drops the channel's newest frame into the client's mailbox,
 replacing an older one that was not written yet, and the client's own writer sends it. A slow
-reader therefore costs at most one frame per channel; a write stuck for ``write_timeout`` seconds
-closes that client alone.
+reader therefore costs at most one frame per channel. A client whose socket takes nothing for
+``write_timeout`` seconds is dropped (the transport aborted, so its buffers are freed at once),
+whichever path notices first: its own stuck write, or the hub's periodic sweep, which also
+catches sockets that aiohttp itself is closing (ping timeout, a reader stuck writing pongs).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class Client:
         *,
         heartbeat_interval: float,
         write_timeout: float,
-        abort: Callable[[], None],
+        transport: asyncio.Transport | None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -42,7 +44,8 @@ class Client:
         self.closed_reason: str | None = None
         self.recovered: bool | None = None  # set for a resuming connection: said in its first frame
         self._opened = False  # has the first channel frame (the one with the epoch) gone out?
-        self._abort = abort
+        self._transport = transport
+        self._stuck_since: float | None = None
         self._clock = clock
         self._wall_clock = wall_clock
         self._frames: dict[str, Frame] = {}
@@ -89,18 +92,44 @@ class Client:
         try:
             await asyncio.wait_for(self.ws.send_frame(frame, WSMsgType.TEXT), self.write_timeout)
         except TimeoutError:
-            self.closed_reason = f"slow client: a write was stuck for {self.write_timeout:g}s"
-            logger.warning("closing %s", self.closed_reason)
-            self._abort()  # the socket cannot take a close frame either; drop the connection
+            self.drop(f"slow client: a write was stuck for {self.write_timeout:g}s")
             return False
         except ConnectionError:  # the peer went away; the reader side notices and cleans up
             return False
         return True
 
-    async def close(self, code: int = WSCloseCode.GOING_AWAY, message: bytes = b"") -> None:
-        """Close the socket with ``code``; drop the connection if the peer does not answer in time."""
+    def drop(self, reason: str) -> None:
+        """Abort the connection at once (its socket cannot take even a close frame); say why in the log."""
+        if self.closed_reason is None or not self.closed_reason.startswith("slow client"):
+            self.closed_reason = reason
+        logger.warning("dropping a client: %s", reason)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def stuck(self, now: float | None = None) -> bool:
+        """Return whether the socket has held unsent bytes, without draining, for ``write_timeout`` seconds."""
+        transport = self._transport
+        if transport is None or transport.get_write_buffer_size() == 0:
+            self._stuck_since = None
+            return False
+        now = self._clock() if now is None else now
+        if self._stuck_since is None:
+            self._stuck_since = now
+        return now - self._stuck_since >= self.write_timeout
+
+    def writer_done(self, task: asyncio.Task[None]) -> None:
+        """Drop the connection if its writer crashed: a socket nobody writes to must not look alive."""
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("a client's writer crashed", exc_info=task.exception())
+            self.drop(f"writer crashed: {task.exception()!r}")
+
+    async def close(
+        self, code: int = WSCloseCode.GOING_AWAY, message: bytes = b"", *, timeout: float | None = None
+    ) -> None:
+        """Close the socket with ``code``; drop the connection if that does not finish within ``timeout``."""
         self.closed_reason = self.closed_reason or message.decode(errors="replace") or f"closed with {code}"
         try:
-            await asyncio.wait_for(self.ws.close(code=code, message=message), self.write_timeout)
-        except TimeoutError:
-            self._abort()
+            await asyncio.wait_for(self.ws.close(code=code, message=message), timeout or self.write_timeout)
+        except (TimeoutError, ConnectionError):
+            if self._transport is not None:
+                self._transport.abort()

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sources.values import DEFAULT_SECRET_KEYS
+
 from .errors import ConfigError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -33,6 +35,8 @@ class ServerConfig:
     max_message_size: int = 65536
     write_timeout: float = 10.0
     cors_origins: tuple[str, ...] = ()  # empty: any http(s)://localhost or 127.0.0.1 origin; "*": any
+    allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback ones; "*": any
+    handshake_timeout: float = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +53,7 @@ class AdwConfig:
     step_ms: int = 20
     force_polling: bool = False
     trees_poll_interval: float = 2.0
+    max_state_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +97,12 @@ class EventLogConfig:
     batch_max: int = 500
     keep_per_channel: int = 1000
     max_age_hours: float = 168.0
+    max_pending: int = 10_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedactionConfig:
+    keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +116,7 @@ class Config:
     routes: RoutesConfig = field(default_factory=RoutesConfig)
     system_status: SystemStatusConfig = field(default_factory=SystemStatusConfig)
     event_log: EventLogConfig = field(default_factory=EventLogConfig)
+    redaction: RedactionConfig = field(default_factory=RedactionConfig)
     source: Path | None = None  # the file this came from, for messages; not a key
 
 
@@ -117,6 +129,7 @@ SECTIONS: dict[str, type[Any]] = {
     "routes": RoutesConfig,
     "system_status": SystemStatusConfig,
     "event_log": EventLogConfig,
+    "redaction": RedactionConfig,
 }
 TOP_LEVEL_KEYS = ("log_level",)
 
@@ -348,7 +361,7 @@ def _validate(config: Config, origins: Mapping[str, str]) -> None:
             )
     if len(set(s.path_prefixes)) != len(s.path_prefixes):
         raise bad("[server] path_prefixes", "has duplicates")
-    for key in ("heartbeat_interval", "write_timeout"):
+    for key in ("heartbeat_interval", "write_timeout", "handshake_timeout"):
         if getattr(s, key) <= 0:
             raise bad(f"[server] {key}", f"must be > 0, got {getattr(s, key)}")
     if s.ping_interval < 0:
@@ -364,6 +377,8 @@ def _validate(config: Config, origins: Mapping[str, str]) -> None:
         raise bad("[adw] step_ms", f"must be > 0, got {a.step_ms}")
     if a.debounce_ms < a.step_ms:
         raise bad("[adw] debounce_ms", f"must be >= step_ms ({a.step_ms}), got {a.debounce_ms}")
+    if a.max_state_bytes < 1024:
+        raise bad("[adw] max_state_bytes", f"must be >= 1024, got {a.max_state_bytes}")
     if a.trees_poll_interval <= 0:
         raise bad("[adw] trees_poll_interval", f"must be > 0, got {a.trees_poll_interval}")
     for section, keys in (
@@ -371,7 +386,7 @@ def _validate(config: Config, origins: Mapping[str, str]) -> None:
         ("webhook", ("poll_interval", "timeout")),
         ("routes", ("poll_interval", "timeout")),
         ("system_status", ("poll_interval", "timeout")),
-        ("event_log", ("flush_interval", "batch_max", "keep_per_channel", "max_age_hours")),
+        ("event_log", ("flush_interval", "batch_max", "keep_per_channel", "max_age_hours", "max_pending")),
     ):
         for key in keys:
             value = getattr(getattr(config, section), key, None)

@@ -43,14 +43,12 @@ class EventLog:
         self.store = store
         self._clock = clock
         self._last: dict[str, Event] = {}
-        self._gap = 0
-        self._past_gap: set[str] = set()
+        self._floor = 0
 
-    def load(self, last: Mapping[str, Event], *, seq_gap: int = 0) -> None:
-        """Continue from stored events; with ``seq_gap``, each channel's next seq skips that many."""
+    def load(self, last: Mapping[str, Event], *, floor: int = 0) -> None:
+        """Continue from stored events; every channel's next seq is above its last one and ``floor``."""
         self._last = dict(last)
-        self._gap = seq_gap
-        self._past_gap.clear()
+        self._floor = floor
 
     def record(self, channel: str, data: Any) -> Event | None:
         """Return a new Event for ``data``, or None if it is the same state as the last one."""
@@ -59,10 +57,8 @@ class EventLog:
         last = self._last.get(channel)
         if new_digest == (last.digest if last else empty_digest(spec.family)):
             return None
-        seq = (last.seq if last else 0) + 1
-        if self._gap and channel not in self._past_gap:
-            seq += self._gap  # after a crash: never reuse a seq that may have reached a client
-            self._past_gap.add(channel)
+        # After a crash the floor is above every seq that may have reached a client: never reuse one.
+        seq = max(last.seq if last else 0, self._floor) + 1
         event = Event(channel, seq, spec.type, data, new_digest, self._clock())
         self._last[channel] = event
         self.store.append(event)
@@ -71,3 +67,15 @@ class EventLog:
     def last(self, channel: str) -> Event | None:
         """Return the newest event of ``channel``, if any."""
         return self._last.get(channel)
+
+    def contiguous_from(self, channel: str) -> int:
+        """Return the lowest seq from which the log holds every event of ``channel``."""
+        return self.store.contiguous_from(channel)
+
+    async def events(self, channel: str | None, since: int, limit: int) -> list[tuple[int, Event]]:
+        """Return stored events after ``since`` (a seq with ``channel``, else a log id), oldest first."""
+        return await self.store.events(channel, since, limit)
+
+    def problem(self) -> str | None:
+        """Return why the log cannot write, while it cannot."""
+        return self.store.problem()

@@ -1,9 +1,15 @@
-"""What each source yields, turned into channel updates; plus what one channel needs of another."""
+"""What each source yields, turned into channel updates; plus what one channel needs of another.
+
+Each channel is updated on its own: if building or recording one channel's data fails, that
+channel keeps its last state and system status names it, while every other channel (other ADWs,
+other tables) goes on. The wording of system status lives in ``health``.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -12,15 +18,24 @@ from sources.adw_files import AdwFiles
 from sources.database import QueueData
 from sources.http import Reply
 from sources.sqlite import Part, SqliteWatch
+from sources.values import Cleaner
 
-from . import __version__, views
+from . import views
 from .channels import adw_id_of, adw_state_channel
 from .config import Config
 from .events import Event
+from .health import Health
 from .pipeline import Pipeline
-from .status import SystemStatus
+from .supervisor import Part as SupervisedPart
 
 logger = logging.getLogger(__name__)
+
+ADW_PART = "adw files"
+
+
+def database_part(db: SqliteWatch) -> str:
+    """Return the supervised part name of a database watch."""
+    return f"database {db.path.name}"
 
 
 class Feeds:
@@ -32,31 +47,30 @@ class Feeds:
         config: Config,
         *,
         adw: AdwFiles,
+        health: Health,
         databases: Sequence[SqliteWatch] = (),
-        status: SystemStatus | None = None,
+        cleaner: Cleaner | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._config = config
         self._adw = adw
-        self._databases = list(databases)
-        self._status = status or SystemStatus()
+        self._health = health
+        self._cleaner = cleaner or Cleaner()
         self.history_rows: list[dict[str, Any]] = []
         self._queue_status: dict[str, str] = {}
         self._own_routes: list[dict[str, Any]] = []
         self._api_routes: list[dict[str, Any]] = []
-        self._api_problem: str | None = None
-        self._webhook: Reply | None = None
-        self._checks: dict[str, Reply] = {}
         self._unconfirmed_adws: set[str] = set()
-        # Aggregates (routes, system status) wait for each source's first report, so a start-up
-        # never publishes a partial one; after a restart with nothing changed, nothing is sent.
-        self._waiting = {"adw", *(f"db {db.path}" for db in self._databases)}
+        # Aggregates (routes, system status) wait for each source's first report (or its crash),
+        # so a start-up never publishes a partial one; after a restart with nothing changed,
+        # nothing is sent.
+        self._waiting = {ADW_PART, *(database_part(db) for db in databases)}
         if config.webhook.status_url:
-            self._waiting.add("webhook")
+            self._waiting.add("webhook poll")
         if config.routes.openapi_url:
-            self._waiting.add("openapi")
+            self._waiting.add("openapi poll")
         if config.system_status.checks:
-            self._waiting.add("checks")
+            self._waiting.add("checks poll")
 
     def restored(self, events: Iterable[Event]) -> None:
         """Take note of the channels restored from the event log, to confirm them against the sources."""
@@ -70,57 +84,60 @@ class Feeds:
         """Update the ADW channels after the records of ``changed`` ADWs changed."""
         changed = changed | self._unconfirmed_adws  # restored ADWs whose directory went while we were down
         self._unconfirmed_adws = set()
-        self._waiting.discard("adw")
+        self._waiting.discard(ADW_PART)
         records = self._adw.records
         for adw_id in sorted(changed):
-            self._pipeline.update(adw_state_channel(adw_id), views.adw_state(adw_id, records.get(adw_id)))
-        self._pipeline.update("workflows", views.workflows(records.values(), github_repo=self._config.adw.github_repo))
+            self._update(adw_state_channel(adw_id), functools.partial(views.adw_state, adw_id, records.get(adw_id)))
+        repo = self._config.adw.github_repo
+        self._update("workflows", lambda: views.workflows(records.values(), github_repo=repo))
         self._monitor()
         self._system_status()
 
     def database_read(self, db: SqliteWatch, parts: dict[str, Part]) -> None:
         """Update the queue and history channels from a database read (failed parts keep the last data)."""
-        self._waiting.discard(f"db {db.path}")
+        self._waiting.discard(database_part(db))
         queue = parts.get("queue")
         if queue is not None and isinstance(queue.data, QueueData):
-            self._pipeline.update("queue", views.queue(queue.data))
-            queue_status = views.queue_status_by_adw(queue.data.phases)
+            data = queue.data
+            self._update("queue", lambda: views.queue(data))
+            queue_status = views.queue_status_by_adw(data.phases)
             if queue_status != self._queue_status:
                 self._queue_status = queue_status
                 self._monitor()
         history = parts.get("history")
         if history is not None and isinstance(history.data, list):
             self.history_rows = history.data
-            self._pipeline.update("workflow-history", views.history(self.history_rows))
+            self._update("workflow-history", lambda: views.history(self.history_rows))
         self._system_status()
 
     def webhook_polled(self, replies: dict[str, Reply]) -> None:
         """Update webhook status from a poll of the webhook service."""
-        self._webhook = replies["webhook"]
-        self._waiting.discard("webhook")
-        self._pipeline.update("webhook-status", views.webhook_status(self._webhook))
+        reply = self._health.webhook = replies["webhook"]
+        self._waiting.discard("webhook poll")
+        self._update("webhook-status", lambda: views.webhook_status(reply, self._cleaner))
         self._system_status()
 
     def openapi_polled(self, replies: dict[str, Reply]) -> None:
         """Merge the routes of a fetched OpenAPI document (the last good one stays on failure)."""
         reply = replies["openapi"]
-        self._waiting.discard("openapi")
+        self._waiting.discard("openapi poll")
         problem = reply.problem()
         if problem is None:
             try:
-                self._api_routes = views.openapi_routes(orjson.loads(reply.body))
+                self._api_routes = views.openapi_routes(self._cleaner.clean(orjson.loads(reply.body)))
             except (orjson.JSONDecodeError, ValueError) as exc:
                 problem = f"{self._config.routes.openapi_url}: {exc}"
-        if problem != self._api_problem and problem is not None:
+        if problem != self._health.api_problem and problem is not None:
             logger.warning("OpenAPI routes: %s", problem)
-        self._api_problem = problem
+        self._health.api_problem = problem
+        self._health.api_routes = len(self._api_routes)
         self._routes()
         self._system_status()
 
     def checks_polled(self, replies: dict[str, Reply]) -> None:
         """Record the configured HTTP checks' answers."""
-        self._checks = replies
-        self._waiting.discard("checks")
+        self._health.checks = replies
+        self._waiting.discard("checks poll")
         self._system_status()
 
     def own_routes(self, routes: list[dict[str, Any]]) -> None:
@@ -131,82 +148,43 @@ class Feeds:
         """Publish what needs no source (the routes, when no OpenAPI document is configured)."""
         self._routes()
 
+    def part_changed(self, part: SupervisedPart) -> None:
+        """A supervised part crashed or recovered: it counts as reported, and status says so."""
+        self._waiting.discard(part.name)
+        self._system_status()
+
+    def refresh_status(self) -> None:
+        """Publish system status again (the event log's health moved)."""
+        self._system_status()
+
     # --- derived channels ---------------------------------------------------------------------
 
+    def _update(self, channel: str, build: Callable[[], Any]) -> None:
+        """Offer ``build()`` as the newest data of ``channel``; a failure costs this channel only."""
+        try:
+            self._pipeline.update(channel, build())
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {str(exc)[:200]}"
+            if self._health.channel_problems.get(channel) != why:
+                logger.error("%s: cannot publish (%s); keeping its last state", channel, why, exc_info=True)
+            self._health.channel_problems[channel] = why
+            return
+        if self._health.channel_problems.pop(channel, None) is not None:
+            logger.info("%s: publishing again", channel)
+
     def _monitor(self) -> None:
-        self._pipeline.update(
+        records, worktrees = self._adw.records, self._adw.worktrees
+        queue_status, repo = self._queue_status, self._config.adw.github_repo
+        self._update(
             "adw-monitor",
-            views.monitor(
-                self._adw.records.values(),
-                worktrees=self._adw.worktrees,
-                queue_status=self._queue_status,
-                github_repo=self._config.adw.github_repo,
-            ),
+            lambda: views.monitor(records.values(), worktrees=worktrees, queue_status=queue_status, github_repo=repo),
         )
 
     def _routes(self) -> None:
-        if "openapi" not in self._waiting:
-            self._pipeline.update("routes", views.merge_routes(self._own_routes, self._api_routes))
+        if "openapi poll" not in self._waiting:
+            self._update("routes", lambda: views.merge_routes(self._own_routes, self._api_routes))
 
     def _system_status(self) -> None:
         if self._waiting:
             return
-        config, status = self._config, self._status
-        status.set(
-            "broadcaster", "healthy", f"serving on {config.server.host}:{config.server.port}", {"version": __version__}
-        )
-
-        adw = self._adw.health
-        if not adw.watching and adw.message.startswith("waiting"):
-            status.set("adw_files", "degraded", adw.message, {"agents_dir": str(self._adw.agents_dir)})
-        elif adw.broken:
-            first = sorted(adw.broken.items())[:3]
-            status.set(
-                "adw_files",
-                "degraded",
-                f"{len(adw.broken)} unreadable state file(s), last good state kept: "
-                + "; ".join(f"{adw_id}: {why}" for adw_id, why in first),
-                {"agents_dir": str(self._adw.agents_dir), "errors_total": adw.errors_total},
-            )
-        else:
-            status.set(
-                "adw_files",
-                "healthy",
-                adw.message,
-                {"agents_dir": str(self._adw.agents_dir), "errors_total": adw.errors_total},
-            )
-
-        if self._databases:
-            level, message = "healthy", "reading " + ", ".join(str(db.path) for db in self._databases)
-            for db in self._databases:
-                h = db.health
-                if not h.ok:
-                    level, message = ("degraded" if h.transient else "error"), h.message
-                    break
-                if h.errors:
-                    level, message = "degraded", "; ".join(f"{name}: {why}" for name, why in sorted(h.errors.items()))
-            status.set("database", level, message, {"files": [str(db.path) for db in self._databases]})
-
-        if config.webhook.status_url and self._webhook is not None:
-            problem = self._webhook.problem()
-            status.set(
-                "webhook",
-                "error" if problem else "healthy",
-                problem or f"{config.webhook.status_url} answers",
-                {"url": config.webhook.status_url},
-            )
-        if config.routes.openapi_url:
-            status.set(
-                "openapi",
-                "degraded" if self._api_problem else "healthy",
-                self._api_problem or f"{len(self._api_routes)} routes from {config.routes.openapi_url}",
-                {"url": config.routes.openapi_url},
-            )
-        for check in config.system_status.checks:
-            reply = self._checks.get(check.name)
-            if reply is not None:
-                problem = reply.problem()
-                status.set(
-                    check.name, "error" if problem else "healthy", problem or f"HTTP {reply.status}", {"url": check.url}
-                )
-        self._pipeline.update("system-status", status.report())
+        self._update("system-status", self._health.report)

@@ -1,4 +1,4 @@
-"""HTTP fallback: each channel's current data over GET, with an ETag and 304; the origin policy.
+"""HTTP fallback: each channel's current data over GET, with an ETag and 304; the events API.
 
 These handlers read what the hub (or, for paging through history, the last database read)
 already holds. They never read the sources, so polling clients cost no I/O.
@@ -7,6 +7,7 @@ already holds. They never read the sources, so polling clients cost no I/O.
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,58 +16,16 @@ from aiohttp import web
 
 from .channels import SPECS, adw_state_channel, validate_adw_id
 from .clock import iso_utc
-from .config import ServerConfig
 from .errors import InvalidAdwId
-from .keys import CONFIG, EVENT_LOG, FEEDS, HUB
+from .keys import EVENT_LOG, FEEDS, HUB
 from .snapshot import digest
 from .views import HISTORY_FILTERS, HISTORY_LIMIT, filter_history, route
 
 HTTP_PREFIXES = ("/api/v1", "/api")
 MAX_LIMIT = 1000
-_LOCAL_ORIGIN = re.compile(r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?")
+_COUNT = re.compile(r"[0-9]{1,18}")  # ASCII digits only ("²".isdigit() is true), within 64 bits
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def origin_allowed(origin: str, server: ServerConfig) -> bool:
-    """Return whether a browser page from ``origin`` may read this service."""
-    if not server.cors_origins:
-        return bool(_LOCAL_ORIGIN.fullmatch(origin))
-    return "*" in server.cors_origins or origin in server.cors_origins
-
-
-@web.middleware
-async def origin_policy(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer CORS preflights, add CORS headers, and refuse pages from other origins.
-
-    Browsers send ``Origin`` on cross-origin requests and on every WebSocket upgrade; without this
-    any web page the developer visits could read their agents' state from localhost.
-    """
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return await handler(request)  # not a browser page: curl, scripts, the Python client
-    server = request.app[CONFIG].server
-    if not origin_allowed(origin, server):
-        return web.json_response({"error": f"origin {origin} is not allowed (see [server] cors_origins)"}, status=403)
-    cors = {
-        "Access-Control-Allow-Origin": origin,
-        "Access-Control-Expose-Headers": "ETag",
-        "Vary": "Origin",
-    }
-    if request.method == "OPTIONS":
-        return web.Response(
-            status=204,
-            headers={
-                **cors,
-                "Access-Control-Allow-Methods": "GET, OPTIONS",
-                "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", ""),
-                "Access-Control-Max-Age": "600",
-            },
-        )
-    response = await handler(request)
-    if not response.prepared:  # a WebSocket is already upgraded; nothing to add
-        response.headers.update(cors)
-    return response
 
 
 def json_answer(request: web.Request, body: Any, tag: str) -> web.Response:
@@ -113,11 +72,10 @@ async def history_view(request: web.Request) -> web.StreamResponse:
     unknown = set(query) - {"limit", "offset", "search", "sort_by", "sort_order", *HISTORY_FILTERS}
     if unknown:
         return _bad(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    try:
-        limit = int(query.get("limit", HISTORY_LIMIT))
-        offset = int(query.get("offset", 0))
-    except ValueError:
-        return _bad("limit and offset must be integers")
+    limit_text, offset_text = query.get("limit", str(HISTORY_LIMIT)), query.get("offset", "0")
+    if not (_COUNT.fullmatch(limit_text) and _COUNT.fullmatch(offset_text)):
+        return _bad("limit and offset must be non-negative integers")
+    limit, offset = int(limit_text), int(offset_text)
     if not 1 <= limit <= MAX_LIMIT or offset < 0:
         return _bad(f"limit must be 1-{MAX_LIMIT} and offset >= 0")
     order = query.get("sort_order", "desc").lower()
@@ -162,14 +120,16 @@ async def events_view(request: web.Request) -> web.StreamResponse:
                 validate_adw_id(adw_id)
             except InvalidAdwId as exc:
                 return _bad(str(exc))
+    since_text, limit_text = query.get("since", "0"), query.get("limit", str(EVENTS_LIMIT))
+    if not (_COUNT.fullmatch(since_text) and _COUNT.fullmatch(limit_text)):
+        return _bad("since and limit must be non-negative integers (at most 18 digits)")
+    since, limit = int(since_text), int(limit_text)
+    if not 1 <= limit <= MAX_LIMIT:
+        return _bad(f"limit must be 1-{MAX_LIMIT}")
     try:
-        since = int(query.get("since", 0))
-        limit = int(query.get("limit", EVENTS_LIMIT))
-    except ValueError:
-        return _bad("since and limit must be integers")
-    if since < 0 or not 1 <= limit <= MAX_LIMIT:
-        return _bad(f"since must be >= 0 and limit 1-{MAX_LIMIT}")
-    rows = await request.app[EVENT_LOG].store.events(channel, since, limit)
+        rows = await request.app[EVENT_LOG].events(channel, since, limit)
+    except sqlite3.Error as exc:
+        return web.json_response({"detail": f"the event log cannot be read: {exc}"}, status=503)
     events = [
         {
             "id": i,
@@ -189,7 +149,7 @@ async def events_view(request: web.Request) -> web.StreamResponse:
 
 async def channels_view(request: web.Request) -> web.StreamResponse:
     """Answer every channel with its current seq and digest (what a resuming client compares with)."""
-    hub, store = request.app[HUB], request.app[EVENT_LOG].store
+    hub, log = request.app[HUB], request.app[EVENT_LOG]
     channels = [
         {
             "channel": e.channel,
@@ -198,7 +158,7 @@ async def channels_view(request: web.Request) -> web.StreamResponse:
             "digest": e.digest,
             "timestamp": iso_utc(e.timestamp),
             "subscribers": hub.subscriber_count(e.channel),
-            "contiguous_from": store.contiguous_from(e.channel),
+            "contiguous_from": log.contiguous_from(e.channel),
         }
         for e in sorted(hub.channels(), key=lambda e: e.channel)
     ]

@@ -81,9 +81,18 @@ class Hub:
         """Return how many clients listen on ``channel``."""
         return len(self._subscribers.get(channel, ()))
 
-    async def close_all(self, code: int = WSCloseCode.GOING_AWAY, message: bytes = b"server shutdown") -> None:
-        """Close every client's socket with ``code``, all at once."""
+    def sweep(self) -> int:
+        """Drop every client whose socket has not drained for its write_timeout; return how many."""
+        stuck = [client for client in self._clients if client.stuck()]
+        for client in stuck:
+            client.drop(f"slow client: its socket took nothing for {client.write_timeout:g}s")
+        return len(stuck)
+
+    async def close_all(
+        self, code: int = WSCloseCode.GOING_AWAY, message: bytes = b"server shutdown", *, timeout: float = 1.0
+    ) -> None:
+        """Close every client's socket with ``code``, all at once; abort those not closed within ``timeout``."""
         clients = self.clients
         if clients:
             logger.info("closing %d client(s) with %d", len(clients), code)
-            await asyncio.gather(*(c.close(code, message) for c in clients), return_exceptions=True)
+            await asyncio.gather(*(c.close(code, message, timeout=timeout) for c in clients), return_exceptions=True)

@@ -14,6 +14,7 @@ from .feeds import Feeds
 from .hub import Hub
 from .pipeline import Pipeline
 from .status import SystemStatus
+from .supervisor import Supervisor
 
 CONFIG = web.AppKey("config", Config)
 HUB = web.AppKey("hub", Hub)
@@ -24,3 +25,5 @@ FEEDS = web.AppKey("feeds", Feeds)
 FETCH = web.AppKey("fetch", Fetch)
 STATUS = web.AppKey("status", SystemStatus)
 EVENT_LOG = web.AppKey("event_log", EventLog)
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
+# The handshake deadlines' key lives beside them: guards.HANDSHAKES_KEY (guards reads CONFIG from here).

@@ -70,5 +70,8 @@ def reply_to(text: str) -> bytes | None:
     except orjson.JSONDecodeError:
         return None
     if isinstance(message, dict) and message.get("type") == "ping":
-        return orjson.dumps({"type": "pong", "timestamp": message.get("timestamp")})
+        timestamp = message.get("timestamp")
+        if not isinstance(timestamp, str | int | float | bool) or isinstance(timestamp, str) and len(timestamp) > 64:
+            timestamp = None  # echo what identifies a ping, not a structure sent to make us encode it
+        return orjson.dumps({"type": "pong", "timestamp": timestamp}, option=orjson.OPT_NON_STR_KEYS)
     return None

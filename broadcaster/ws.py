@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 FLOOD_BURST = 60.0
 FLOOD_RATE = 20.0
 CLOSE_TIMEOUT = 1.0  # seconds to wait for the peer's close frame
+_SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only: "²".isdigit() is true
 
 
 class _TokenBucket:
@@ -67,7 +69,7 @@ def resume_point(request: web.Request) -> tuple[int, str] | None:
     since = request.query.get("since")
     if since is None:
         return None
-    if not since.isdigit() or len(since) > 18:
+    if not _SEQ.fullmatch(since):
         raise web.HTTPBadRequest(text=f"since must be a non-negative integer (a seq), got {since[:40]!r}")
     return int(since), request.query.get("epoch", "")
 
@@ -88,7 +90,7 @@ def greet(hub: Hub, log: EventLog, client: Client, channel: str, resume: tuple[i
     if same_history and since == current:
         hub.attach(client, channel, send_current=False)  # up to date: nothing extra
         return
-    client.recovered = same_history and since < current and log.store.contiguous_from(channel) <= since + 1
+    client.recovered = same_history and since < current and log.contiguous_from(channel) <= since + 1
     hub.attach(client, channel)
 
 
@@ -109,10 +111,11 @@ async def serve(request: web.Request, channel: str) -> web.WebSocketResponse:
         ws,
         heartbeat_interval=server.heartbeat_interval,
         write_timeout=server.write_timeout,
-        abort=transport.abort if transport is not None else (lambda: None),
+        transport=transport,
     )
     greet(hub, request.app[EVENT_LOG], client, channel, resume)
     writer = asyncio.create_task(client.run(), name=f"writer {channel}")
+    writer.add_done_callback(client.writer_done)
     bucket = _TokenBucket(FLOOD_BURST, FLOOD_RATE)
     try:
         async for msg in ws:
@@ -126,9 +129,15 @@ async def serve(request: web.Request, channel: str) -> web.WebSocketResponse:
                     client.post_control(reply)
             elif msg.type is WSMsgType.ERROR:
                 break  # aiohttp already closed the socket (1009 for an oversized frame)
+    except ConnectionError:
+        pass  # the peer reset the connection (e.g. while aiohttp wrote a pong): nothing to answer
     finally:
         hub.detach(client)
         await cancel_and_wait(writer)
+        if transport is not None and transport.get_write_buffer_size():
+            # Whatever closed the socket (a ping timeout, the peer), bytes it never read would
+            # hold kernel buffers until TCP gives up: drop the connection now.
+            transport.abort()
     return ws
 
 

@@ -19,7 +19,8 @@ from broadcaster import create_app
 from broadcaster.config import load_config
 from broadcaster.events import Event
 from broadcaster.keys import EVENT_LOG
-from broadcaster.store import CRASH_SEQ_GAP, MemoryEventStore, SqliteEventStore
+from broadcaster.sqlite_store import CRASH_SEQ_GAP, SqliteEventStore
+from broadcaster.store import MemoryEventStore
 from tests.conftest import EPOCH, ISO_TIME, UPGRADE, receive
 
 STATE = "/ws/adw-state/a1"
@@ -338,8 +339,12 @@ async def test_events_and_channels_api(start, write_state) -> None:
     for query, error in [
         ("channel=nope", "no channel 'nope' (e.g. queue, adw-state:77c90e61)"),
         ("channel=adw-state", "no channel 'adw-state' (e.g. queue, adw-state:77c90e61)"),
-        ("since=-1", "since must be >= 0 and limit 1-1000"),
-        ("limit=x", "since and limit must be integers"),
+        ("since=-1", "since and limit must be non-negative integers (at most 18 digits)"),
+        ("limit=x", "since and limit must be non-negative integers (at most 18 digits)"),
+        ("since=\u00b2", "since and limit must be non-negative integers (at most 18 digits)"),
+        ("since=1e20", "since and limit must be non-negative integers (at most 18 digits)"),
+        ("since=100000000000000000000", "since and limit must be non-negative integers (at most 18 digits)"),
+        ("limit=0", "limit must be 1-1000"),
     ]:
         response = await client.get(f"/api/v1/events?{query}")
         assert (response.status, await response.json()) == (400, {"error": error})

@@ -115,7 +115,9 @@ async def test_history_filters_and_pages(live) -> None:
     ("query", "error"),
     [
         ("limit=0", "limit must be 1-1000 and offset >= 0"),
-        ("limit=x", "limit and offset must be integers"),
+        ("limit=x", "limit and offset must be non-negative integers"),
+        ("offset=\u00b2", "limit and offset must be non-negative integers"),
+        ("limit=99999999999999999999999", "limit and offset must be non-negative integers"),
         ("sort_order=up", "sort_order must be asc or desc"),
         ("sort_by=nope", "sort_by: no column 'nope' in workflow_history"),
         ("colour=red", "unknown parameter(s): colour"),

@@ -161,7 +161,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_others_keep_receiving(
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.connect((client.host, client.port))
     stalled.sendall(
-        b"GET /ws/adw-state/big HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"GET /ws/adw-state/big HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     try:

@@ -1,0 +1,149 @@
+"""The wording of system status: each service's level and message, from what its source reports.
+
+``Health`` collects the facts (each source's own health object, the last poll answers, the
+supervisor's crashed parts, channels that could not be published, the event log's trouble) and
+``report`` turns them into DESIGN.md's ``{overall_status, timestamp, services, summary}``.
+A crashed part or a stuck channel makes its service ``error`` with the reason, whatever the
+source last said, until it recovers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sources.adw_files import AdwFiles
+from sources.http import Reply
+from sources.sqlite import SqliteWatch
+
+from . import __version__
+from .config import Config
+from .status import SystemStatus
+
+SELF = "broadcaster"
+# Which service a channel's data comes from, for a channel that could not be published.
+CHANNEL_SERVICE = {
+    "adw-state": "adw_files",
+    "workflows": "adw_files",
+    "adw-monitor": "adw_files",
+    "queue": "database",
+    "workflow-history": "database",
+    "webhook-status": "webhook",
+    "routes": "openapi",
+    "system-status": SELF,
+}
+MAX_LISTED = 3  # problems named in one message; the count says how many there are
+
+
+class Health:
+    """Hold what system status is built from; ``report()`` words it."""
+
+    def __init__(
+        self,
+        config: Config,
+        status: SystemStatus,
+        *,
+        adw: AdwFiles,
+        databases: Sequence[SqliteWatch],
+        supervisor_problems: Callable[[], Mapping[str, list[str]]] = dict,
+        event_log_problem: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        self._config = config
+        self._status = status
+        self._adw = adw
+        self._databases = list(databases)
+        self._supervisor_problems = supervisor_problems
+        self._event_log_problem = event_log_problem
+        self.webhook: Reply | None = None
+        self.checks: dict[str, Reply] = {}
+        self.api_problem: str | None = None
+        self.api_routes = 0
+        self.channel_problems: dict[str, str] = {}  # channel -> why its newest data could not be published
+
+    def report(self) -> dict[str, Any]:
+        """Set every service's entry from the current facts; return the system-status data."""
+        entries = [self._self(), self._adw_files(), self._database(), self._webhook(), self._openapi(), *self._checks()]
+        problems = {service: list(p) for service, p in self._supervisor_problems().items()}
+        for channel, why in sorted(self.channel_problems.items()):
+            service = CHANNEL_SERVICE.get(channel.partition(":")[0], SELF)
+            problems.setdefault(service, []).append(f"{channel} not updated: {why}")
+        for entry in entries:
+            if entry is None:
+                continue
+            name, level, message, details = entry
+            down = problems.pop(name, None)
+            if down:
+                level, message = "error", _listed(down)
+            self._status.set(name, level, message, details)
+        for name, down in problems.items():  # a service whose source has no entry of its own yet
+            self._status.set(name, "error", _listed(down))
+        return self._status.report()
+
+    def _self(self) -> tuple[str, str, str, dict[str, Any]]:
+        server = self._config.server
+        problem = self._event_log_problem()
+        details = {"version": __version__}
+        if problem is not None:
+            return SELF, "error", f"event log: {problem}", details
+        return SELF, "healthy", f"serving on {server.host}:{server.port}", details
+
+    def _adw_files(self) -> tuple[str, str, str, dict[str, Any]]:
+        adw = self._adw.health
+        details: dict[str, Any] = {"agents_dir": str(self._adw.agents_dir), "errors_total": adw.errors_total}
+        if not adw.watching and adw.message.startswith("waiting"):
+            return "adw_files", "degraded", adw.message, {"agents_dir": str(self._adw.agents_dir)}
+        troubles = []
+        if adw.broken:
+            troubles.append(
+                f"{len(adw.broken)} unreadable or skipped state file(s), last good state kept: "
+                + _listed([why for _, why in sorted(adw.broken.items())])
+            )
+        if adw.trees_error is not None:
+            troubles.append(adw.trees_error)
+        if adw.watch_error is not None:
+            troubles.append(adw.watch_error)
+        if troubles:
+            return "adw_files", "degraded", "; ".join(troubles), details
+        return "adw_files", "healthy", adw.message, details
+
+    def _database(self) -> tuple[str, str, str, dict[str, Any]] | None:
+        if not self._databases:
+            return None
+        level, message = "healthy", "reading " + ", ".join(str(db.path) for db in self._databases)
+        for db in self._databases:
+            h = db.health
+            if not h.ok:
+                level, message = ("degraded" if h.transient else "error"), h.message
+                break
+            if h.errors:
+                level, message = "degraded", "; ".join(f"{name}: {why}" for name, why in sorted(h.errors.items()))
+        return "database", level, message, {"files": [str(db.path) for db in self._databases]}
+
+    def _webhook(self) -> tuple[str, str, str, dict[str, Any]] | None:
+        url = self._config.webhook.status_url
+        if not url or self.webhook is None:
+            return None
+        problem = self.webhook.problem()
+        return "webhook", "error" if problem else "healthy", problem or f"{url} answers", {"url": url}
+
+    def _openapi(self) -> tuple[str, str, str, dict[str, Any]] | None:
+        url = self._config.routes.openapi_url
+        if not url:
+            return None
+        message = self.api_problem or f"{self.api_routes} routes from {url}"
+        return "openapi", "degraded" if self.api_problem else "healthy", message, {"url": url}
+
+    def _checks(self) -> list[tuple[str, str, str, dict[str, Any]] | None]:
+        out: list[tuple[str, str, str, dict[str, Any]] | None] = []
+        for check in self._config.system_status.checks:
+            reply = self.checks.get(check.name)
+            if reply is not None:
+                problem = reply.problem()
+                level = "error" if problem else "healthy"
+                out.append((check.name, level, problem or f"HTTP {reply.status}", {"url": check.url}))
+        return out
+
+
+def _listed(problems: Sequence[str]) -> str:
+    shown = "; ".join(problems[:MAX_LISTED])
+    return shown if len(problems) <= MAX_LISTED else f"{shown}; and {len(problems) - MAX_LISTED} more"

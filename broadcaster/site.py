@@ -1,0 +1,80 @@
+"""The listening socket: aiohttp's TCP site, with a deadline on each new connection's first request.
+
+aiohttp holds a connection that sends half a request for as long as its keep-alive timer allows
+(an hour, or forever in older releases); thousands of those exhaust the process's descriptors
+and with them every source's reads. ``GuardedSite`` wraps the server's protocol factory with
+``guards.Handshakes`` so such a connection is dropped after ``[server] handshake_timeout``.
+Input errors aiohttp reports while parsing (an over-long request line, a reset peer) are logged
+as one line, not as a traceback (``quiet_server_log``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from .guards import Handshakes
+
+SERVER_LOG = "broadcaster.server"
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP site whose connections must send a whole request within the handshake timeout."""
+
+    __slots__ = ("_handshakes", "_host", "_port")
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        handshakes: Handshakes,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self._host, self._port, self._handshakes = host, port, handshakes
+
+    @property
+    def name(self) -> str:
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        if server is None:
+            raise RuntimeError("Call runner.setup() before starting a site")
+        self._server = await asyncio.get_running_loop().create_server(
+            self._handshakes.wrap(server),
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=True,
+        )
+
+
+class _InputErrors(logging.Filter):
+    """Turn aiohttp's tracebacks for bad input (malformed requests, reset peers) into one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError | ConnectionError):
+            record.msg = f"{record.msg}: %s"
+            record.args = (*(record.args if isinstance(record.args, tuple) else ()), exc)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def quiet_server_log() -> logging.Logger:
+    """Return the logger for aiohttp's server protocol: bad input is one line at INFO, not a traceback."""
+    log = logging.getLogger(SERVER_LOG)
+    if not any(isinstance(f, _InputErrors) for f in log.filters):
+        log.addFilter(_InputErrors())
+    return log
