@@ -89,7 +89,8 @@ def create_app(config: Config) -> web.Application:
 
     app.cleanup_ctx.append(_event_log)  # first in, last out: its final flush sees every event
     app.cleanup_ctx.append(background("pipeline", SELF, pipeline.run))
-    app.cleanup_ctx.append(background("client sweep", SELF, functools.partial(_sweep, hub)))
+    sweep = functools.partial(_sweep, hub, config.server.ping_interval)
+    app.cleanup_ctx.append(background("client sweep", SELF, sweep))
     app.cleanup_ctx.append(_http_session)
     for db in databases:  # before the ADW files, so the first monitor already knows queue statuses
         app.cleanup_ctx.append(
@@ -193,11 +194,11 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _sweep(hub: Hub) -> None:
-    """Drop clients whose socket has not drained for write_timeout, whatever they are waiting on."""
+async def _sweep(hub: Hub, ping_interval: float) -> None:
+    """Drop clients whose socket stopped draining or that stopped answering pings; ping quiet ones."""
     while True:
-        await asyncio.sleep(SWEEP_INTERVAL)
-        hub.sweep()
+        await asyncio.sleep(min(SWEEP_INTERVAL, ping_interval / 2) if ping_interval > 0 else SWEEP_INTERVAL)
+        hub.sweep(ping_interval=ping_interval)
 
 
 def background(

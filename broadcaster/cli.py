@@ -20,7 +20,7 @@ from .config import LOG_LEVELS, Config, load_config
 from .demo import run_demo
 from .errors import ConfigError, StartupError
 from .guards import HANDSHAKES_KEY
-from .site import GuardedSite, quiet_server_log
+from .site import GuardedSite, LoopErrors, quiet_server_log
 
 logger = logging.getLogger("broadcaster")
 
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
 async def serve(config: Config, *, banner: bool = True, demo_workspace: Path | None = None) -> None:
     """Serve ``config`` until SIGINT or SIGTERM, then close sockets (1001) and stop every source."""
+    asyncio.get_running_loop().set_exception_handler(LoopErrors())
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, logger=quiet_server_log())
     await runner.setup()

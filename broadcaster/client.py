@@ -4,14 +4,17 @@ The hub never awaits a client. It drops the channel's newest frame into the clie
 replacing an older one that was not written yet, and the client's own writer sends it. A slow
 reader therefore costs at most one frame per channel. A client whose socket takes nothing for
 ``write_timeout`` seconds is dropped (the transport aborted, so its buffers are freed at once),
-whichever path notices first: its own stuck write, or the hub's periodic sweep, which also
-catches sockets that aiohttp itself is closing (ping timeout, a reader stuck writing pongs).
+whichever path notices first: its own stuck write, or the hub's periodic sweep. The sweep also
+sends protocol pings (aiohttp's own heartbeat is off: its timeout closes gracefully, and a
+graceful close keeps a stalled peer's buffers for minutes) and drops a peer that does not answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -49,7 +52,9 @@ class Client:
         self._clock = clock
         self._wall_clock = wall_clock
         self._frames: dict[str, Frame] = {}
-        self._control: deque[bytes] = deque(maxlen=MAX_CONTROL_FRAMES)
+        self._control: deque[tuple[bytes, WSMsgType]] = deque(maxlen=MAX_CONTROL_FRAMES)
+        self._heard_at = clock()  # when the peer last sent anything
+        self._ping_out: float | None = None  # when the unanswered protocol ping went out
         self._wake = asyncio.Event()
 
     def post(self, channel: str, frame: Frame) -> None:
@@ -58,10 +63,29 @@ class Client:
         self._frames[channel] = frame
         self._wake.set()
 
-    def post_control(self, frame: bytes) -> None:
-        """Queue a reply (pong) to what the client sent."""
-        self._control.append(frame)
+    def post_control(self, frame: bytes, kind: WSMsgType = WSMsgType.TEXT) -> None:
+        """Queue a reply to what the client sent (a text pong, a protocol PONG) or a protocol PING."""
+        self._control.append((frame, kind))
         self._wake.set()
+
+    def heard(self) -> None:
+        """Record that the peer sent something: it is alive."""
+        self._heard_at = self._clock()
+
+    def keepalive(self, ping_interval: float, now: float | None = None) -> str | None:
+        """Ping the peer when it has been quiet for ``ping_interval``; return why to drop it if a ping went unanswered."""
+        now = self._clock() if now is None else now
+        if self._ping_out is not None:
+            if self._heard_at >= self._ping_out:
+                self._ping_out = None
+            elif now - self._ping_out >= ping_interval:
+                return f"no answer to a ping within {ping_interval:g}s"
+            else:
+                return None
+        if now - self._heard_at >= ping_interval:
+            self._ping_out = now
+            self.post_control(b"", WSMsgType.PING)
+        return None
 
     async def run(self) -> None:
         """Write queued frames until the socket closes; send a heartbeat when quiet. Runs as a task."""
@@ -71,14 +95,14 @@ class Client:
             try:
                 await asyncio.wait_for(self._wake.wait(), max(0.0, self.heartbeat_interval - quiet_for))
             except TimeoutError:
-                batch = [encode_heartbeat(self._wall_clock())]
+                batch = [(encode_heartbeat(self._wall_clock()), WSMsgType.TEXT)]
             else:
                 self._wake.clear()
-                batch = [*self._control, *(self._payload(frame) for frame in self._frames.values())]
+                batch = [*self._control, *((self._payload(f), WSMsgType.TEXT) for f in self._frames.values())]
                 self._control.clear()
                 self._frames.clear()
-            for frame in batch:
-                if not await self._write(frame):
+            for frame, kind in batch:
+                if not await self._write(frame, kind):
                     return
             last_write = self._clock()
 
@@ -88,9 +112,9 @@ class Client:
         self._opened = True
         return frame.opening(self.recovered)
 
-    async def _write(self, frame: bytes) -> bool:
+    async def _write(self, frame: bytes, kind: WSMsgType) -> bool:
         try:
-            await asyncio.wait_for(self.ws.send_frame(frame, WSMsgType.TEXT), self.write_timeout)
+            await asyncio.wait_for(self.ws.send_frame(frame, kind), self.write_timeout)
         except TimeoutError:
             self.drop(f"slow client: a write was stuck for {self.write_timeout:g}s")
             return False
@@ -104,7 +128,7 @@ class Client:
             self.closed_reason = reason
         logger.warning("dropping a client: %s", reason)
         if self._transport is not None:
-            self._transport.abort()
+            reset(self._transport)
 
     def stuck(self, now: float | None = None) -> bool:
         """Return whether the socket has held unsent bytes, without draining, for ``write_timeout`` seconds."""
@@ -132,4 +156,23 @@ class Client:
             await asyncio.wait_for(self.ws.close(code=code, message=message), timeout or self.write_timeout)
         except (TimeoutError, ConnectionError):
             if self._transport is not None:
-                self._transport.abort()
+                reset(self._transport)
+
+
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def reset(transport: asyncio.Transport) -> None:
+    """Drop the connection with a TCP reset, freeing its buffers at once.
+
+    ``abort()`` alone closes the descriptor, but the kernel then still tries to deliver what is
+    queued (an orphaned socket holding its buffers for minutes); with a zero linger the close
+    discards it and resets the connection.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except OSError:
+            pass  # already closed, or not a TCP socket: abort() is all there is
+    transport.abort()

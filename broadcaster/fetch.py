@@ -20,10 +20,16 @@ class HttpFetch:
     async def __call__(self, url: str, *, timeout: float) -> Reply:
         try:
             async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-                body = await response.content.read(MAX_BODY + 1)
-                if len(body) > MAX_BODY:
-                    return Reply(error=f"{url}: answer larger than {MAX_BODY // (1024 * 1024)} MiB")
-                return Reply(response.status, body)
+                # content.read(n) returns what has arrived so far, not n bytes: read to the end,
+                # stopping as soon as the answer passes the cap.
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(65536):
+                    size += len(chunk)
+                    if size > MAX_BODY:
+                        return Reply(error=f"{url}: answer larger than {MAX_BODY // (1024 * 1024)} MiB")
+                    chunks.append(chunk)
+                return Reply(response.status, b"".join(chunks))
         except TimeoutError:
             return Reply(error=f"{url}: no answer within {timeout:g}s")
         except aiohttp.ClientConnectorError as exc:

@@ -145,7 +145,7 @@ class Handshakes:
         transport = getattr(protocol, "transport", None)
         if transport is None or transport.is_closing():
             return
-        transport.abort()
+        transport.abort()  # nothing was sent to it: there is nothing queued to discard
         self.dropped += 1
         now = asyncio.get_running_loop().time()
         if now - self._last_log >= 60:  # a flood of these must not become a flood of log lines

@@ -25,6 +25,7 @@ class Hub:
         self._current: dict[str, Frame] = {}
         self._subscribers: dict[str, set[Client]] = {}
         self._clients: dict[Client, str] = {}
+        self.closing = False  # set once shutdown began: a socket upgraded after that is closed at once
 
     @property
     def clients(self) -> list[Client]:
@@ -81,17 +82,28 @@ class Hub:
         """Return how many clients listen on ``channel``."""
         return len(self._subscribers.get(channel, ()))
 
-    def sweep(self) -> int:
-        """Drop every client whose socket has not drained for its write_timeout; return how many."""
-        stuck = [client for client in self._clients if client.stuck()]
-        for client in stuck:
-            client.drop(f"slow client: its socket took nothing for {client.write_timeout:g}s")
-        return len(stuck)
+    def sweep(self, *, ping_interval: float = 0.0) -> int:
+        """Drop clients whose socket has not drained for write_timeout or that ignore pings; ping quiet ones.
+
+        Returns how many were dropped. ``ping_interval`` 0 sends no protocol pings.
+        """
+        dropped = 0
+        for client in list(self._clients):
+            why = None
+            if client.stuck():
+                why = f"slow client: its socket took nothing for {client.write_timeout:g}s"
+            elif ping_interval > 0:
+                why = client.keepalive(ping_interval)
+            if why is not None:
+                client.drop(why)
+                dropped += 1
+        return dropped
 
     async def close_all(
         self, code: int = WSCloseCode.GOING_AWAY, message: bytes = b"server shutdown", *, timeout: float = 1.0
     ) -> None:
         """Close every client's socket with ``code``, all at once; abort those not closed within ``timeout``."""
+        self.closing = True
         clients = self.clients
         if clients:
             logger.info("closing %d client(s) with %d", len(clients), code)

@@ -72,6 +72,30 @@ class _InputErrors(logging.Filter):
         return True
 
 
+class LoopErrors:
+    """An event-loop exception handler: running out of descriptors on accept() is one line a minute, not a traceback.
+
+    asyncio already pauses accepting for a second and retries; the traceback says nothing more.
+    Everything else goes to the default handler.
+    """
+
+    def __init__(self) -> None:
+        self._last = float("-inf")
+        self.count = 0
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        exc = context.get("exception")
+        if str(context.get("message", "")).startswith("socket.accept() out of system resource"):
+            self.count += 1
+            if loop.time() - self._last >= 60:
+                self._last = loop.time()
+                logging.getLogger(SERVER_LOG).warning(
+                    "cannot accept connections: %s (%d times so far; retrying)", exc, self.count
+                )
+            return
+        loop.default_exception_handler(context)
+
+
 def quiet_server_log() -> logging.Logger:
     """Return the logger for aiohttp's server protocol: bad input is one line at INFO, not a traceback."""
     log = logging.getLogger(SERVER_LOG)

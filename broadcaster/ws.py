@@ -14,7 +14,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from sources.tasks import cancel_and_wait
 
 from .channels import SPECS, adw_state_channel, validate_adw_id
-from .client import Client
+from .client import Client, reset
 from .errors import InvalidAdwId
 from .events import EventLog
 from .hub import Hub
@@ -100,7 +100,11 @@ async def serve(request: web.Request, channel: str) -> web.WebSocketResponse:
     hub = request.app[HUB]
     resume = resume_point(request)
     ws = web.WebSocketResponse(
-        heartbeat=server.ping_interval or None,
+        # Protocol pings come from the hub's sweep (one timer for all clients); a peer that does not
+        # answer is aborted there. aiohttp's own heartbeat would close it gracefully instead, which
+        # keeps a stalled peer's unsent bytes in the kernel for minutes.
+        heartbeat=None,
+        autoping=False,  # client pings count against the flood limit, and are answered by the writer
         compress=False,  # frames are encoded once and written as they are to every client
         max_msg_size=server.max_message_size,
         timeout=CLOSE_TIMEOUT,
@@ -113,12 +117,18 @@ async def serve(request: web.Request, channel: str) -> web.WebSocketResponse:
         write_timeout=server.write_timeout,
         transport=transport,
     )
+    if hub.closing:  # upgraded while shutdown closes the others: this one goes away too
+        await client.close(WSCloseCode.GOING_AWAY, b"server shutdown", timeout=CLOSE_TIMEOUT)
+        return ws
     greet(hub, request.app[EVENT_LOG], client, channel, resume)
     writer = asyncio.create_task(client.run(), name=f"writer {channel}")
     writer.add_done_callback(client.writer_done)
     bucket = _TokenBucket(FLOOD_BURST, FLOOD_RATE)
     try:
         async for msg in ws:
+            client.heard()
+            if msg.type is WSMsgType.PONG:
+                continue
             if not bucket.take():
                 logger.warning("closing a client of %s: message flood", channel)
                 await client.close(WSCloseCode.POLICY_VIOLATION, b"too many messages")
@@ -127,6 +137,8 @@ async def serve(request: web.Request, channel: str) -> web.WebSocketResponse:
                 reply = reply_to(msg.data)
                 if reply is not None:
                     client.post_control(reply)
+            elif msg.type is WSMsgType.PING:
+                client.post_control(msg.data, WSMsgType.PONG)
             elif msg.type is WSMsgType.ERROR:
                 break  # aiohttp already closed the socket (1009 for an oversized frame)
     except ConnectionError:
@@ -135,9 +147,9 @@ async def serve(request: web.Request, channel: str) -> web.WebSocketResponse:
         hub.detach(client)
         await cancel_and_wait(writer)
         if transport is not None and transport.get_write_buffer_size():
-            # Whatever closed the socket (a ping timeout, the peer), bytes it never read would
-            # hold kernel buffers until TCP gives up: drop the connection now.
-            transport.abort()
+            # Whatever ended the socket, bytes the peer never read would hold buffers until TCP
+            # gives up (a graceful close waits for them): drop the connection now.
+            reset(transport)
     return ws
 
 

@@ -182,11 +182,12 @@ class AdwFiles:
                 if at <= now:
                     ids.add(adw_id)
             flipped: set[str] = set()
+            trees_error = self.health.trees_error
             if now >= next_trees_poll:
                 next_trees_poll = now + self._trees_poll_interval
                 flipped = await self._poll_trees()
             changed = (await self._read(ids) if ids else set()) | flipped
-            if changed:
+            if changed or self.health.trees_error != trees_error:  # a health change is news too
                 yield changed
 
     async def _watch(self, hints: asyncio.Queue[set[str] | None]) -> None:
@@ -322,11 +323,13 @@ def _read_dirs(agents_dir: Path, ids: Iterable[str], max_bytes: int, cleaner: Cl
 def _read_dir(root: int, adw_id: str, max_bytes: int, cleaner: Cleaner) -> AdwRecord | None:
     try:
         fd = os.open(adw_id, _OPEN_DIR, dir_fd=root)
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         return None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(root, adw_id):
             return AdwRecord(adw_id, None, error="a symbolic link, not followed (ADW directories must be real)")
+        if exc.errno == errno.ENOTDIR:
+            return None  # a plain file such as port_allocations.json
         return AdwRecord(adw_id, None, error=f"cannot open directory: {exc.strerror}")
     try:
         with os.scandir(fd) as it:
@@ -341,6 +344,13 @@ def _read_dir(root: int, adw_id: str, max_bytes: int, cleaner: Cleaner) -> AdwRe
         return AdwRecord(adw_id, None, error=f"cannot read directory: {exc.strerror or exc}")
     finally:
         os.close(fd)
+
+
+def _is_link(directory: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _open_regular(directory: int, name: str) -> tuple[int | None, str | None, int]:
