@@ -73,7 +73,7 @@ class Client:
         self._heard_at = self._clock()
 
     def keepalive(self, ping_interval: float, now: float | None = None) -> str | None:
-        """Ping the peer when it has been quiet for ``ping_interval``; return why to drop it if a ping went unanswered."""
+        """Ping the peer once it has been quiet for ``ping_interval``; return why to drop it if a ping went unheard."""
         now = self._clock() if now is None else now
         if self._ping_out is not None:
             if self._heard_at >= self._ping_out:

@@ -237,7 +237,7 @@ class AdwFiles:
     async def _read(self, ids: Iterable[str]) -> set[str]:
         """Read the given ADW directories again; return the ids whose record changed."""
         wanted = {adw_id for adw_id in ids if _ADW_ID.fullmatch(adw_id) and adw_id not in (".", "..")}
-        results = await asyncio.to_thread(_read_dirs, self.agents_dir, wanted, self._max_state_bytes, self._cleaner)
+        results = await asyncio.to_thread(read_dirs, self.agents_dir, wanted, self._max_state_bytes, self._cleaner)
         changed: set[str] = set()
         now = time.monotonic()
         for adw_id, result in results.items():
@@ -308,8 +308,8 @@ def _list_entries(agents_dir: Path) -> frozenset[str]:
         return frozenset()
 
 
-def _read_dirs(agents_dir: Path, ids: Iterable[str], max_bytes: int, cleaner: Cleaner) -> dict[str, AdwRecord | None]:
-    """Read each ADW directory (in a worker thread); None for one that is not there (any more)."""
+def read_dirs(agents_dir: Path, ids: Iterable[str], max_bytes: int, cleaner: Cleaner) -> dict[str, AdwRecord | None]:
+    """Read each ADW directory under ``agents_dir`` (blocking: run it in a worker thread); None where none is."""
     try:
         root = os.open(agents_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):

@@ -359,7 +359,7 @@ async def test_every_detected_change_is_logged_even_when_the_throttle_coalesces_
         for step in (1, 2, 3):
             write_state("a1", step=step)
             async with asyncio.timeout(5):  # wait for the log, not the (held back) broadcast
-                while log.last("adw-state:a1").data.get("step") != step:  # type: ignore[union-attr]
+                while log.last("adw-state:a1").data.get("step") != step:  # type: ignore[union-attr,unused-ignore]
                     await asyncio.sleep(0.01)
         events = (await (await client.get("/api/v1/events?channel=adw-state:a1")).json())["events"]
         assert [e["data"]["step"] for e in events] == [0, 1, 2, 3]

@@ -55,8 +55,9 @@ async def test_odd_state_values_cost_their_item_and_the_feed_goes_on(start, writ
         assert [by_id[i]["issue_number"] for i in ("super", "long", "good")] == [None, None, 7]
         assert (by_id["long"]["current_cost"], by_id["long"]["error_count"]) == (None, 0)
         write_state("good", issue_number="7", status="completed")  # the feed is alive
-        changed = await receive(ws)
-        assert {w["adw_id"]: w["status"] for w in changed["data"]["workflows"]}["good"] == "completed"
+        await receive_until(
+            ws, lambda m: {w["adw_id"]: w["status"] for w in m["data"]["workflows"]}["good"] == "completed"
+        )
     async with client.ws_connect("/ws/system-status") as ws:
         assert (await receive(ws))["data"]["overall_status"] == "healthy"
 
