@@ -121,7 +121,8 @@ class AdwFiles:
 
         The first yield comes at once, even when ``agents_dir`` does not exist yet (then it is
         empty). After that it follows the directory, waits for it to appear if missing, and
-        yields the ids a disappearing directory took away. Runs until the consumer stops.
+        yields the ids a disappearing directory took away. An empty set means only the source's
+        health moved (e.g. ``trees_dir`` became readable again). Runs until the consumer stops.
         """
         if not self.agents_dir.is_dir():
             yield await self._scan()
