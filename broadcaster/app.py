@@ -42,7 +42,7 @@ from .ws import add_routes
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 STARTUP_WAIT = 30.0  # longest a source's first read may hold start-up (a bad one never does: it fails fast)
-SWEEP_INTERVAL = 0.5  # seconds between looks for clients whose socket stopped draining
+SWEEP_INTERVAL = 1.0  # seconds between sweeps over the clients (parked frames, heartbeats, pings, drops)
 
 
 def create_app(config: Config) -> web.Application:
@@ -89,7 +89,7 @@ def create_app(config: Config) -> web.Application:
 
     app.cleanup_ctx.append(_event_log)  # first in, last out: its final flush sees every event
     app.cleanup_ctx.append(background("pipeline", SELF, pipeline.run))
-    sweep = functools.partial(_sweep, hub, config.server.ping_interval)
+    sweep = functools.partial(_sweep, hub, config.server.ping_interval, config.server.heartbeat_interval)
     app.cleanup_ctx.append(background("client sweep", SELF, sweep))
     app.cleanup_ctx.append(_http_session)
     for db in databases:  # before the ADW files, so the first monitor already knows queue statuses
@@ -194,10 +194,11 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _sweep(hub: Hub, ping_interval: float) -> None:
-    """Drop clients whose socket stopped draining or that stopped answering pings; ping quiet ones."""
+async def _sweep(hub: Hub, ping_interval: float, heartbeat_interval: float) -> None:
+    """Sweep the clients (parked frames, heartbeats, pings, drops) on one timer for all of them."""
+    interval = min(SWEEP_INTERVAL, heartbeat_interval / 2, *([ping_interval / 2] if ping_interval > 0 else []))
     while True:
-        await asyncio.sleep(min(SWEEP_INTERVAL, ping_interval / 2) if ping_interval > 0 else SWEEP_INTERVAL)
+        await asyncio.sleep(interval)
         hub.sweep(ping_interval=ping_interval)
 
 

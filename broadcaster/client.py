@@ -1,12 +1,14 @@
-"""One connected WebSocket: a bounded mailbox and the task that writes it out.
+"""One connected WebSocket: frames written straight to its socket, or parked while it is full.
 
-The hub never awaits a client. It drops the channel's newest frame into the client's mailbox,
-replacing an older one that was not written yet, and the client's own writer sends it. A slow
-reader therefore costs at most one frame per channel. A client whose socket takes nothing for
-``write_timeout`` seconds is dropped (the transport aborted, so its buffers are freed at once),
-whichever path notices first: its own stuck write, or the hub's periodic sweep. The sweep also
-sends protocol pings (aiohttp's own heartbeat is off: its timeout closes gracefully, and a
-graceful close keeps a stalled peer's buffers for minutes) and drops a peer that does not answer.
+The guarantee: a slow reader costs at most its socket buffer plus one frame per channel, and
+never delays anyone else. The mechanism: the hub hands every subscriber the same pre-built
+WebSocket frame, and ``post`` writes it to the transport at once, in the publishing call, while
+the transport holds less than ``high_water`` unsent bytes (writing never blocks then). Past that
+the channel's newest frame is parked, replacing an older parked one, until the socket drains.
+There is no task or timer per client or per message: the hub's one periodic sweep writes parked
+frames once a socket drains, sends heartbeats to quiet sockets and protocol pings to quiet
+peers, and drops (with a TCP reset, which frees the kernel's buffers too) a client whose socket
+stayed past ``high_water`` for ``write_timeout`` seconds or which left a ping unanswered.
 """
 
 from __future__ import annotations
@@ -16,20 +18,36 @@ import logging
 import socket
 import struct
 import time
-from collections import deque
 from collections.abc import Callable
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .protocol import Frame, encode_heartbeat
+from .protocol import Frame, ws_frame
 
 logger = logging.getLogger(__name__)
 
-MAX_CONTROL_FRAMES = 16  # pongs waiting to be written; older ones are dropped past this
+HIGH_WATER = 64 * 1024  # unsent bytes a socket may hold before frames are parked
 
 
 class Client:
-    """Outbox and writer of one WebSocket connection."""
+    """Writes of one WebSocket connection, and what the sweep needs to know about it."""
+
+    __slots__ = (
+        "_clock",
+        "_heard_at",
+        "_opened",
+        "_over_since",
+        "_parked",
+        "_ping_out",
+        "_transport",
+        "closed_reason",
+        "heartbeat_interval",
+        "high_water",
+        "last_write",
+        "recovered",
+        "write_timeout",
+        "ws",
+    )
 
     def __init__(
         self,
@@ -38,114 +56,87 @@ class Client:
         heartbeat_interval: float,
         write_timeout: float,
         transport: asyncio.Transport | None,
+        high_water: int = HIGH_WATER,
         clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.ws = ws
         self.heartbeat_interval = heartbeat_interval
         self.write_timeout = write_timeout
+        self.high_water = high_water
         self.closed_reason: str | None = None
         self.recovered: bool | None = None  # set for a resuming connection: said in its first frame
         self._opened = False  # has the first channel frame (the one with the epoch) gone out?
         self._transport = transport
-        self._stuck_since: float | None = None
         self._clock = clock
-        self._wall_clock = wall_clock
-        self._frames: dict[str, Frame] = {}
-        self._control: deque[tuple[bytes, WSMsgType]] = deque(maxlen=MAX_CONTROL_FRAMES)
-        self._heard_at = clock()  # when the peer last sent anything
+        self._parked: dict[str, Frame] = {}
+        self._over_since: float | None = None
+        self._heard_at = self.last_write = clock()
         self._ping_out: float | None = None  # when the unanswered protocol ping went out
-        self._wake = asyncio.Event()
 
-    def post(self, channel: str, frame: Frame) -> None:
-        """Queue ``frame`` as the newest message of ``channel``, replacing an unsent older one."""
-        self._frames.pop(channel, None)  # re-insert so frames go out in the order they changed
-        self._frames[channel] = frame
-        self._wake.set()
+    def post(self, channel: str, frame: Frame) -> bool:
+        """Write ``frame`` now if the socket takes it; else park it as the channel's newest. Return whether parked."""
+        if self._parked or not self._writable():
+            self._parked.pop(channel, None)  # re-insert so parked frames go out in the order they changed
+            self._parked[channel] = frame
+            return True
+        self._write(self._wire(frame))
+        return False
 
-    def post_control(self, frame: bytes, kind: WSMsgType = WSMsgType.TEXT) -> None:
-        """Queue a reply to what the client sent (a text pong, a protocol PONG) or a protocol PING."""
-        self._control.append((frame, kind))
-        self._wake.set()
+    @property
+    def parked(self) -> bool:
+        """Return whether frames wait for the socket to drain."""
+        return bool(self._parked)
+
+    def post_control(self, payload: bytes, kind: WSMsgType = WSMsgType.TEXT) -> None:
+        """Write a reply (a text pong, a protocol PONG), a heartbeat or a ping; dropped if the socket is full."""
+        if self._writable():
+            self._write(ws_frame(payload, kind))
+
+    def flush(self) -> None:
+        """Write parked frames while the socket takes them (the sweep calls this)."""
+        while self._parked and self._writable():
+            channel = next(iter(self._parked))
+            self._write(self._wire(self._parked.pop(channel)))
 
     def heard(self) -> None:
         """Record that the peer sent something: it is alive."""
         self._heard_at = self._clock()
 
-    def keepalive(self, ping_interval: float, now: float | None = None) -> str | None:
-        """Ping the peer once it has been quiet for ``ping_interval``; return why to drop it if a ping went unheard."""
-        now = self._clock() if now is None else now
-        if self._ping_out is not None:
-            if self._heard_at >= self._ping_out:
-                self._ping_out = None
-            elif now - self._ping_out >= ping_interval:
-                return f"no answer to a ping within {ping_interval:g}s"
-            else:
-                return None
-        if now - self._heard_at >= ping_interval:
-            self._ping_out = now
-            self.post_control(b"", WSMsgType.PING)
+    def check(self, now: float, *, ping_interval: float, heartbeat: bytes) -> str | None:
+        """Do what one sweep owes this client; return why to drop it, if it must go.
+
+        Writes parked frames the socket now takes, ``heartbeat`` (a whole frame) after
+        ``heartbeat_interval`` of quiet, a protocol ping after ``ping_interval`` without hearing
+        from the peer.
+        """
+        transport = self._transport
+        if transport is not None and transport.get_write_buffer_size() > self.high_water:
+            if self._over_since is None:
+                self._over_since = now
+            elif now - self._over_since >= self.write_timeout:
+                return f"slow client: its socket took nothing for {self.write_timeout:g}s"
+            return None
+        self._over_since = None
+        self.flush()
+        if ping_interval > 0:
+            if self._ping_out is not None:
+                if self._heard_at >= self._ping_out:
+                    self._ping_out = None
+                elif now - self._ping_out >= ping_interval:
+                    return f"no answer to a ping within {ping_interval:g}s"
+            elif now - self._heard_at >= ping_interval:
+                self._ping_out = now
+                self.post_control(b"", WSMsgType.PING)
+        if now - self.last_write >= self.heartbeat_interval and self._writable():
+            self._write(heartbeat)  # a whole frame, built once per sweep for every client
         return None
 
-    async def run(self) -> None:
-        """Write queued frames until the socket closes; send a heartbeat when quiet. Runs as a task."""
-        last_write = self._clock()
-        while not self.ws.closed:
-            quiet_for = self._clock() - last_write
-            try:
-                await asyncio.wait_for(self._wake.wait(), max(0.0, self.heartbeat_interval - quiet_for))
-            except TimeoutError:
-                batch = [(encode_heartbeat(self._wall_clock()), WSMsgType.TEXT)]
-            else:
-                self._wake.clear()
-                batch = [*self._control, *((self._payload(f), WSMsgType.TEXT) for f in self._frames.values())]
-                self._control.clear()
-                self._frames.clear()
-            for frame, kind in batch:
-                if not await self._write(frame, kind):
-                    return
-            last_write = self._clock()
-
-    def _payload(self, frame: Frame) -> bytes:
-        if self._opened:
-            return frame.bytes  # the bytes every subscriber gets
-        self._opened = True
-        return frame.opening(self.recovered)
-
-    async def _write(self, frame: bytes, kind: WSMsgType) -> bool:
-        try:
-            await asyncio.wait_for(self.ws.send_frame(frame, kind), self.write_timeout)
-        except TimeoutError:
-            self.drop(f"slow client: a write was stuck for {self.write_timeout:g}s")
-            return False
-        except ConnectionError:  # the peer went away; the reader side notices and cleans up
-            return False
-        return True
-
     def drop(self, reason: str) -> None:
-        """Abort the connection at once (its socket cannot take even a close frame); say why in the log."""
-        if self.closed_reason is None or not self.closed_reason.startswith("slow client"):
-            self.closed_reason = reason
+        """Reset the connection at once (its socket cannot take even a close frame); say why in the log."""
+        self.closed_reason = self.closed_reason or reason
         logger.warning("dropping a client: %s", reason)
         if self._transport is not None:
             reset(self._transport)
-
-    def stuck(self, now: float | None = None) -> bool:
-        """Return whether the socket has held unsent bytes, without draining, for ``write_timeout`` seconds."""
-        transport = self._transport
-        if transport is None or transport.get_write_buffer_size() == 0:
-            self._stuck_since = None
-            return False
-        now = self._clock() if now is None else now
-        if self._stuck_since is None:
-            self._stuck_since = now
-        return now - self._stuck_since >= self.write_timeout
-
-    def writer_done(self, task: asyncio.Task[None]) -> None:
-        """Drop the connection if its writer crashed: a socket nobody writes to must not look alive."""
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("a client's writer crashed", exc_info=task.exception())
-            self.drop(f"writer crashed: {task.exception()!r}")
 
     async def close(
         self, code: int = WSCloseCode.GOING_AWAY, message: bytes = b"", *, timeout: float | None = None
@@ -157,6 +148,26 @@ class Client:
         except (TimeoutError, ConnectionError):
             if self._transport is not None:
                 reset(self._transport)
+
+    def _writable(self) -> bool:
+        transport = self._transport
+        return (
+            transport is not None
+            and not self.ws.closed  # nothing may follow a close frame
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() <= self.high_water
+        )
+
+    def _write(self, data: bytes) -> None:
+        assert self._transport is not None
+        self._transport.write(data)
+        self.last_write = self._clock()
+
+    def _wire(self, frame: Frame) -> bytes:
+        if self._opened:
+            return frame.wire  # the bytes every subscriber gets
+        self._opened = True
+        return ws_frame(frame.opening(self.recovered))
 
 
 _LINGER_RESET = struct.pack("ii", 1, 0)

@@ -11,20 +11,30 @@ from aiohttp import WSCloseCode
 
 from .client import Client
 from .events import Event, empty_event
-from .protocol import Frame
+from .protocol import Frame, encode_heartbeat, ws_frame
 
 logger = logging.getLogger(__name__)
+PARKED_RETRY = 0.05  # seconds between looks at sockets that were full
 
 
 class Hub:
     """Hold the newest published event of each channel and hand its frame to the subscribers."""
 
-    def __init__(self, *, epoch: str = "", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        epoch: str = "",
+        clock: Callable[[], float] = time.time,
+        tick: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.epoch = epoch  # of the event log; every connection's first frame carries it
         self._clock = clock
+        self._tick = tick
         self._current: dict[str, Frame] = {}
         self._subscribers: dict[str, set[Client]] = {}
         self._clients: dict[Client, str] = {}
+        self._parked: set[Client] = set()  # clients whose frames wait for their socket to drain
+        self._flush_timer: asyncio.TimerHandle | None = None
         self.closing = False  # set once shutdown began: a socket upgraded after that is closed at once
 
     @property
@@ -42,7 +52,8 @@ class Hub:
             # have this state. Keep the newer seq for later snapshots, send nothing.
             return
         for client in self._subscribers.get(event.channel, ()):
-            client.post(event.channel, frame)
+            if client.post(event.channel, frame):
+                self._park(client)
 
     def seed(self, events: Iterable[Event]) -> None:
         """Take stored events as the current state (at start-up, before any client)."""
@@ -66,12 +77,13 @@ class Hub:
         """Subscribe ``client`` to ``channel``; queue the current state unless it already has it."""
         self._subscribers.setdefault(channel, set()).add(client)
         self._clients[client] = channel
-        if send_current:
-            client.post(channel, self.frame(channel))
+        if send_current and client.post(channel, self.frame(channel)):
+            self._park(client)
 
     def detach(self, client: Client) -> None:
         """Forget ``client``."""
         channel = self._clients.pop(client, None)
+        self._parked.discard(client)
         subscribers = self._subscribers.get(channel or "")
         if subscribers is not None:
             subscribers.discard(client)
@@ -82,18 +94,32 @@ class Hub:
         """Return how many clients listen on ``channel``."""
         return len(self._subscribers.get(channel, ()))
 
-    def sweep(self, *, ping_interval: float = 0.0) -> int:
-        """Drop clients whose socket has not drained for write_timeout or that ignore pings; ping quiet ones.
+    def _park(self, client: Client) -> None:
+        """Look again soon at a client whose socket was full: one timer for all such clients."""
+        self._parked.add(client)
+        if self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(PARKED_RETRY, self._flush_parked)
 
-        Returns how many were dropped. ``ping_interval`` 0 sends no protocol pings.
+    def _flush_parked(self) -> None:
+        self._flush_timer = None
+        for client in list(self._parked):
+            client.flush()
+            if not client.parked:
+                self._parked.discard(client)
+        if self._parked:
+            self._flush_timer = asyncio.get_running_loop().call_later(PARKED_RETRY, self._flush_parked)
+
+    def sweep(self, *, ping_interval: float = 0.0) -> int:
+        """Give every client what it is owed (parked frames, heartbeat, ping); drop stuck or silent ones.
+
+        One pass over the clients, with one heartbeat frame built for all of them. Returns how
+        many were dropped. ``ping_interval`` 0 sends no protocol pings.
         """
+        now = self._tick()
+        heartbeat = ws_frame(encode_heartbeat(self._clock()))
         dropped = 0
         for client in list(self._clients):
-            why = None
-            if client.stuck():
-                why = f"slow client: its socket took nothing for {client.write_timeout:g}s"
-            elif ping_interval > 0:
-                why = client.keepalive(ping_interval)
+            why = client.check(now, ping_interval=ping_interval, heartbeat=heartbeat)
             if why is not None:
                 client.drop(why)
                 dropped += 1
@@ -104,6 +130,9 @@ class Hub:
     ) -> None:
         """Close every client's socket with ``code``, all at once; abort those not closed within ``timeout``."""
         self.closing = True
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         clients = self.clients
         if clients:
             logger.info("closing %d client(s) with %d", len(clients), code)

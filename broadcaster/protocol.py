@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import orjson
+from aiohttp import WSMsgType
 
 from .channels import adw_id_of
 from .clock import iso_utc
@@ -31,16 +33,37 @@ def encode_event(event: Event, *, epoch: str | None = None, recovered: bool | No
     return orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS)
 
 
+def ws_frame(payload: bytes, kind: WSMsgType = WSMsgType.TEXT) -> bytes:
+    """Return ``payload`` as one unmasked, uncompressed server WebSocket frame (RFC 6455 5.2)."""
+    n = len(payload)
+    first = 0x80 | int(kind)
+    if n < 126:
+        header = struct.pack("!BB", first, n)
+    elif n < 65536:
+        header = struct.pack("!BBH", first, 126, n)
+    else:
+        header = struct.pack("!BBQ", first, 127, n)
+    return header + payload
+
+
 class Frame:
     """An event encoded once for all subscribers, and at most once more as a connection's first frame."""
 
-    __slots__ = ("_epoch", "_opening", "bytes", "event")
+    __slots__ = ("_epoch", "_opening", "_wire", "bytes", "event")
 
     def __init__(self, event: Event, epoch: str) -> None:
         self.event = event
         self.bytes = encode_event(event)
         self._epoch = epoch
         self._opening: bytes | None = None
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        """Return the whole WebSocket frame every subscriber is written (built once, on first use)."""
+        if self._wire is None:
+            self._wire = ws_frame(self.bytes)
+        return self._wire
 
     def opening(self, recovered: bool | None = None) -> bytes:
         """Return the frame as a connection's first message: with ``epoch`` (and ``recovered`` if given)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -10,8 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
-
-from sources.tasks import cancel_and_wait
 
 from .channels import SPECS, adw_state_channel, validate_adw_id
 from .client import Client, reset
@@ -104,7 +101,7 @@ async def serve(request: web.Request, channel: str) -> web.WebSocketResponse:
         # answer is aborted there. aiohttp's own heartbeat would close it gracefully instead, which
         # keeps a stalled peer's unsent bytes in the kernel for minutes.
         heartbeat=None,
-        autoping=False,  # client pings count against the flood limit, and are answered by the writer
+        autoping=False,  # client pings count against the flood limit; their pongs are written like any reply
         compress=False,  # frames are encoded once and written as they are to every client
         max_msg_size=server.max_message_size,
         timeout=CLOSE_TIMEOUT,
@@ -121,8 +118,6 @@ async def serve(request: web.Request, channel: str) -> web.WebSocketResponse:
         await client.close(WSCloseCode.GOING_AWAY, b"server shutdown", timeout=CLOSE_TIMEOUT)
         return ws
     greet(hub, request.app[EVENT_LOG], client, channel, resume)
-    writer = asyncio.create_task(client.run(), name=f"writer {channel}")
-    writer.add_done_callback(client.writer_done)
     bucket = _TokenBucket(FLOOD_BURST, FLOOD_RATE)
     try:
         async for msg in ws:
@@ -142,10 +137,9 @@ async def serve(request: web.Request, channel: str) -> web.WebSocketResponse:
             elif msg.type is WSMsgType.ERROR:
                 break  # aiohttp already closed the socket (1009 for an oversized frame)
     except ConnectionError:
-        pass  # the peer reset the connection (e.g. while aiohttp wrote a pong): nothing to answer
+        pass  # the peer reset the connection: nothing to answer
     finally:
         hub.detach(client)
-        await cancel_and_wait(writer)
         if transport is not None and transport.get_write_buffer_size():
             # Whatever ended the socket, bytes the peer never read would hold buffers until TCP
             # gives up (a graceful close waits for them): drop the connection now.
