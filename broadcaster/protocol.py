@@ -49,20 +49,27 @@ def ws_frame(payload: bytes, kind: WSMsgType = WSMsgType.TEXT) -> bytes:
 class Frame:
     """An event encoded once for all subscribers, and at most once more as a connection's first frame."""
 
-    __slots__ = ("_epoch", "_opening", "_wire", "bytes", "event")
+    __slots__ = ("_bytes", "_epoch", "_opening", "_wire", "event")
 
     def __init__(self, event: Event, epoch: str) -> None:
         self.event = event
-        self.bytes = encode_event(event)
         self._epoch = epoch
+        self._bytes: bytes | None = None  # encoded on first use: a channel nobody follows costs nothing
         self._opening: bytes | None = None
         self._wire: bytes | None = None
+
+    @property
+    def encoded(self) -> bytes:
+        """Return the message as every subscriber gets it (encoded once, on first use)."""
+        if self._bytes is None:
+            self._bytes = encode_event(self.event)
+        return self._bytes
 
     @property
     def wire(self) -> bytes:
         """Return the whole WebSocket frame every subscriber is written (built once, on first use)."""
         if self._wire is None:
-            self._wire = ws_frame(self.bytes)
+            self._wire = ws_frame(self.encoded)
         return self._wire
 
     def opening(self, recovered: bool | None = None) -> bytes:

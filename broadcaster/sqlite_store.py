@@ -94,6 +94,7 @@ class SqliteEventStore:
         self._next_id = 1
         self._continuity = Continuity()
         self._full = asyncio.Event()
+        self._appended = asyncio.Event()
         self._writing: asyncio.Future[None] | None = None
 
     async def open(self) -> Loaded:
@@ -214,6 +215,7 @@ class SqliteEventStore:
         self._pending.append(_Pending(self._next_id, event))
         self._next_id += 1
         self._continuity.add(event)
+        self._appended.set()
         if len(self._pending) > self._max_pending:
             self._compact()
         if len(self._pending) >= self._batch_max:
@@ -264,12 +266,18 @@ class SqliteEventStore:
         next_trim = time.monotonic() + self._trim_interval
         failures = 0
         while True:
+            if not self._pending:  # idle: no timer ticking, wake for an append (or the next trim)
+                try:
+                    await asyncio.wait_for(self._appended.wait(), max(0.0, next_trim - time.monotonic()))
+                except TimeoutError:
+                    pass
             delay = self._flush_interval if not failures else min(MAX_RETRY_DELAY, self._flush_interval * 2**failures)
             try:
                 await asyncio.wait_for(self._full.wait(), delay)
             except TimeoutError:
                 pass
             self._full.clear()
+            self._appended.clear()
             if not self._pending and time.monotonic() < next_trim:
                 continue
             try:
