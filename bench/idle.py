@@ -108,8 +108,40 @@ async def connect_idle(port: int, n: int) -> list[Any]:
     transports = []
 
     class Idle(asyncio.Protocol):
+        """Reads everything, keeps nothing, answers protocol pings (as browsers do)."""
+
+        def __init__(self) -> None:
+            self.buffer = b""
+            self.upgraded = False
+            self.transport: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
         def data_received(self, data: bytes) -> None:
-            pass  # reads everything, keeps nothing
+            self.buffer += data
+            if not self.upgraded:
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                self.upgraded, self.buffer = True, self.buffer[end + 4 :]
+            while len(self.buffer) >= 2:
+                opcode, length, start = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F, 2
+                if length == 126:
+                    if len(self.buffer) < 4:
+                        return
+                    length, start = int.from_bytes(self.buffer[2:4], "big"), 4
+                elif length == 127:
+                    if len(self.buffer) < 10:
+                        return
+                    length, start = int.from_bytes(self.buffer[2:10], "big"), 10
+                if len(self.buffer) < start + length:
+                    return
+                payload, self.buffer = self.buffer[start : start + length], self.buffer[start + length :]
+                if opcode == 0x9:  # ping -> masked pong with the same payload
+                    mask = os.urandom(4)
+                    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                    self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + mask + masked)
 
     for i in range(n):
         transport, _ = await loop.create_connection(Idle, "127.0.0.1", port)

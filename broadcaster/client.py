@@ -134,7 +134,7 @@ class Client:
     def drop(self, reason: str) -> None:
         """Reset the connection at once (its socket cannot take even a close frame); say why in the log."""
         self.closed_reason = self.closed_reason or reason
-        logger.warning("dropping a client: %s", reason)
+        logger.debug("dropping a client: %s", reason)  # the sweep logs one line for all it drops
         if self._transport is not None:
             reset(self._transport)
 

@@ -117,13 +117,15 @@ class Hub:
         """
         now = self._tick()
         heartbeat = ws_frame(encode_heartbeat(self._clock()))
-        dropped = 0
+        reasons: dict[str, int] = {}
         for client in list(self._clients):
             why = client.check(now, ping_interval=ping_interval, heartbeat=heartbeat)
             if why is not None:
                 client.drop(why)
-                dropped += 1
-        return dropped
+                reasons[why] = reasons.get(why, 0) + 1
+        if reasons:  # one line per sweep, however many go
+            logger.warning("dropped %s", "; ".join(f"{n} client(s): {why}" for why, n in reasons.items()))
+        return sum(reasons.values())
 
     async def close_all(
         self, code: int = WSCloseCode.GOING_AWAY, message: bytes = b"server shutdown", *, timeout: float = 1.0
