@@ -50,10 +50,13 @@ class EventLog:
         self._last = dict(last)
         self._floor = floor
 
-    def record(self, channel: str, data: Any) -> Event | None:
-        """Return a new Event for ``data``, or None if it is the same state as the last one."""
+    def record(self, channel: str, data: Any, *, known_digest: str | None = None) -> Event | None:
+        """Return a new Event for ``data``, or None if it is the same state as the last one.
+
+        ``known_digest``: the digest of ``data`` as its builder already knows it (see ``adw_index``).
+        """
         spec = spec_of(channel)
-        new_digest = digest(data, spec.volatile)
+        new_digest = known_digest or digest(data, spec.volatile)
         last = self._last.get(channel)
         if new_digest == (last.digest if last else empty_digest(spec.family)):
             return None

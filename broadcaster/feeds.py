@@ -21,6 +21,7 @@ from sources.sqlite import Part, SqliteWatch
 from sources.values import Cleaner
 
 from . import views
+from .adw_index import AdwIndex
 from .channels import adw_id_of, adw_state_channel
 from .config import Config
 from .events import Event
@@ -61,6 +62,7 @@ class Feeds:
         self._own_routes: list[dict[str, Any]] = []
         self._api_routes: list[dict[str, Any]] = []
         self._unconfirmed_adws: set[str] = set()
+        self._index = AdwIndex(github_repo=config.adw.github_repo)
         # Aggregates (routes, system status) wait for each source's first report (or its crash),
         # so a start-up never publishes a partial one; after a restart with nothing changed,
         # nothing is sent.
@@ -88,8 +90,8 @@ class Feeds:
         records = self._adw.records
         for adw_id in sorted(changed):
             self._update(adw_state_channel(adw_id), functools.partial(views.adw_state, adw_id, records.get(adw_id)))
-        repo = self._config.adw.github_repo
-        self._update("workflows", lambda: views.workflows(records.values(), github_repo=repo))
+        self._index_update(changed)
+        self._update("workflows", self._index.workflows)
         self._monitor()
         self._system_status()
 
@@ -102,7 +104,13 @@ class Feeds:
             self._update("queue", lambda: views.queue(data))
             queue_status = views.queue_status_by_adw(data.phases)
             if queue_status != self._queue_status:
+                moved = {
+                    i
+                    for i in queue_status.keys() | self._queue_status.keys()
+                    if queue_status.get(i) != self._queue_status.get(i)
+                }
                 self._queue_status = queue_status
+                self._index_update(moved)
                 self._monitor()
         history = parts.get("history")
         if history is not None and isinstance(history.data, list):
@@ -160,9 +168,16 @@ class Feeds:
     # --- derived channels ---------------------------------------------------------------------
 
     def _update(self, channel: str, build: Callable[[], Any]) -> None:
-        """Offer ``build()`` as the newest data of ``channel``; a failure costs this channel only."""
+        """Offer ``build()`` as the newest data of ``channel``; a failure costs this channel only.
+
+        ``build`` returns the data, or ``(data, digest)`` when it knows the digest (see ``adw_index``).
+        """
         try:
-            self._pipeline.update(channel, build())
+            built = build()
+            if isinstance(built, tuple):
+                self._pipeline.update(channel, built[0], known_digest=built[1])
+            else:
+                self._pipeline.update(channel, built)
         except Exception as exc:
             why = f"{type(exc).__name__}: {str(exc)[:200]}"
             if self._health.channel_problems.get(channel) != why:
@@ -172,13 +187,17 @@ class Feeds:
         if self._health.channel_problems.pop(channel, None) is not None:
             logger.info("%s: publishing again", channel)
 
+    def _index_update(self, ids: set[str]) -> None:
+        """Rebuild the workflows and monitor items of ``ids`` (a failure shows as those channels' problem)."""
+        try:
+            self._index.update(ids, self._adw.records, worktrees=self._adw.worktrees, queue_status=self._queue_status)
+        except Exception as exc:  # the items are guarded one by one; this is the index's own failure
+            why = f"{type(exc).__name__}: {str(exc)[:200]}"
+            logger.error("ADW items: cannot rebuild (%s)", why, exc_info=True)
+            self._health.channel_problems["adw-monitor"] = why
+
     def _monitor(self) -> None:
-        records, worktrees = self._adw.records, self._adw.worktrees
-        queue_status, repo = self._queue_status, self._config.adw.github_repo
-        self._update(
-            "adw-monitor",
-            lambda: views.monitor(records.values(), worktrees=worktrees, queue_status=queue_status, github_repo=repo),
-        )
+        self._update("adw-monitor", self._index.monitor)
 
     def _routes(self) -> None:
         if "openapi poll" not in self._waiting:

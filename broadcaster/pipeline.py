@@ -19,9 +19,9 @@ class Pipeline:
         self.hub = hub
         self._wake = asyncio.Event()
 
-    def update(self, channel: str, data: Any) -> Event | None:
+    def update(self, channel: str, data: Any, *, known_digest: str | None = None) -> Event | None:
         """Offer the newest ``data`` of ``channel``; return the event if it was a real change."""
-        event = self.log.record(channel, data)  # digest unchanged -> None, nothing else happens
+        event = self.log.record(channel, data, known_digest=known_digest)  # same digest -> None, nothing else
         if event is None:
             return None
         ready = self.throttle.offer(event)

@@ -82,26 +82,34 @@ def adw_state(adw_id: str, record: AdwRecord | None) -> dict[str, Any]:
 
 def workflows(records: Iterable[AdwRecord], *, github_repo: str = "") -> list[dict[str, Any]]:
     """Return the WorkflowExecution list: ADWs with an integer issue number, newest first."""
-    out = []
-    for record in _newest_first(r for r in records if r.state is not None):
-        state = record.state or {}
-        number = issue_number(state.get("issue_number"))
-        if number is None:
-            continue
-        out.append(
-            {
-                "adw_id": record.adw_id,
-                "issue_number": number,
-                "phase": record.phases[-1] if record.phases else "plan",
-                "github_url": github_url(state, number, github_repo) or "",
-            }
-        )
-    return out
+    items = (workflow_execution(r, github_repo=github_repo) for r in _newest_first(r for r in records if r.state))
+    return [item for item in items if item is not None]
 
 
-def _monitor_item(
-    record: AdwRecord, in_worktree: bool, queue_status: str | None, github_repo: str, now: datetime | None
+def workflow_execution(record: AdwRecord, *, github_repo: str = "") -> dict[str, Any] | None:
+    """Return one WorkflowExecution, or None for an ADW without an integer issue number."""
+    state = record.state or {}
+    number = issue_number(state.get("issue_number"))
+    if number is None:
+        return None
+    return {
+        "adw_id": record.adw_id,
+        "issue_number": number,
+        "phase": record.phases[-1] if record.phases else "plan",
+        "github_url": github_url(state, number, github_repo) or "",
+    }
+
+
+def sort_rank(status: str) -> int:
+    """Return where a monitor status sorts: running, paused, failed, completed, then the rest."""
+    return _SORT_RANK.get(status, 4)
+
+
+def monitor_item(
+    record: AdwRecord, *, in_worktree: bool, queue_status: str | None, github_repo: str, now: datetime | None
 ) -> dict[str, Any]:
+    """Return one AdwWorkflowStatus; one that cannot be built is shown with a ``problem`` note."""
+
     def build() -> dict[str, Any]:
         return workflow_status(
             record, in_worktree=in_worktree, queue_status=queue_status, github_repo=github_repo, now=now
@@ -126,10 +134,16 @@ def monitor(
     """Return ``{workflows, summary, last_updated}`` for every ADW with a state file."""
     queue_status = queue_status or {}
     items = [
-        _monitor_item(r, r.adw_id in worktrees, queue_status.get(r.adw_id), github_repo, now)
+        monitor_item(
+            r,
+            in_worktree=r.adw_id in worktrees,
+            queue_status=queue_status.get(r.adw_id),
+            github_repo=github_repo,
+            now=now,
+        )
         for r in _newest_first(r for r in records if r.state is not None)
     ]
-    items.sort(key=lambda w: _SORT_RANK.get(w["status"], 4))  # stable: newest first within a status
+    items.sort(key=lambda w: sort_rank(w["status"]))  # stable: newest first within a status
     summary = empty_summary()
     summary["total"] = len(items)
     for item in items:
@@ -153,7 +167,7 @@ def workflow_status(
         or _QUEUE_STATUS.get(str(queue_status or "").lower())
         or ("paused" if in_worktree else "queued")
     )
-    current_phase = _text(state.get("current_phase")) or (record.phases[-1] if record.phases else None)
+    current_phase = text(state.get("current_phase")) or (record.phases[-1] if record.phases else None)
     if status == "completed":
         completed = list(record.phases)
         progress = 100.0
@@ -162,25 +176,25 @@ def workflow_status(
         in_progress = 0.5 if status == "running" and current_phase in PHASES else 0.0
         progress = min(100.0, round((len(completed) + in_progress) / len(PHASES) * 100, 1))
     number = issue_number(state.get("issue_number"))
-    start, end = _text(state.get("start_time")), _text(state.get("end_time"))
-    last_error = _text(state.get("last_error")) or record.error_log
+    start, end = text(state.get("start_time")), text(state.get("end_time"))
+    last_error = text(state.get("last_error")) or record.error_log
     error_count = as_int(state.get("error_count")) or (1 if record.error_log else 0)
     nl_input = state.get("nl_input")
     return {
         "adw_id": record.adw_id,
         "issue_number": number,
         "pr_number": as_int(state.get("pr_number")),
-        "issue_class": _text(state.get("issue_class")) or "",
+        "issue_class": text(state.get("issue_class")) or "",
         "title": nl_input[:100] if isinstance(nl_input, str) else "",
         "status": status,
         "current_phase": current_phase,
         "phase_progress": progress,
-        "workflow_template": _text(state.get("workflow_template")) or "",
+        "workflow_template": text(state.get("workflow_template")) or "",
         "start_time": start,
         "end_time": end,
         "duration_seconds": _duration(start, end, now),
         "github_url": github_url(state, number, github_repo),
-        "worktree_path": _text(state.get("worktree_path")),
+        "worktree_path": text(state.get("worktree_path")),
         "current_cost": as_float(state.get("current_cost")),
         "estimated_cost_total": as_float(state.get("estimated_cost_total")),
         "error_count": error_count,
@@ -193,11 +207,12 @@ def workflow_status(
 
 def _newest_first(records: Iterable[AdwRecord]) -> list[AdwRecord]:
     ordered = sorted(records, key=lambda r: r.adw_id)
-    ordered.sort(key=lambda r: _text((r.state or {}).get("start_time")) or "", reverse=True)
+    ordered.sort(key=lambda r: text((r.state or {}).get("start_time")) or "", reverse=True)
     return ordered
 
 
-def _text(value: Any) -> str | None:
+def text(value: Any) -> str | None:
+    """Return ``value`` if it is a non-empty string, else None."""
     return value if isinstance(value, str) and value else None
 
 

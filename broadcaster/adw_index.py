@@ -1,0 +1,135 @@
+"""The ``workflows`` and ``adw-monitor`` channels kept per ADW: a change rebuilds only what it touched.
+
+Each ADW's WorkflowExecution and AdwWorkflowStatus are built, encoded and digested when that ADW
+changes (its record, its worktree, its queue status), then kept with their place in the sort
+order (``bisect`` on a sort key). A channel's data is the kept items in order as
+``orjson.Fragment``s, so the message is assembled from bytes already encoded instead of
+re-encoding every ADW, and its digest is made from the items' digests (volatile fields left
+out), not from re-encoding the whole list. What remains per change and per ADW is copying:
+joining N fragments and N digests.
+
+An empty channel is digested the ordinary way, so its empty shape is still "no change".
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from sources.adw_files import AdwRecord
+
+from . import views
+from .channels import empty_summary
+from .clock import now_iso
+
+SortKey = tuple[Any, ...]
+
+
+def _descending(text: str) -> tuple[int, ...]:
+    """Return a key that sorts ``text`` descending (a missing value last)."""
+    return (*(-ord(c) for c in text), 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    key: SortKey
+    wire: orjson.Fragment
+    digest: bytes
+    status: str | None = None
+
+
+class _Sorted:
+    """Items by adw_id, and their sort keys in order."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, _Item] = {}
+        self.keys: list[SortKey] = []
+
+    def put(self, adw_id: str, item: _Item | None) -> _Item | None:
+        """Set (or with None, remove) the item of ``adw_id``; return the one it replaced."""
+        old = self.items.pop(adw_id, None)
+        if old is not None:
+            del self.keys[bisect.bisect_left(self.keys, old.key)]
+        if item is not None:
+            self.items[adw_id] = item
+            bisect.insort(self.keys, item.key)
+        return old
+
+    def fragments(self) -> list[orjson.Fragment]:
+        items = self.items
+        return [items[key[-1]].wire for key in self.keys]
+
+    def digest(self, extra: bytes = b"") -> str:
+        items = self.items
+        joined = b"".join(items[key[-1]].digest for key in self.keys)
+        return hashlib.blake2b(joined + extra, digest_size=16).hexdigest()
+
+
+def _item(data: dict[str, Any], key: SortKey, volatile: Iterable[str] = (), status: str | None = None) -> _Item:
+    stable = {k: v for k, v in data.items() if k not in volatile}
+    item_digest = hashlib.blake2b(orjson.dumps(stable, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+    return _Item(key, orjson.Fragment(orjson.dumps(data)), item_digest, status)
+
+
+class AdwIndex:
+    """Keep every ADW's channel items; ``update`` rebuilds those of the ADWs named."""
+
+    def __init__(self, *, github_repo: str = "") -> None:
+        self._github_repo = github_repo
+        self._workflows = _Sorted()
+        self._monitor = _Sorted()
+        self._summary = empty_summary()
+
+    def update(
+        self,
+        ids: Iterable[str],
+        records: Mapping[str, AdwRecord],
+        *,
+        worktrees: frozenset[str],
+        queue_status: Mapping[str, str],
+    ) -> None:
+        """Rebuild the items of ``ids`` from their records (an ADW with no state leaves both channels)."""
+        for adw_id in ids:
+            record = records.get(adw_id)
+            if record is None or record.state is None:
+                self._workflows.put(adw_id, None)
+                self._count(self._monitor.put(adw_id, None), None)
+                continue
+            start = _descending(views.text(record.state.get("start_time")) or "")
+            execution = views.workflow_execution(record, github_repo=self._github_repo)
+            self._workflows.put(adw_id, None if execution is None else _item(execution, (start, adw_id)))
+            status = views.monitor_item(
+                record,
+                in_worktree=adw_id in worktrees,
+                queue_status=queue_status.get(adw_id),
+                github_repo=self._github_repo,
+                now=None,
+            )
+            rank = views.sort_rank(status["status"])
+            new = _item(status, (rank, start, adw_id), ("duration_seconds",), status["status"])
+            self._count(self._monitor.put(adw_id, new), new)
+
+    def _count(self, old: _Item | None, new: _Item | None) -> None:
+        for item, step in ((old, -1), (new, 1)):
+            if item is not None:
+                self._summary["total"] += step
+                if item.status in self._summary:
+                    self._summary[item.status] += step
+
+    def workflows(self) -> tuple[list[Any], str | None]:
+        """Return the workflows data and its digest (None: digest it the ordinary way)."""
+        if not self._workflows.items:
+            return [], None
+        return self._workflows.fragments(), self._workflows.digest()
+
+    def monitor(self) -> tuple[dict[str, Any], str | None]:
+        """Return the adw-monitor data and its digest (None: digest it the ordinary way)."""
+        data = {"workflows": self._monitor.fragments(), "summary": dict(self._summary), "last_updated": now_iso()}
+        if not self._monitor.items:
+            return data, None
+        return data, self._monitor.digest(orjson.dumps(self._summary, option=orjson.OPT_SORT_KEYS))
