@@ -1,0 +1,239 @@
+"""Scale: one ADW's state-file change with 10, 1,000 and 10,000 ADW directories.
+
+For each size, a workspace of realistic state files (1-3 KB each) is laid out, and the service
+runs as a process pinned to core 0 (when ``taskset`` exists) with one client on ``adw-monitor``
+(the biggest channel) in this process. Printed per size, min / median / max of ``--runs`` runs:
+
+- start-up: from launch to the listening banner (every state file read), and RSS then;
+- change -> client p50: a write to one random ADW's state file until the monitor message showing
+  it arrives; the baseline is raw watchfiles noticing the same kind of write in the same run;
+- server CPU per change (schedstat of every thread);
+- event-log bytes per change (the log's files before and after the changes).
+
+Targets (issue 8): latency, CPU and log growth each within 1.5x between 10 and 10,000 ADWs;
+p50 within 1.2x of raw watchfiles at 1,000.
+
+    .venv/bin/python bench/scale.py --sizes 10 1000 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from watchfiles import awatch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / 1e9
+
+
+def rss_mb(pid: int) -> float:
+    return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def state(adw_id: str, n: int, cost: float, rng: random.Random) -> dict[str, Any]:
+    return {
+        "adw_id": adw_id,
+        "issue_number": str(n),
+        "branch_name": f"feature-{n}-{adw_id}",
+        "plan_file": f"specs/issue-{n}-adw-{adw_id}.md",
+        "issue_class": "/feature",
+        "worktree_path": f"/work/trees/{adw_id}",
+        "backend_port": 9100 + n % 100,
+        "frontend_port": 9200 + n % 100,
+        "model_set": "base",
+        "all_adws": ["adw_plan_iso", "adw_build_iso"],
+        "estimated_cost_total": 4.2,
+        "workflow_template": "adw_sdlc_iso",
+        "model_used": "claude-sonnet-4-5",
+        "start_time": f"2026-11-{1 + n % 28:02d}T10:{n % 60:02d}:00",
+        "nl_input": "Implement the thing " * rng.randint(5, 60),
+        "github_url": f"https://github.com/acme/shop/issues/{n}",
+        "status": rng.choice(["running", "completed", "failed"]),
+        "current_phase": "build",
+        "current_cost": cost,
+    }
+
+
+def write(agents: Path, adw_id: str, body: dict[str, Any]) -> None:
+    path = agents / adw_id / "adw_state.json"
+    tmp = path.with_name(".tmp")
+    tmp.write_text(json.dumps(body, indent=2))
+    os.replace(tmp, path)
+
+
+def layout(size: int, rng: random.Random) -> tuple[Path, dict[str, dict[str, Any]]]:
+    work = Path(tempfile.mkdtemp(prefix="scale-"))
+    agents = work / "agents"
+    states = {}
+    for n in range(size):
+        adw_id = f"{n:08x}"
+        (agents / adw_id / "adw_plan_iso").mkdir(parents=True)
+        states[adw_id] = state(adw_id, n, 0.0, rng)
+        write(agents, adw_id, states[adw_id])
+    (work / "trees").mkdir()
+    (work / "config.toml").write_text(
+        '[server]\nport = 0\n[broadcast]\nmin_interval = 0\n[webhook]\nstatus_url = ""\n'
+        '[event_log]\npath = "events.db"\n'
+    )
+    return work, states
+
+
+def log_bytes(work: Path) -> int:
+    return sum(p.stat().st_size for p in work.glob("events.db*"))
+
+
+async def watchfiles_baseline(agents: Path, states: dict[str, dict[str, Any]], rng: random.Random, n: int) -> float:
+    """Median time from a write to raw watchfiles (debounce 100 ms, step 20 ms, as the service) reporting it."""
+    times = []
+    ids = list(states)
+    for _ in range(n):
+        adw_id = rng.choice(ids)
+        seen = asyncio.Event()
+        stop = asyncio.Event()
+
+        async def watch(target: str = adw_id, seen: asyncio.Event = seen, stop: asyncio.Event = stop) -> None:
+            async for changes in awatch(agents, debounce=100, step=20, stop_event=stop):
+                if any(target in path for _, path in changes):
+                    seen.set()
+
+        task = asyncio.create_task(watch())
+        await asyncio.sleep(0.2)  # the watch is installed
+        written = time.monotonic()
+        write(agents, adw_id, {**states[adw_id], "touch": written})
+        await asyncio.wait_for(seen.wait(), 10)
+        times.append(time.monotonic() - written)
+        stop.set()
+        await task
+    return statistics.median(times) * 1000
+
+
+async def one_run(size: int, changes: int, rng: random.Random) -> dict[str, float]:
+    work, states = layout(size, rng)
+    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    launched = time.monotonic()
+    proc = subprocess.Popen(
+        [*pin, sys.executable, "-m", "broadcaster", "--config", str(work / "config.toml"), "--log-level", "warning"],
+        cwd=work,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 300)
+        startup = time.monotonic() - launched
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
+        memory = rss_mb(proc.pid)
+        baseline = await watchfiles_baseline(work / "agents", states, rng, 5)
+        latencies, cpus = [], []
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(f"http://127.0.0.1:{port}/ws/adw-monitor", max_msg_size=0)
+            await ws.receive(timeout=60)
+            await asyncio.sleep(2.0)  # the first commits of the log are not a change's growth
+            log_before = log_bytes(work)
+            ids = list(states)
+            for step in range(1, changes + 1):
+                adw_id = rng.choice(ids)
+                cost = round(step * 0.37, 2)
+                marker = f'"adw_id":"{adw_id}"'.encode()
+                cpu_before = cpu_seconds(proc.pid)
+                written = time.monotonic()
+                write(work / "agents", adw_id, {**states[adw_id], "current_cost": cost})
+                while True:
+                    msg = await ws.receive(timeout=30)
+                    if msg.type is not aiohttp.WSMsgType.TEXT:
+                        raise RuntimeError(f"unexpected {msg.type}")
+                    raw = msg.data.encode() if isinstance(msg.data, str) else msg.data
+                    at = raw.find(marker)
+                    if at >= 0 and f'"current_cost":{cost}'.encode() in raw[at : at + 4000]:
+                        break
+                latencies.append(time.monotonic() - written)
+                await asyncio.sleep(0.3)
+                cpus.append(cpu_seconds(proc.pid) - cpu_before)
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)  # the last batch is committed
+            growth = (log_bytes(work) - log_before) / changes
+            await ws.close()
+        return {
+            "startup": startup,
+            "rss": memory,
+            "p50": statistics.median(latencies) * 1000,
+            "baseline": baseline,
+            "cpu": statistics.median(cpus) * 1000,
+            "log": growth / 1024,
+        }
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def spread(values: list[float], digits: int = 0) -> str:
+    return " / ".join(f"{v:.{digits}f}" for v in (min(values), statistics.median(values), max(values)))
+
+
+async def bench(sizes: list[int], runs: int, changes: int) -> None:
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {1})
+    rng = random.Random(7)
+    print(
+        "| ADW dirs | start-up s | RSS MB | change -> client p50 ms | raw watchfiles p50 ms | CPU per change ms |"
+        " event log KB per change |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    medians: dict[int, dict[str, float]] = {}
+    for size in sizes:
+        rows = [await one_run(size, changes, rng) for _ in range(runs)]
+        medians[size] = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        print(
+            f"| {size:,} | {spread([r['startup'] for r in rows], 1)} | {spread([r['rss'] for r in rows])} |"
+            f" {spread([r['p50'] for r in rows])} | {spread([r['baseline'] for r in rows])} |"
+            f" {spread([r['cpu'] for r in rows], 1)} | {spread([r['log'] for r in rows], 1)} |",
+            flush=True,
+        )
+    small, large = min(sizes), max(sizes)
+    for key, name in (("p50", "latency"), ("cpu", "CPU"), ("log", "log growth")):
+        print(f"{name}: {large:,} vs {small:,} ADWs: {medians[large][key] / max(medians[small][key], 1e-9):.2f}x")
+    for size in sizes:
+        print(f"p50 vs raw watchfiles at {size:,}: {medians[size]['p50'] / medians[size]['baseline']:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 1000, 10000])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--changes", type=int, default=15)
+    args = parser.parse_args()
+    asyncio.run(bench(args.sizes, args.runs, args.changes))
+
+
+if __name__ == "__main__":
+    main()
