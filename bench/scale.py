@@ -107,26 +107,39 @@ def log_bytes(work: Path) -> int:
 
 async def watchfiles_baseline(agents: Path, states: dict[str, dict[str, Any]], rng: random.Random, n: int) -> float:
     """Median time from a write to raw watchfiles (debounce 100 ms, step 20 ms, as the service) reporting it."""
+    seen: asyncio.Queue[set[str]] = asyncio.Queue()
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        async for changes in awatch(agents, debounce=100, step=20, stop_event=stop):
+            seen.put_nowait({path for _, path in changes})
+
+    task = asyncio.create_task(watch())
+    ready = agents / ".ready"
+    async with asyncio.timeout(120):  # installing a watch on every directory takes a while at 10,000
+        while True:
+            ready.write_text(str(time.monotonic()))
+            try:
+                if any(str(ready) in paths for paths in [await asyncio.wait_for(seen.get(), 1.0)]):
+                    break
+            except TimeoutError:
+                continue
+    while not seen.empty():
+        seen.get_nowait()
     times = []
     ids = list(states)
     for _ in range(n):
         adw_id = rng.choice(ids)
-        seen = asyncio.Event()
-        stop = asyncio.Event()
-
-        async def watch(target: str = adw_id, seen: asyncio.Event = seen, stop: asyncio.Event = stop) -> None:
-            async for changes in awatch(agents, debounce=100, step=20, stop_event=stop):
-                if any(target in path for _, path in changes):
-                    seen.set()
-
-        task = asyncio.create_task(watch())
-        await asyncio.sleep(0.2)  # the watch is installed
         written = time.monotonic()
         write(agents, adw_id, {**states[adw_id], "touch": written})
-        await asyncio.wait_for(seen.wait(), 10)
+        async with asyncio.timeout(10):
+            while not any(adw_id in path for path in await seen.get()):
+                pass
         times.append(time.monotonic() - written)
-        stop.set()
-        await task
+        await asyncio.sleep(0.2)
+    stop.set()
+    await task
+    ready.unlink()
     return statistics.median(times) * 1000
 
 

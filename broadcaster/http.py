@@ -89,6 +89,7 @@ async def history_view(request: web.Request) -> web.StreamResponse:
     if limit == HISTORY_LIMIT and offset == 0 and order == "desc" and not (filters or sort_by or query.get("search")):
         event = request.app[HUB].current("workflow-history")  # exactly what the WebSocket sends
         return json_answer(request, event.data, event.digest)
+    current = request.app[HUB].current("workflow-history").data
     body = filter_history(
         rows,
         limit=limit,
@@ -97,6 +98,7 @@ async def history_view(request: web.Request) -> web.StreamResponse:
         search=query.get("search", ""),
         sort_by=sort_by,
         descending=order == "desc",
+        over_all=current.get("analytics") if isinstance(current, dict) else None,  # computed once per read
     )
     return json_answer(request, body, digest(body, SPECS["workflow-history"].volatile))
 

@@ -10,7 +10,9 @@ costs nothing but its odd value.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +33,18 @@ class QueueData:
 
 
 async def select_all(conn: aiosqlite.Connection, table: str, cleaner: Cleaner) -> list[dict[str, Any]]:
-    """Return every row of ``table`` as a dict of the columns that exist, every value cleaned."""
+    """Return every row of ``table`` as a dict of the columns that exist, every value cleaned.
+
+    Building and cleaning thousands of rows runs in a worker thread, not on the event loop.
+    """
     async with conn.execute(f'SELECT * FROM "{table}"') as cursor:
         columns = [str(d[0]) for d in cursor.description]
-        return [cleaner.clean(dict(zip(columns, row, strict=True))) for row in await cursor.fetchall()]
+        raw = await cursor.fetchall()
+    return await asyncio.to_thread(_rows, columns, raw, cleaner)
+
+
+def _rows(columns: list[str], raw: Iterable[Any], cleaner: Cleaner) -> list[dict[str, Any]]:
+    return [cleaner.clean(dict(zip(columns, row, strict=True))) for row in raw]
 
 
 async def read_queue(conn: aiosqlite.Connection, cleaner: Cleaner) -> QueueData:
@@ -79,8 +89,11 @@ def phase_item(row: dict[str, Any], cleaner: Cleaner) -> dict[str, Any]:
 
 
 async def read_history(conn: aiosqlite.Connection, cleaner: Cleaner) -> list[dict[str, Any]]:
-    """Read every ``workflow_history`` row, JSON columns parsed, newest first."""
-    rows = await select_all(conn, "workflow_history", cleaner)
+    """Read every ``workflow_history`` row, JSON columns parsed, newest first (parsed off the event loop)."""
+    return await asyncio.to_thread(_history_rows, await select_all(conn, "workflow_history", cleaner), cleaner)
+
+
+def _history_rows(rows: list[dict[str, Any]], cleaner: Cleaner) -> list[dict[str, Any]]:
     for row in rows:
         for column in HISTORY_JSON_COLUMNS:
             if isinstance(row.get(column), str):
