@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from sources.adw_files import AdwRecord
+from sources.adw_read import AdwRecord
 
 from . import views
 from .channels import empty_summary

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sources.adw_files import PHASES
+from sources.adw_read import PHASES
 from sources.tasks import cancel_and_wait
 
 from .config import CheckConfig, Config

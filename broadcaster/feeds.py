@@ -20,7 +20,7 @@ from sources.http import Reply
 from sources.sqlite import Part, SqliteWatch
 from sources.values import Cleaner
 
-from . import views
+from . import db_views, service_views, views
 from .adw_index import AdwIndex
 from .channels import adw_id_of, adw_state_channel
 from .config import Config
@@ -101,8 +101,8 @@ class Feeds:
         queue = parts.get("queue")
         if queue is not None and isinstance(queue.data, QueueData):
             data = queue.data
-            self._update("queue", lambda: views.queue(data))
-            queue_status = views.queue_status_by_adw(data.phases)
+            self._update("queue", lambda: db_views.queue(data))
+            queue_status = db_views.queue_status_by_adw(data.phases)
             if queue_status != self._queue_status:
                 moved = {
                     i
@@ -115,14 +115,14 @@ class Feeds:
         history = parts.get("history")
         if history is not None and isinstance(history.data, list):
             self.history_rows = history.data
-            self._update("workflow-history", lambda: views.history(self.history_rows))
+            self._update("workflow-history", lambda: db_views.history(self.history_rows))
         self._system_status()
 
     def webhook_polled(self, replies: dict[str, Reply]) -> None:
         """Update webhook status from a poll of the webhook service."""
         reply = self._health.webhook = replies["webhook"]
         self._waiting.discard("webhook poll")
-        self._update("webhook-status", lambda: views.webhook_status(reply, self._cleaner))
+        self._update("webhook-status", lambda: service_views.webhook_status(reply, self._cleaner))
         self._system_status()
 
     def openapi_polled(self, replies: dict[str, Reply]) -> None:
@@ -132,7 +132,7 @@ class Feeds:
         problem = reply.problem()
         if problem is None:
             try:
-                self._api_routes = views.openapi_routes(self._cleaner.clean(orjson.loads(reply.body)))
+                self._api_routes = service_views.openapi_routes(self._cleaner.clean(orjson.loads(reply.body)))
             except (orjson.JSONDecodeError, ValueError) as exc:
                 problem = f"{self._config.routes.openapi_url}: {exc}"
         if problem != self._health.api_problem and problem is not None:
@@ -201,7 +201,7 @@ class Feeds:
 
     def _routes(self) -> None:
         if "openapi poll" not in self._waiting:
-            self._update("routes", lambda: views.merge_routes(self._own_routes, self._api_routes))
+            self._update("routes", lambda: service_views.merge_routes(self._own_routes, self._api_routes))
 
     def _system_status(self) -> None:
         if self._waiting:

@@ -16,10 +16,11 @@ from aiohttp import web
 
 from .channels import SPECS, adw_state_channel, validate_adw_id
 from .clock import iso_utc
+from .db_views import HISTORY_FILTERS, HISTORY_LIMIT, filter_history
 from .errors import InvalidAdwId
 from .keys import EVENT_LOG, FEEDS, HUB
+from .service_views import route
 from .snapshot import digest
-from .views import HISTORY_FILTERS, HISTORY_LIMIT, filter_history, route
 
 HTTP_PREFIXES = ("/api/v1", "/api")
 MAX_LIMIT = 1000

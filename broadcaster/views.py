@@ -1,4 +1,7 @@
-"""Channel payloads built from the sources' plain data (pure functions, no I/O).
+"""The ADW channels' payloads (adw-state, workflows, adw-monitor) from the sources' plain data.
+
+Pure functions, no I/O; the database channels' are in ``db_views``, the polled services' in
+``service_views``.
 
 The sources hand over cleaned values (see ``sources.values``), but any JSON can sit where a
 number or a string belongs: every field is read with a converter that says "none" instead of
@@ -10,15 +13,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import orjson
-
-from sources.adw_files import PHASES, AdwRecord
-from sources.database import QueueData
-from sources.http import Reply
-from sources.values import Cleaner, as_float, as_int
+from sources.adw_read import PHASES, AdwRecord
+from sources.values import as_float, as_int
 
 from .channels import empty_summary
 from .clock import now_iso
@@ -216,7 +215,8 @@ def text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _parse_time(text: str | None) -> datetime | None:
+def parse_time(text: str | None) -> datetime | None:
+    """Return an ISO time (``Z`` allowed, no zone allowed) as a datetime, or None."""
     if text is None or len(text) > 64:
         return None
     try:
@@ -227,10 +227,10 @@ def _parse_time(text: str | None) -> datetime | None:
 
 def _duration(start: str | None, end: str | None, now: datetime | None) -> float | None:
     """Seconds from start to end, or to now while unfinished (times without a zone are local)."""
-    begin = _parse_time(start)
+    begin = parse_time(start)
     if begin is None:
         return None
-    finish = _parse_time(end)
+    finish = parse_time(end)
     if finish is None:
         finish = now or datetime.now(begin.tzinfo)
     if (finish.tzinfo is None) != (begin.tzinfo is None):
@@ -239,222 +239,3 @@ def _duration(start: str | None, end: str | None, now: datetime | None) -> float
         return round(max(0.0, (finish - begin).total_seconds()), 1)
     except OverflowError:
         return None
-
-
-# --- database channels -------------------------------------------------------------------------
-
-HISTORY_LIMIT = 50  # rows in the workflow-history channel; HTTP callers page through the rest
-
-
-def queue(data: QueueData) -> dict[str, Any]:
-    """Return ``{phases, total, paused}``."""
-    return {"phases": data.phases, "total": len(data.phases), "paused": data.paused}
-
-
-def queue_status_by_adw(phases: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """Return each adw_id's queue status: its running row if any, else its latest phase's."""
-    out: dict[str, str] = {}
-    for phase in phases:  # ordered by parent issue and phase number: later rows win
-        adw_id, status = phase.get("adw_id"), phase.get("status")
-        if isinstance(adw_id, str) and adw_id and isinstance(status, str) and out.get(adw_id) != "running":
-            out[adw_id] = status
-    return out
-
-
-def history(rows: list[dict[str, Any]], *, now: datetime | None = None) -> dict[str, Any]:
-    """Return ``{workflows, total_count, analytics}``: the newest rows and analytics over all."""
-    return {"workflows": rows[:HISTORY_LIMIT], "total_count": len(rows), "analytics": analytics(rows, now=now)}
-
-
-def analytics(rows: list[dict[str, Any]], *, now: datetime | None = None) -> dict[str, Any]:
-    """Return history analytics with both name sets; every number present and never null."""
-    total = len(rows)
-    by_status = _count(rows, "status")
-    completed, failed = by_status.get("completed", 0), by_status.get("failed", 0)
-    success = round(completed / total * 100, 1) if total else 0.0
-    durations = [d for r in rows if r.get("status") == "completed" and (d := as_float(r.get("duration_seconds")))]
-    costs = [c for r in rows if (c := as_float(r.get("actual_cost_total"))) and c > 0]
-    finished_costs = [
-        (r, c)
-        for r in rows
-        if r.get("status") in ("completed", "failed") and (c := as_float(r.get("actual_cost_total"))) and c > 0
-    ]
-    tokens = [(r, t) for r in rows if (t := as_float(r.get("total_tokens"))) and t > 0]
-    cache = [e for r, _ in tokens if (e := as_float(r.get("cache_efficiency_percent"))) is not None]
-    avg_duration = _mean(durations)
-    now = now or datetime.now(UTC)
-    return {
-        "total_count": total,
-        "success_rate": success,
-        "average_duration": avg_duration,
-        "recent_failures": sum(1 for r in rows[:HISTORY_LIMIT] if r.get("status") == "failed"),
-        "total_workflows": total,
-        "completed_workflows": completed,
-        "failed_workflows": failed,
-        "avg_duration_seconds": avg_duration,
-        "success_rate_percent": success,
-        "workflows_by_model": _count(rows, "model_used"),
-        "workflows_by_template": _count(rows, "workflow_template"),
-        "workflows_by_status": by_status,
-        "avg_cost": _mean(costs, 4),
-        "total_cost": round(sum(costs), 4),
-        "avg_cost_per_completion": _mean([c for _, c in finished_costs], 4),
-        "cost_trend_7day": _trend(finished_costs, now, days=7),
-        "cost_trend_30day": _trend(finished_costs, now, days=30),
-        "avg_tokens": _mean([t for _, t in tokens]),
-        "avg_cache_efficiency": _mean(cache),
-    }
-
-
-HISTORY_FILTERS = {"status": "status", "model": "model_used", "template": "workflow_template"}
-SEARCH_COLUMNS = ("adw_id", "nl_input", "issue_number", "github_url", "workflow_template", "model_used")
-
-
-def filter_history(
-    rows: list[dict[str, Any]],
-    *,
-    limit: int = HISTORY_LIMIT,
-    offset: int = 0,
-    filters: Mapping[str, str] | None = None,
-    search: str = "",
-    sort_by: str = "",
-    descending: bool = True,
-    now: datetime | None = None,
-    over_all: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Return one page of history rows matching ``filters``/``search``, with analytics over all rows.
-
-    ``over_all``: those analytics if the caller has them (the channel's), so a request does not
-    compute them again over every row.
-    """
-    picked = rows
-    for param, value in (filters or {}).items():
-        column = HISTORY_FILTERS[param]
-        picked = [r for r in picked if str(r.get(column) or "") == value]
-    if search:
-        needle = search.lower()
-        picked = [r for r in picked if any(needle in str(r.get(c) or "").lower() for c in SEARCH_COLUMNS)]
-    if sort_by:
-        present = [r for r in picked if r.get(sort_by) is not None]
-        missing = [r for r in picked if r.get(sort_by) is None]
-        present.sort(key=lambda r: _sortable(r[sort_by]), reverse=descending)
-        picked = present + missing
-    elif not descending:
-        picked = picked[::-1]
-    return {
-        "workflows": picked[offset : offset + limit],
-        "total_count": len(picked),
-        "analytics": over_all if over_all is not None else analytics(rows, now=now),
-    }
-
-
-def _sortable(value: Any) -> tuple[int, Any]:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return (0, value)
-    return (1, str(value))
-
-
-def _count(rows: Iterable[Mapping[str, Any]], column: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for row in rows:
-        value = row.get(column)
-        if value is not None and value != "":
-            out[str(value)] = out.get(str(value), 0) + 1
-    return dict(sorted(out.items()))
-
-
-def _mean(values: list[float], digits: int = 1) -> float:
-    return round(sum(values) / len(values), digits) if values else 0.0
-
-
-def _trend(costs: list[tuple[dict[str, Any], float]], now: datetime, *, days: int) -> float:
-    """Percent change of the average cost of the last ``days`` against the ``days`` before."""
-    recent: list[float] = []
-    before: list[float] = []
-    for row, cost in costs:
-        created = _parse_time(str(row.get("created_at") or ""))
-        if created is None:
-            continue
-        if created.tzinfo is None:
-            created = created.replace(tzinfo=UTC)  # SQLite CURRENT_TIMESTAMP is UTC
-        age = (now - created).total_seconds() / 86400
-        if 0 <= age < days:
-            recent.append(cost)
-        elif days <= age < 2 * days:
-            before.append(cost)
-    if not before or not recent:
-        return 0.0
-    previous = sum(before) / len(before)
-    return round((sum(recent) / len(recent) - previous) / previous * 100, 1)
-
-
-# --- service channels --------------------------------------------------------------------------
-
-
-def webhook_status(reply: Reply, cleaner: Cleaner) -> dict[str, Any]:
-    """Return the webhook service's own JSON (cleaned), or ``{status: "error", message}`` when it has none."""
-    problem = reply.problem()
-    if problem is None:
-        try:
-            data = orjson.loads(reply.body)
-        except orjson.JSONDecodeError:
-            problem = "the webhook service did not answer with JSON"
-        else:
-            if isinstance(data, dict):
-                cleaned: dict[str, Any] = cleaner.clean(data)
-                return cleaned
-            problem = f"the webhook service answered a JSON {type(data).__name__}, not an object"
-    return {"status": "error", "message": problem}
-
-
-_ROUTE_METHODS = ("get", "post", "put", "patch", "delete")
-
-
-def openapi_routes(document: Any) -> list[dict[str, Any]]:
-    """Return the Routes of an OpenAPI document (one per method; HEAD and OPTIONS left out)."""
-    paths = document.get("paths") if isinstance(document, dict) else None
-    if not isinstance(paths, dict):
-        raise ValueError("not an OpenAPI document: no 'paths' object")
-    routes = []
-    for path, operations in paths.items():
-        if not isinstance(operations, dict):
-            continue
-        for method in _ROUTE_METHODS:
-            op = operations.get(method)
-            if not isinstance(op, dict):
-                continue
-            name = str(op.get("operationId") or op.get("summary") or f"{method.upper()} {path}")
-            tags = op.get("tags")
-            routes.append(
-                route(
-                    path,
-                    method.upper(),
-                    name,
-                    str(op.get("summary") or ""),
-                    str(op.get("description") or ""),
-                    tags if isinstance(tags, list) else [],
-                )
-            )
-    return routes
-
-
-def route(path: str, method: str, name: str, summary: str, description: str, tags: list[Any]) -> dict[str, Any]:
-    """Return one Route; ``handler`` repeats ``name`` for clients that read that key."""
-    return {
-        "path": path,
-        "method": method,
-        "name": name,
-        "handler": name,
-        "summary": summary,
-        "description": description,
-        "tags": [str(t) for t in tags],
-    }
-
-
-def merge_routes(*groups: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Return the routes of all groups, the first one of a (method, path) pair kept, sorted."""
-    seen: dict[tuple[str, str], dict[str, Any]] = {}
-    for group in groups:
-        for r in group:
-            seen.setdefault((r["path"], r["method"]), r)
-    return [seen[key] for key in sorted(seen)]

@@ -17,7 +17,7 @@ from .events import EventLog
 from .hub import Hub
 from .keys import CONFIG, EVENT_LOG, HUB
 from .protocol import reply_to
-from .views import route
+from .service_views import route
 
 logger = logging.getLogger(__name__)
 

@@ -6,59 +6,28 @@ ADWs or ten thousand. A torn or invalid state file keeps the last good state and
 ``trees_dir`` (git worktrees, often huge) is not watched; its top-level names are listed on a
 timer, which is all the "paused" status needs.
 
-Reads are confined and bounded: every file is opened relative to the directory above it with
-``O_NOFOLLOW | O_NONBLOCK`` and checked with ``fstat``, so a symlink is never followed out of
-``agents_dir``, a FIFO or device never blocks or floods the reader, and a state file larger than
-``max_state_bytes`` is reported, not read. Parsed states pass through a ``Cleaner`` (encodable
-values, credentials redacted) before anyone else sees them.
+Each directory is read by ``adw_read`` (confined, bounded, never blocking).
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
-import re
-import stat
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import orjson
 from watchfiles import Change, awatch
 
+from .adw_read import ADW_ID, MAX_STATE_BYTES, STATE_FILE, AdwRecord, list_dirs, list_entries, read_dirs
 from .tasks import cancel_and_wait
 from .values import Cleaner
 
+__all__ = ["AdwFiles", "AdwFilesHealth"]
+
 logger = logging.getLogger(__name__)
-
-PHASES = ("plan", "build", "test", "review", "document", "ship")
-STATE_FILE = "adw_state.json"
-ERROR_LOG = "error.log"
-_PHASE_DIRS = {f"adw_{phase}_iso": phase for phase in PHASES}
-_ADW_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_ERROR_LOG_TAIL = 4096  # bytes of error.log read to find its last line
-MAX_STATE_BYTES = 1024 * 1024
-_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-@dataclass(frozen=True, slots=True)
-class AdwRecord:
-    """What is known of one ADW directory."""
-
-    adw_id: str
-    state: Mapping[str, Any] | None
-    """The last state that parsed; None while there is no state file."""
-    phases: tuple[str, ...] = ()
-    """Phases whose ``adw_{phase}_iso`` directory exists, in PHASES order."""
-    error_log: str | None = None
-    """The last non-empty line of ``error.log``, if there is one."""
-    error: str | None = None
-    """Why the newest read of the state file failed; None when it parsed."""
 
 
 @dataclass(slots=True)
@@ -158,7 +127,7 @@ class AdwFiles:
         await self._poll_trees()
         if not self.agents_dir.is_dir():
             self.health.message = f"waiting for {self.agents_dir} to exist"
-        return await self._read(await asyncio.to_thread(_list_entries, self.agents_dir) | set(self._records))
+        return await self._read(await asyncio.to_thread(list_entries, self.agents_dir) | set(self._records))
 
     async def _follow(self, hints: asyncio.Queue[set[str] | None]) -> AsyncIterator[set[str]]:
         """Yield changed ids from filesystem events, retries and the trees timer, until the dir goes."""
@@ -221,7 +190,7 @@ class AdwFiles:
     async def _poll_trees(self) -> set[str]:
         """List ``trees_dir`` again; return the known ADWs whose worktree appeared or went."""
         try:
-            worktrees = await asyncio.to_thread(_list_dirs, self.trees_dir)
+            worktrees = await asyncio.to_thread(list_dirs, self.trees_dir)
         except OSError as exc:  # unreadable, a symlink loop, out of descriptors: keep the last listing
             problem = f"{self.trees_dir}: cannot list: {exc.strerror or exc}"
             if self.health.trees_error != problem:
@@ -237,7 +206,7 @@ class AdwFiles:
 
     async def _read(self, ids: Iterable[str]) -> set[str]:
         """Read the given ADW directories again; return the ids whose record changed."""
-        wanted = {adw_id for adw_id in ids if _ADW_ID.fullmatch(adw_id) and adw_id not in (".", "..")}
+        wanted = {adw_id for adw_id in ids if ADW_ID.fullmatch(adw_id) and adw_id not in (".", "..")}
         results = await asyncio.to_thread(read_dirs, self.agents_dir, wanted, self._max_state_bytes, self._cleaner)
         changed: set[str] = set()
         now = time.monotonic()
@@ -289,144 +258,3 @@ class _ShallowFilter:
 
 def _top_name(root: str, path: str) -> str:
     return path[len(root) + 1 :].split(os.sep, 1)[0]
-
-
-def _list_dirs(path: Path) -> frozenset[str]:
-    """Return the names of the directories in ``path`` (none if it does not exist); raise OSError else."""
-    try:
-        with os.scandir(path) as it:
-            return frozenset(entry.name for entry in it if entry.is_dir(follow_symlinks=False))
-    except (FileNotFoundError, NotADirectoryError):
-        return frozenset()
-
-
-def _list_entries(agents_dir: Path) -> frozenset[str]:
-    """Return the ADW directories of ``agents_dir``, and its symlinks (read, then reported as not followed)."""
-    try:
-        with os.scandir(agents_dir) as it:
-            return frozenset(e.name for e in it if e.is_dir(follow_symlinks=False) or e.is_symlink())
-    except (FileNotFoundError, NotADirectoryError):
-        return frozenset()
-
-
-def read_dirs(agents_dir: Path, ids: Iterable[str], max_bytes: int, cleaner: Cleaner) -> dict[str, AdwRecord | None]:
-    """Read each ADW directory under ``agents_dir`` (blocking: run it in a worker thread); None where none is."""
-    try:
-        root = os.open(agents_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
-        return {adw_id: None for adw_id in ids}
-    try:
-        return {adw_id: _read_dir(root, adw_id, max_bytes, cleaner) for adw_id in ids}
-    finally:
-        os.close(root)
-
-
-def _read_dir(root: int, adw_id: str, max_bytes: int, cleaner: Cleaner) -> AdwRecord | None:
-    try:
-        fd = os.open(adw_id, _OPEN_DIR, dir_fd=root)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(root, adw_id):
-            return AdwRecord(adw_id, None, error="a symbolic link, not followed (ADW directories must be real)")
-        if exc.errno == errno.ENOTDIR:
-            return None  # a plain file such as port_allocations.json
-        return AdwRecord(adw_id, None, error=f"cannot open directory: {exc.strerror}")
-    try:
-        with os.scandir(fd) as it:
-            entries = {entry.name: entry.is_dir(follow_symlinks=False) for entry in it}
-        phases = tuple(phase for name, phase in _PHASE_DIRS.items() if entries.get(name))
-        error_log = _last_line(fd) if entries.get(ERROR_LOG) is False else None
-        if STATE_FILE not in entries:
-            return AdwRecord(adw_id, None, phases, error_log)
-        state, error = _read_state(fd, max_bytes, cleaner)
-        return AdwRecord(adw_id, state, phases, error_log, error)
-    except OSError as exc:  # out of descriptors, an I/O error: this ADW only, retried later
-        return AdwRecord(adw_id, None, error=f"cannot read directory: {exc.strerror or exc}")
-    finally:
-        os.close(fd)
-
-
-def _is_link(directory: int, name: str) -> bool:
-    try:
-        return stat.S_ISLNK(os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode)
-    except OSError:
-        return False
-
-
-def _open_regular(directory: int, name: str) -> tuple[int | None, str | None, int]:
-    """Open ``name`` in ``directory`` if it is a regular file; return (fd, why not, size)."""
-    try:
-        fd = os.open(name, _OPEN_FILE, dir_fd=directory)
-    except FileNotFoundError:
-        return None, None, 0
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return None, "a symbolic link, not followed", 0
-        return None, f"cannot open: {exc.strerror}", 0
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        return None, f"not a regular file ({_kind(st.st_mode)}), not read", 0
-    return fd, None, st.st_size
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a device"),
-        (stat.S_ISBLK, "a device"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISDIR, "a directory"),
-    ):
-        if test(mode):
-            return name
-    return "special"
-
-
-def _read_state(directory: int, max_bytes: int, cleaner: Cleaner) -> tuple[dict[str, Any] | None, str | None]:
-    fd, why, size = _open_regular(directory, STATE_FILE)
-    if fd is None:
-        return None, why
-    try:
-        if size > max_bytes:
-            return None, f"{size} bytes, more than [adw] max_state_bytes ({max_bytes}), not read"
-        raw = _read_at_most(fd, max_bytes + 1)
-    except OSError as exc:
-        return None, f"cannot read: {exc.strerror}"
-    finally:
-        os.close(fd)
-    if len(raw) > max_bytes:  # grew between fstat and read
-        return None, f"more than [adw] max_state_bytes ({max_bytes}), not read"
-    try:
-        state = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return None, f"invalid JSON ({len(raw)} bytes): {exc}"
-    if not isinstance(state, dict):
-        return None, f"expected a JSON object, got {type(state).__name__}"
-    return cleaner.clean(state), None
-
-
-def _read_at_most(fd: int, limit: int) -> bytes:
-    chunks, total = [], 0
-    while total < limit:
-        chunk = os.read(fd, min(65536, limit - total))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    return b"".join(chunks)
-
-
-def _last_line(directory: int) -> str | None:
-    fd, _, size = _open_regular(directory, ERROR_LOG)
-    if fd is None:
-        return None
-    try:
-        tail = os.pread(fd, _ERROR_LOG_TAIL, max(0, size - _ERROR_LOG_TAIL)).decode("utf-8", errors="replace")
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
-    return lines[-1][:500] if lines else None

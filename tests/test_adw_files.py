@@ -6,7 +6,8 @@ import asyncio
 import shutil
 from pathlib import Path
 
-from sources.adw_files import AdwFiles, AdwRecord, _ShallowFilter
+from sources.adw_files import AdwFiles, _ShallowFilter
+from sources.adw_read import AdwRecord
 
 
 async def next_change(changes, timeout: float = 5.0) -> set[str]:

@@ -12,7 +12,7 @@ from broadcaster import views
 from broadcaster.adw_index import AdwIndex
 from broadcaster.channels import ADW_MONITOR, WORKFLOWS
 from broadcaster.snapshot import digest
-from sources.adw_files import PHASES, AdwRecord
+from sources.adw_read import PHASES, AdwRecord
 
 states = st.fixed_dictionaries(
     {},

@@ -12,11 +12,11 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broadcaster import views
+from broadcaster import db_views, views
 from broadcaster.channels import SPECS
 from broadcaster.protocol import reply_to
 from broadcaster.snapshot import digest
-from sources.adw_files import read_dirs
+from sources.adw_read import read_dirs
 from sources.database import QueueData, phase_item
 from sources.values import Cleaner, as_float, as_int
 
@@ -123,10 +123,10 @@ def test_any_database_row_normalises_into_a_queue_that_encodes(rows: list[tuple[
     names = [d[0] for d in cursor.description]
     items = [phase_item(CLEANER.clean(dict(zip(names, r, strict=True))), CLEANER) for r in cursor.fetchall()]
     conn.close()
-    data = views.queue(QueueData(items, paused=False))
+    data = db_views.queue(QueueData(items, paused=False))
     encodes(data)
     digest(data, SPECS["queue"].volatile)
-    statuses = views.queue_status_by_adw(items)
+    statuses = db_views.queue_status_by_adw(items)
     assert all(isinstance(v, str) for v in statuses.values())
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from broadcaster import views
-from sources.adw_files import AdwRecord
+from sources.adw_read import AdwRecord
 
 
 def test_issue_numbers() -> None:
