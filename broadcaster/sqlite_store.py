@@ -148,6 +148,8 @@ class SqliteEventStore:
             epoch = meta.get("epoch") or secrets.token_hex(8)
             clean = meta.get("running", "0") != "1"
             floor = _int(meta.get("seq_floor"))
+            if meta.get("redaction") != self._cleaner.rule:
+                await self._scrub(conn)
             last = await self._last_events(conn)
             if not clean:
                 [(highest,)] = list(await conn.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM events"))
@@ -179,6 +181,43 @@ class SqliteEventStore:
                 floor,
             )
         return conn, Loaded(epoch, last, clean, floor)
+
+    async def _scrub(self, conn: aiosqlite.Connection) -> None:
+        """Redact every stored event under the current rule, once, and leave no old bytes behind.
+
+        A log written before redaction existed (or under other keys) holds credentials on disk;
+        redacting on read would leave them in the file. ``secure_delete`` zeroes what the
+        rewrite frees, and the WAL is truncated after.
+        """
+        await conn.execute("PRAGMA secure_delete=ON")
+        changed, last_id = 0, 0
+        while True:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT id, data FROM events WHERE id > ? ORDER BY id LIMIT 500", (last_id,)
+                )
+            )
+            if not rows:
+                break
+            updates = []
+            for row_id, data in rows:
+                last_id = int(row_id)
+                try:
+                    value = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    continue  # undecodable: skipped on read as well
+                cleaned = self._cleaner.clean(value)
+                if cleaned != value:
+                    updates.append((orjson.dumps(cleaned, option=orjson.OPT_NON_STR_KEYS), last_id))
+            if updates:
+                await conn.executemany("UPDATE events SET data = ? WHERE id = ?", updates)
+                changed += len(updates)
+        await conn.execute("INSERT OR REPLACE INTO meta VALUES ('redaction', ?)", (self._cleaner.rule,))
+        if changed:
+            await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            logger.warning(
+                "event log %s: redacted %d stored events written under another redaction rule", self.path, changed
+            )
 
     async def _last_events(self, conn: aiosqlite.Connection) -> dict[str, Event]:
         """Return each channel's newest event; one whose data cannot be decoded stands as unknown data."""

@@ -62,6 +62,8 @@ class Cleaner:
     def __init__(self, secret_keys: Iterable[str] = DEFAULT_SECRET_KEYS, *, max_depth: int = MAX_DEPTH) -> None:
         self.max_depth = max_depth
         self._patterns = [w for w in (_words(k) for k in secret_keys) if w]
+        self.rule = "redact-v1:" + ",".join(sorted("_".join(p) for p in self._patterns))
+        """Names the redaction rule: data cleaned under another rule may need cleaning again."""
         self._verdicts: dict[str, int] = {}  # key -> 0 plain, 1 secret, 2 secret unless a number
 
     def clean(self, value: Any) -> Any:

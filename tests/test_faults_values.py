@@ -236,6 +236,9 @@ async def test_secrets_already_in_an_old_log_are_redacted_when_read(start, works
     body = await (await client.get("/api/v1/events?channel=adw-state:gone")).json()
     assert body["events"][0]["data"] == {"adw_id": "gone", "password": REDACTED}
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    await client.close()
+    stored = b"".join(p.read_bytes() for p in log.parent.iterdir() if p.name.startswith("events.db"))
+    assert b"old-secret" not in stored  # scrubbed on disk, not only hidden on the way out
 
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:8002", "192.168.1.5", "localhost.evil.example"])
