@@ -144,7 +144,7 @@ def _databases(config: Config, cleaner: Cleaner) -> list[SqliteWatch]:
     if main is not None:
         files[main] = {"queue": functools.partial(database.read_queue, cleaner=cleaner)}
     if history is not None or main is not None:
-        files.setdefault(history or main, {})["history"] = functools.partial(database.read_history, cleaner=cleaner)
+        files.setdefault(history or main, {})["history"] = database.HistoryReader(cleaner)
     return [SqliteWatch(path, readers, poll_interval=config.database.poll_interval) for path, readers in files.items()]
 
 

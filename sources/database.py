@@ -93,6 +93,80 @@ async def read_history(conn: aiosqlite.Connection, cleaner: Cleaner) -> list[dic
     return await asyncio.to_thread(_history_rows, await select_all(conn, "workflow_history", cleaner), cleaner)
 
 
+class HistoryReader:
+    """Read ``workflow_history`` again after a commit, fetching only the rows that are new or updated.
+
+    Rows are kept by ``id``; a read asks for ``id`` above the highest seen or ``updated_at`` at or
+    above the newest seen (same-second updates are read twice, harmlessly). Everything is read
+    again when the table lacks those columns, when the row count says rows went away, and every
+    ``full_every`` reads, so an update that did not touch ``updated_at`` is picked up in time.
+    """
+
+    def __init__(self, cleaner: Cleaner, *, full_every: int = 50) -> None:
+        self._cleaner = cleaner
+        self._full_every = full_every
+        self._rows: dict[int, dict[str, Any]] | None = None
+        self._max_id = 0
+        self._max_updated = ""
+        self._reads = 0
+        self.full_reads = 0  # how many reads fetched every row (the rest fetched only changes)
+
+    async def __call__(self, conn: aiosqlite.Connection) -> list[dict[str, Any]]:
+        self._reads += 1
+        columns = await _columns(conn, "workflow_history")
+        if (
+            self._rows is None
+            or not {"id", "updated_at"} <= columns
+            or self._reads % self._full_every == 0
+        ):
+            return await self._full(conn)
+        async with conn.execute(
+            'SELECT * FROM "workflow_history" WHERE id > ? OR updated_at >= ?', (self._max_id, self._max_updated)
+        ) as cursor:
+            names = [str(d[0]) for d in cursor.description]
+            raw = await cursor.fetchall()
+        changed = await asyncio.to_thread(_history_rows, _rows(names, raw, self._cleaner), self._cleaner)
+        for row in changed:
+            key = as_int(row.get("id"))
+            if key is None:  # an id that is not a number: this table is not what the reader expects
+                return await self._full(conn)
+            self._rows[key] = row
+        if await _count(conn) != len(self._rows):  # rows went away (the merge only adds): read whole
+            return await self._full(conn)
+        self._note(changed)
+        return await asyncio.to_thread(_sorted, list(self._rows.values()))
+
+    async def _full(self, conn: aiosqlite.Connection) -> list[dict[str, Any]]:
+        self.full_reads += 1
+        rows = await read_history(conn, self._cleaner)
+        keys = [as_int(row.get("id")) for row in rows]
+        if all(k is not None for k in keys) and len(set(keys)) == len(keys):
+            self._rows = {k: row for k, row in zip(keys, rows, strict=True) if k is not None}
+            self._max_id, self._max_updated = 0, ""
+            self._note(rows)
+        else:
+            self._rows = None  # not keyed by a unique id: read whole every time
+        return rows
+
+    def _note(self, rows: Iterable[dict[str, Any]]) -> None:
+        for row in rows:
+            self._max_id = max(self._max_id, as_int(row.get("id")) or 0)
+            updated = row.get("updated_at")
+            if isinstance(updated, str) and updated > self._max_updated:
+                self._max_updated = updated
+
+
+async def _columns(conn: aiosqlite.Connection, table: str) -> set[str]:
+    async with conn.execute(f'SELECT * FROM "{table}" LIMIT 0') as cursor:
+        return {str(d[0]) for d in cursor.description}
+
+
+async def _count(conn: aiosqlite.Connection) -> int:
+    async with conn.execute('SELECT COUNT(*) FROM "workflow_history"') as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
 def _history_rows(rows: list[dict[str, Any]], cleaner: Cleaner) -> list[dict[str, Any]]:
     for row in rows:
         for column in HISTORY_JSON_COLUMNS:
@@ -100,6 +174,11 @@ def _history_rows(rows: list[dict[str, Any]], cleaner: Cleaner) -> list[dict[str
                 parsed = _parse_json(row[column], cleaner)
                 if parsed is not None:
                     row[column] = parsed
+    return _sorted(rows)
+
+
+def _sorted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Newest first: by created_at (else start_time), then by id."""
     rows.sort(key=lambda r: _sort_int(r.get("id")), reverse=True)
     rows.sort(key=lambda r: str(r.get("created_at") or r.get("start_time") or ""), reverse=True)
     return rows
