@@ -10,7 +10,7 @@ from pathlib import Path
 
 project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
 requirements = list(project["dependencies"])
-requirements += project["optional-dependencies"]["test"]
+requirements += project["optional-dependencies"]["test"] + project["optional-dependencies"]["fast"]
 for requirement in requirements:
     match = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9.]*)\s*", requirement)
     if match:

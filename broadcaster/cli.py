@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
 import resource
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _raise_descriptor_limit()
     try:
-        asyncio.run(run_demo(config, speed=args.demo_speed) if args.demo else serve(config))
+        run(run_demo(config, speed=args.demo_speed) if args.demo else serve(config))
     except StartupError as exc:
         print(f"adw-broadcaster: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -112,6 +114,17 @@ async def serve(config: Config, *, banner: bool = True, demo_workspace: Path | N
         logger.info("shutting down")
     finally:
         await runner.cleanup()
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop when it is installed (``pip install 'adw-broadcaster[fast]'``), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    logger.info("event loop: uvloop %s", importlib.metadata.version("uvloop"))
+    uvloop.run(main)
 
 
 def _raise_descriptor_limit() -> None:
