@@ -188,9 +188,12 @@ async def test_a_descriptor_flood_does_not_kill_the_adw_feed(workspace, write_st
         for sock in half:
             sock.close()
         service.kill()
-    # The reader that ran out of descriptors crashed, was restarted, and recovered; said once each.
-    assert service.log.count("adw files crashed (OSError: [Errno 24] Too many open files") == 1
-    assert "adw files is running again" in service.log
+    # If the reader ran out of descriptors (it usually does, timing decides), it crashed once with
+    # its traceback, was restarted, and said when it ran again; nothing else logged a traceback.
+    crashes = service.log.count("adw files crashed (OSError: [Errno 24] Too many open files")
+    assert crashes <= 1
+    assert ("adw files is running again" in service.log) == (crashes == 1)
+    assert service.log.count("Traceback") == crashes
     assert "Error handling request" not in service.log
 
 
