@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -221,7 +222,7 @@ def feed(
     name: str,
     service: str,
     changes: Callable[[], AsyncGenerator[T, None]],
-    publish: Callable[[T], None],
+    publish: Callable[[T], None | Awaitable[None]],
     *,
     wait_first: bool = True,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -240,7 +241,9 @@ def feed(
             stream = changes()
             try:
                 async for item in stream:
-                    publish(item)
+                    done = publish(item)
+                    if inspect.isawaitable(done):  # a feed may build its channels off the event loop
+                        await done
                     supervisor.ok(name)
                     first.set()
             finally:

@@ -7,6 +7,7 @@ other tables) goes on. The wording of system status lives in ``health``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -95,8 +96,12 @@ class Feeds:
         self._monitor()
         self._system_status()
 
-    def database_read(self, db: SqliteWatch, parts: dict[str, Part]) -> None:
-        """Update the queue and history channels from a database read (failed parts keep the last data)."""
+    async def database_read(self, db: SqliteWatch, parts: dict[str, Part]) -> None:
+        """Update the queue and history channels from a database read (failed parts keep the last data).
+
+        The history view (analytics over every row) is built in a worker thread: with thousands
+        of rows it would stall every client for tens of milliseconds.
+        """
         self._waiting.discard(database_part(db))
         queue = parts.get("queue")
         if queue is not None and isinstance(queue.data, QueueData):
@@ -114,8 +119,14 @@ class Feeds:
                 self._monitor()
         history = parts.get("history")
         if history is not None and isinstance(history.data, list):
-            self.history_rows = history.data
-            self._update("workflow-history", lambda: db_views.history(self.history_rows))
+            rows = history.data
+            try:
+                view = await asyncio.to_thread(db_views.history, rows)
+            except Exception as exc:  # shown as this channel's problem, like any failure to build it
+                self._update("workflow-history", functools.partial(_raise, exc))
+            else:
+                self.history_rows = rows
+                self._update("workflow-history", lambda: view)
         self._system_status()
 
     def webhook_polled(self, replies: dict[str, Reply]) -> None:
@@ -207,3 +218,7 @@ class Feeds:
         if self._waiting:
             return
         self._update("system-status", self._health.report)
+
+
+def _raise(exc: Exception) -> Any:
+    raise exc

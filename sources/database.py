@@ -114,11 +114,7 @@ class HistoryReader:
     async def __call__(self, conn: aiosqlite.Connection) -> list[dict[str, Any]]:
         self._reads += 1
         columns = await _columns(conn, "workflow_history")
-        if (
-            self._rows is None
-            or not {"id", "updated_at"} <= columns
-            or self._reads % self._full_every == 0
-        ):
+        if self._rows is None or not {"id", "updated_at"} <= columns or self._reads % self._full_every == 0:
             return await self._full(conn)
         async with conn.execute(
             'SELECT * FROM "workflow_history" WHERE id > ? OR updated_at >= ?', (self._max_id, self._max_updated)
