@@ -76,6 +76,12 @@ def _item(data: dict[str, Any], key: SortKey, volatile: Iterable[str] = (), stat
     return _Item(key, orjson.Fragment(orjson.dumps(data)), item_digest, status)
 
 
+def _differs(old: _Item | None, new: _Item | None) -> bool:
+    if old is None or new is None:
+        return old is not new
+    return old.digest != new.digest or old.key != new.key
+
+
 class AdwIndex:
     """Keep every ADW's channel items; ``update`` rebuilds those of the ADWs named."""
 
@@ -92,17 +98,25 @@ class AdwIndex:
         *,
         worktrees: frozenset[str],
         queue_status: Mapping[str, str],
-    ) -> None:
-        """Rebuild the items of ``ids`` from their records (an ADW with no state leaves both channels)."""
+    ) -> tuple[bool, bool]:
+        """Rebuild the items of ``ids`` from their records (an ADW with no state leaves both channels).
+
+        Returns whether anything of ``workflows`` and of ``adw-monitor`` changed (volatile
+        fields aside), so a caller can skip assembling a channel that did not.
+        """
+        wf_changed = mon_changed = False
         for adw_id in ids:
             record = records.get(adw_id)
             if record is None or record.state is None:
-                self._workflows.put(adw_id, None)
-                self._count(self._monitor.put(adw_id, None), None)
+                wf_changed |= _differs(self._workflows.put(adw_id, None), None)
+                old = self._monitor.put(adw_id, None)
+                self._count(old, None)
+                mon_changed |= _differs(old, None)
                 continue
             start = _descending(views.text(record.state.get("start_time")) or "")
             execution = views.workflow_execution(record, github_repo=self._github_repo)
-            self._workflows.put(adw_id, None if execution is None else _item(execution, (start, adw_id)))
+            item = None if execution is None else _item(execution, (start, adw_id))
+            wf_changed |= _differs(self._workflows.put(adw_id, item), item)
             status = views.monitor_item(
                 record,
                 in_worktree=adw_id in worktrees,
@@ -112,7 +126,10 @@ class AdwIndex:
             )
             rank = views.sort_rank(status["status"])
             new = _item(status, (rank, start, adw_id), ("duration_seconds",), status["status"])
-            self._count(self._monitor.put(adw_id, new), new)
+            old = self._monitor.put(adw_id, new)
+            self._count(old, new)
+            mon_changed |= _differs(old, new)
+        return wf_changed, mon_changed
 
     def _count(self, old: _Item | None, new: _Item | None) -> None:
         for item, step in ((old, -1), (new, 1)):

@@ -64,6 +64,7 @@ class Feeds:
         self._api_routes: list[dict[str, Any]] = []
         self._unconfirmed_adws: set[str] = set()
         self._index = AdwIndex(github_repo=config.adw.github_repo)
+        self._first_adw_read = True  # the first read publishes both lists, even empty ones
         # Aggregates (routes, system status) wait for each source's first report (or its crash),
         # so a start-up never publishes a partial one; after a restart with nothing changed,
         # nothing is sent.
@@ -91,9 +92,15 @@ class Feeds:
         records = self._adw.records
         for adw_id in sorted(changed):
             self._update(adw_state_channel(adw_id), functools.partial(views.adw_state, adw_id, records.get(adw_id)))
-        self._index_update(changed)
-        self._update("workflows", self._index.workflows)
-        self._monitor()
+        wf_changed, mon_changed = self._index_update(changed)
+        # Assembling a list is work per ADW: skip it when nothing of it moved (unless its last
+        # publish failed, or this is the first read).
+        problems, first = self._health.channel_problems, self._first_adw_read
+        if wf_changed or first or "workflows" in problems:
+            self._update("workflows", self._index.workflows)
+        if mon_changed or first or "adw-monitor" in problems:
+            self._monitor()
+        self._first_adw_read = False
         self._system_status()
 
     async def database_read(self, db: SqliteWatch, parts: dict[str, Part]) -> None:
@@ -115,8 +122,8 @@ class Feeds:
                     if queue_status.get(i) != self._queue_status.get(i)
                 }
                 self._queue_status = queue_status
-                self._index_update(moved)
-                self._monitor()
+                if self._index_update(moved)[1]:
+                    self._monitor()
         history = parts.get("history")
         if history is not None and isinstance(history.data, list):
             rows = history.data
@@ -198,14 +205,21 @@ class Feeds:
         if self._health.channel_problems.pop(channel, None) is not None:
             logger.info("%s: publishing again", channel)
 
-    def _index_update(self, ids: set[str]) -> None:
-        """Rebuild the workflows and monitor items of ``ids`` (a failure shows as those channels' problem)."""
+    def _index_update(self, ids: set[str]) -> tuple[bool, bool]:
+        """Rebuild the workflows and monitor items of ``ids``; return which of the two changed.
+
+        A failure shows as the monitor channel's problem (the items are guarded one by one; this
+        is the index's own failure).
+        """
         try:
-            self._index.update(ids, self._adw.records, worktrees=self._adw.worktrees, queue_status=self._queue_status)
-        except Exception as exc:  # the items are guarded one by one; this is the index's own failure
+            return self._index.update(
+                ids, self._adw.records, worktrees=self._adw.worktrees, queue_status=self._queue_status
+            )
+        except Exception as exc:
             why = f"{type(exc).__name__}: {str(exc)[:200]}"
             logger.error("ADW items: cannot rebuild (%s)", why, exc_info=True)
             self._health.channel_problems["adw-monitor"] = why
+            return False, False
 
     def _monitor(self) -> None:
         self._update("adw-monitor", self._index.monitor)

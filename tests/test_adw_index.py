@@ -84,7 +84,8 @@ def test_a_change_of_one_adw_changes_the_digest_and_an_undo_restores_it() -> Non
     index.update(recs, recs, worktrees=frozenset(), queue_status={})
     digests = (index.workflows()[1], index.monitor()[1])
     changed = {**recs, "a7": AdwRecord("a7", {"issue_number": 7, "status": "completed"})}
-    index.update({"a7"}, changed, worktrees=frozenset(), queue_status={})
+    assert index.update({"a7"}, changed, worktrees=frozenset(), queue_status={}) == (False, True)
+    assert index.update({"a7"}, changed, worktrees=frozenset(), queue_status={}) == (False, False)
     assert index.workflows()[1] == digests[0]  # its WorkflowExecution did not change
     assert index.monitor()[1] != digests[1]
     assert plain(index.monitor()[0])["summary"] == {
@@ -94,5 +95,7 @@ def test_a_change_of_one_adw_changes_the_digest_and_an_undo_restores_it() -> Non
         "failed": 0,
         "paused": 0,
     }
-    index.update({"a7"}, recs, worktrees=frozenset(), queue_status={})
+    assert index.update({"a7"}, recs, worktrees=frozenset(), queue_status={}) == (False, True)
     assert (index.workflows()[1], index.monitor()[1]) == digests
+    gone = {k: v for k, v in recs.items() if k != "a3"}
+    assert index.update({"a3"}, gone, worktrees=frozenset(), queue_status={}) == (True, True)
