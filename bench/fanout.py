@@ -26,7 +26,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from common import cpu_seconds, stop
+from common import pin as pin_to
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE_SIZE = 1650  # bytes of JSON in the message, as measured on main
@@ -169,24 +171,13 @@ async def connect(swarm: Swarm, port: int, n: int) -> None:
         await asyncio.sleep(0.05)
 
 
-def cpu_seconds(pid: int) -> float:
-    """Return the CPU time of every thread of ``pid`` (schedstat: nanoseconds, not 10 ms ticks)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, IndexError, ValueError):
-            pass  # a thread that ended meanwhile
-    return total / 1e9
-
-
 async def one_run(kind: str, n: int, changes: int) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="fanout-"))
     agents = work / "agents"
     (agents / "a1").mkdir(parents=True)
     (work / "trees").mkdir()
     write_state(agents, 0)
-    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    pin = pin_to(0)
     if kind == "service":
         (work / "config.toml").write_text(
             "[server]\nport = 0\nheartbeat_interval = 60\nping_interval = 0\n[broadcast]\nmin_interval = 0\n"
@@ -230,14 +221,7 @@ async def one_run(kind: str, n: int, changes: int) -> dict[str, float]:
     finally:
         for transport in swarm.transports:
             transport.abort()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        shutil.rmtree(work, ignore_errors=True)
+        stop(proc, work, timeout=10)
 
 
 def ratio(a: float, b: float) -> str:

@@ -21,7 +21,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -31,22 +30,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import cpu_seconds, rss_kb, stop
+from common import pin as pin_to
+
 ROOT = Path(__file__).resolve().parents[1]
 PATHS = ["/ws/adw-monitor", "/ws/workflows", "/ws/queue", "/ws/system-status", "/ws/workflow-history"]
-
-
-def cpu_seconds(pid: int) -> float:
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / 1e9
-
-
-def rss_kb(pid: int) -> int:
-    return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))  # type: ignore[union-attr]
 
 
 def workspace(adws: int) -> Path:
@@ -156,7 +144,7 @@ async def connect_idle(port: int, n: int) -> list[Any]:
 
 async def one_run(kind: str, adws: int, clients: int, seconds: float) -> dict[str, float]:
     work = workspace(adws)
-    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    pin = pin_to(0)
     if kind == "service":
         command = [sys.executable, "-m", "broadcaster", "--config", str(work / "config.toml"), "--log-level", "warning"]
     else:
@@ -190,14 +178,7 @@ async def one_run(kind: str, adws: int, clients: int, seconds: float) -> dict[st
     finally:
         for transport in transports:
             transport.abort()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        shutil.rmtree(work, ignore_errors=True)
+        stop(proc, work, timeout=10)
 
 
 async def bench(adws: int, clients: int, seconds: float, runs: int) -> None:

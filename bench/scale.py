@@ -24,7 +24,6 @@ import json
 import os
 import random
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -34,23 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from common import cpu_seconds, rss_kb, stop
+from common import pin as pin_to
 from watchfiles import awatch
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / 1e9
-
-
-def rss_mb(pid: int) -> float:
-    return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024  # type: ignore[union-attr]
 
 
 def state(adw_id: str, n: int, cost: float, rng: random.Random) -> dict[str, Any]:
@@ -145,7 +132,7 @@ async def watchfiles_baseline(agents: Path, states: dict[str, dict[str, Any]], r
 
 async def one_run(size: int, changes: int, rng: random.Random) -> dict[str, float]:
     work, states = layout(size, rng)
-    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    pin = pin_to(0)
     launched = time.monotonic()
     proc = subprocess.Popen(
         [*pin, sys.executable, "-m", "broadcaster", "--config", str(work / "config.toml"), "--log-level", "warning"],
@@ -159,7 +146,7 @@ async def one_run(size: int, changes: int, rng: random.Random) -> dict[str, floa
         banner = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 300)
         startup = time.monotonic() - launched
         port = int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
-        memory = rss_mb(proc.pid)
+        memory = rss_kb(proc.pid) / 1024
         baseline = await watchfiles_baseline(work / "agents", states, rng, 5)
         latencies, cpus = [], []
         async with aiohttp.ClientSession() as session:
@@ -199,14 +186,7 @@ async def one_run(size: int, changes: int, rng: random.Random) -> dict[str, floa
             "log": growth / 1024,
         }
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        shutil.rmtree(work, ignore_errors=True)
+        stop(proc, work, timeout=20)
 
 
 def spread(values: list[float], digits: int = 0) -> str:

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from common import stop as stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = ["workflows", "routes", "workflow-history", "adw-monitor", "queue", "system-status", "webhook-status"]
@@ -239,14 +240,7 @@ async def soak(duration: float, report_every: float) -> int:
         print(f"work done: {counts}")
         return 0 if proc.poll() is None else 1
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_process(proc, work, timeout=10)
 
 
 def main() -> int:

@@ -1,0 +1,41 @@
+"""What the bench scripts share: reading a process's CPU and memory, and stopping it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the CPU time of every thread of ``pid`` (schedstat: nanoseconds, not 10 ms ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            pass  # a thread that ended meanwhile
+    return total / 1e9
+
+
+def rss_kb(pid: int) -> int:
+    """Return the resident memory of ``pid`` in KiB."""
+    return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))  # type: ignore[union-attr]
+
+
+def pin(core: int) -> list[str]:
+    """Return the command prefix that pins a child to ``core`` (nothing without taskset)."""
+    return ["taskset", "-c", str(core)] if shutil.which("taskset") else []
+
+
+def stop(proc: subprocess.Popen[str], work: Path, *, timeout: float = 10.0) -> None:
+    """Terminate ``proc`` (kill it if it lingers), close its pipe and remove its workspace."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    if proc.stdout is not None:
+        proc.stdout.close()
+    shutil.rmtree(work, ignore_errors=True)
