@@ -95,7 +95,13 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_http_session)
     for db in databases:  # before the ADW files, so the first monitor already knows queue statuses
         app.cleanup_ctx.append(
-            feed(database_part(db), "database", db.changes, functools.partial(feeds.database_read, db))
+            feed(
+                database_part(db),
+                "database",
+                db.changes,
+                functools.partial(feeds.database_read, db),
+                task_name=f"database {db.path.name}",
+            )
         )
     app.cleanup_ctx.append(feed(ADW_PART, "adw_files", app[ADW_FILES].changes, feeds.adw_changed))
     _add_pollers(app, config, feeds)
@@ -225,8 +231,11 @@ def feed(
     publish: Callable[[T], None | Awaitable[None]],
     *,
     wait_first: bool = True,
+    task_name: str | None = None,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """Return a cleanup context that publishes what a source yields, supervised, from startup until cleanup.
+
+    ``name`` names the part in logs and system status; ``task_name`` (default: ``name``) its task.
 
     With ``wait_first`` start-up waits (at most ``STARTUP_WAIT``) until the source's first yield
     (its initial read of local files) is published, or it crashed, so the first client to
@@ -250,7 +259,7 @@ def feed(
                 first.set()  # a crash counts as the first report: start-up goes on, status says why
                 await stream.aclose()
 
-        task = asyncio.create_task(supervisor.run(name, service, follow), name=name)
+        task = asyncio.create_task(supervisor.run(name, service, follow), name=task_name or name)
         try:
             if wait_first:
                 try:

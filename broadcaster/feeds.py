@@ -36,8 +36,8 @@ ADW_PART = "adw files"
 
 
 def database_part(db: SqliteWatch) -> str:
-    """Return the supervised part name of a database watch."""
-    return f"database {db.path.name}"
+    """Return the supervised part name of a database watch (its full path: two files may share a name)."""
+    return f"database {db.path}"
 
 
 class Feeds:
