@@ -6,7 +6,6 @@ already holds. They never read the sources, so polling clients cost no I/O.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,12 +18,12 @@ from .clock import iso_utc
 from .db_views import HISTORY_FILTERS, HISTORY_LIMIT, filter_history
 from .errors import InvalidAdwId
 from .keys import EVENT_LOG, FEEDS, HUB
+from .protocol import parse_count
 from .service_views import route
 from .snapshot import digest
 
 HTTP_PREFIXES = ("/api/v1", "/api")
 MAX_LIMIT = 1000
-_COUNT = re.compile(r"[0-9]{1,18}")  # ASCII digits only ("²".isdigit() is true), within 64 bits
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -73,11 +72,10 @@ async def history_view(request: web.Request) -> web.StreamResponse:
     unknown = set(query) - {"limit", "offset", "search", "sort_by", "sort_order", *HISTORY_FILTERS}
     if unknown:
         return _bad(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    limit_text, offset_text = query.get("limit", str(HISTORY_LIMIT)), query.get("offset", "0")
-    if not (_COUNT.fullmatch(limit_text) and _COUNT.fullmatch(offset_text)):
+    limit, offset = parse_count(query.get("limit", str(HISTORY_LIMIT))), parse_count(query.get("offset", "0"))
+    if limit is None or offset is None:
         return _bad("limit and offset must be non-negative integers")
-    limit, offset = int(limit_text), int(offset_text)
-    if not 1 <= limit <= MAX_LIMIT or offset < 0:
+    if not 1 <= limit <= MAX_LIMIT:
         return _bad(f"limit must be 1-{MAX_LIMIT} and offset >= 0")
     order = query.get("sort_order", "desc").lower()
     if order not in ("asc", "desc"):
@@ -123,10 +121,9 @@ async def events_view(request: web.Request) -> web.StreamResponse:
                 validate_adw_id(adw_id)
             except InvalidAdwId as exc:
                 return _bad(str(exc))
-    since_text, limit_text = query.get("since", "0"), query.get("limit", str(EVENTS_LIMIT))
-    if not (_COUNT.fullmatch(since_text) and _COUNT.fullmatch(limit_text)):
+    since, limit = parse_count(query.get("since", "0")), parse_count(query.get("limit", str(EVENTS_LIMIT)))
+    if since is None or limit is None:
         return _bad("since and limit must be non-negative integers (at most 18 digits)")
-    since, limit = int(since_text), int(limit_text)
     if not 1 <= limit <= MAX_LIMIT:
         return _bad(f"limit must be 1-{MAX_LIMIT}")
     try:

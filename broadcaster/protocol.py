@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any
 
@@ -13,6 +14,12 @@ from .clock import iso_utc
 from .events import Event
 
 PONG_TEXT = b"pong"
+_COUNT = re.compile(r"[0-9]{1,18}")  # ASCII digits only ("²".isdigit() is true), within 64 bits
+
+
+def parse_count(text: str) -> int | None:
+    """Return ``text`` as a non-negative integer (a seq, a limit), or None if it is not one."""
+    return int(text) if _COUNT.fullmatch(text) else None
 
 
 def encode_event(event: Event, *, epoch: str | None = None, recovered: bool | None = None) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,7 +15,7 @@ from .errors import InvalidAdwId
 from .events import EventLog
 from .hub import Hub
 from .keys import CONFIG, EVENT_LOG, HUB
-from .protocol import reply_to
+from .protocol import parse_count, reply_to
 from .service_views import route
 
 logger = logging.getLogger(__name__)
@@ -25,7 +24,6 @@ logger = logging.getLogger(__name__)
 FLOOD_BURST = 60.0
 FLOOD_RATE = 20.0
 CLOSE_TIMEOUT = 1.0  # seconds to wait for the peer's close frame
-_SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only: "²".isdigit() is true
 
 
 class _TokenBucket:
@@ -66,9 +64,10 @@ def resume_point(request: web.Request) -> tuple[int, str] | None:
     since = request.query.get("since")
     if since is None:
         return None
-    if not _SEQ.fullmatch(since):
+    seq = parse_count(since)
+    if seq is None:
         raise web.HTTPBadRequest(text=f"since must be a non-negative integer (a seq), got {since[:40]!r}")
-    return int(since), request.query.get("epoch", "")
+    return seq, request.query.get("epoch", "")
 
 
 def greet(hub: Hub, log: EventLog, client: Client, channel: str, resume: tuple[int, str] | None) -> None:
