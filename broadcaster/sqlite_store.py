@@ -78,6 +78,7 @@ class SqliteEventStore:
         self.flushed = 0  # events committed so far by this process
         self.superseded = 0  # pending events dropped for a newer one of their channel while writes failed
         self.undecodable = 0  # stored events skipped because their data could not be decoded
+        self._undecodable_ids: set[object] = set()
         self.failure: str | None = None  # why the last write failed, while it does
         self.on_problem = on_problem
         self._flush_interval = flush_interval
@@ -246,8 +247,10 @@ class SqliteEventStore:
             value = self._cleaner.clean(orjson.loads(data))  # type: ignore[arg-type]
             return Event(str(channel), int(seq), str(kind), value, str(digest), float(timestamp))  # type: ignore[arg-type]
         except (orjson.JSONDecodeError, TypeError, ValueError):
-            self.undecodable += 1
-            logger.warning("event log %s: event %r cannot be decoded; skipped", self.path, row[0])
+            if row[0] not in self._undecodable_ids:  # counted and said once, however often it is read
+                self._undecodable_ids.add(row[0])
+                self.undecodable += 1
+                logger.warning("event log %s: event %r cannot be decoded; skipped", self.path, row[0])
             return None
 
     def append(self, event: Event) -> None:
