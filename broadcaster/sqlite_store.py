@@ -243,8 +243,8 @@ class SqliteEventStore:
     def _decode(self, row: sqlite3.Row | tuple[object, ...]) -> Event | None:
         try:
             _, channel, seq, kind, data, digest, timestamp = row
-            # Redacted again on the way out: a log written before redaction existed holds secrets.
-            value = self._cleaner.clean(orjson.loads(data))  # type: ignore[arg-type]
+            # Stored data is already clean: written cleaned, and an older log is scrubbed at open.
+            value = orjson.loads(data)  # type: ignore[arg-type]
             return Event(str(channel), int(seq), str(kind), value, str(digest), float(timestamp))  # type: ignore[arg-type]
         except (orjson.JSONDecodeError, TypeError, ValueError):
             if row[0] not in self._undecodable_ids:  # counted and said once, however often it is read
