@@ -121,7 +121,11 @@ def _open_regular(directory: int, name: str) -> tuple[int | None, str | None, in
         if exc.errno == errno.ELOOP:
             return None, "a symbolic link, not followed", 0
         return None, f"cannot open: {exc.strerror}", 0
-    st = os.fstat(fd)
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        return None, f"cannot stat: {exc.strerror}", 0
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         return None, f"not a regular file ({_kind(st.st_mode)}), not read", 0
