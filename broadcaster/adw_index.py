@@ -26,6 +26,7 @@ from sources.adw_read import AdwRecord
 from . import views
 from .channels import empty_summary
 from .clock import now_iso
+from .deltas import Items
 
 SortKey = tuple[Any, ...]
 
@@ -60,9 +61,10 @@ class _Sorted:
             bisect.insort(self.keys, item.key)
         return old
 
-    def fragments(self) -> list[orjson.Fragment]:
+    def fragments(self) -> Items:
         items = self.items
-        return [items[key[-1]].wire for key in self.keys]
+        ids = [key[-1] for key in self.keys]
+        return Items([items[i].wire for i in ids], ids)
 
     def digest(self, extra: bytes = b"") -> str:
         items = self.items

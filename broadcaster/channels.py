@@ -9,6 +9,7 @@ from functools import cache
 from typing import Any
 
 from .clock import now_iso
+from .deltas import Keyed
 from .errors import InvalidAdwId
 from .snapshot import VolatilePath, digest
 
@@ -25,6 +26,8 @@ class ChannelSpec:
     """The data a channel shows before its source has produced anything."""
     volatile: tuple[VolatilePath, ...] = ()
     """Clock-derived fields: left out of the digest, so time passing is not a change."""
+    keyed: Keyed | None = None
+    """Where the data's list of items with ids is, for channels that change an item at a time."""
 
 
 def empty_analytics() -> dict[str, Any]:
@@ -57,13 +60,14 @@ def empty_summary() -> dict[str, int]:
     return {"total": 0, "running": 0, "completed": 0, "failed": 0, "paused": 0}
 
 
-WORKFLOWS = ChannelSpec("workflows", "workflows_update", list)
+WORKFLOWS = ChannelSpec("workflows", "workflows_update", list, keyed=Keyed("", "adw_id"))
 ROUTES = ChannelSpec("routes", "routes_update", list)
 WORKFLOW_HISTORY = ChannelSpec(
     "workflow-history",
     "workflow_history_update",
     lambda: {"workflows": [], "total_count": 0, "analytics": empty_analytics()},
     volatile=(("analytics", "cost_trend_7day"), ("analytics", "cost_trend_30day")),  # relative to now
+    keyed=Keyed("workflows", "adw_id"),
 )
 ADW_STATE = ChannelSpec("adw-state", "adw_state_update", dict)
 ADW_MONITOR = ChannelSpec(
@@ -71,8 +75,11 @@ ADW_MONITOR = ChannelSpec(
     "adw_monitor_update",
     lambda: {"workflows": [], "summary": empty_summary(), "last_updated": now_iso()},
     volatile=(("last_updated",), ("workflows", "*", "duration_seconds")),
+    keyed=Keyed("workflows", "adw_id"),
 )
-QUEUE = ChannelSpec("queue", "queue_update", lambda: {"phases": [], "total": 0, "paused": False})
+QUEUE = ChannelSpec(
+    "queue", "queue_update", lambda: {"phases": [], "total": 0, "paused": False}, keyed=Keyed("phases", "queue_id")
+)
 SYSTEM_STATUS = ChannelSpec(
     "system-status",
     "system_status_update",

@@ -19,7 +19,8 @@ from broadcaster import create_app
 from broadcaster.config import load_config
 from broadcaster.events import Event
 from broadcaster.keys import EVENT_LOG
-from broadcaster.sqlite_store import CRASH_SEQ_GAP, SqliteEventStore
+from broadcaster.log_file import CRASH_SEQ_GAP
+from broadcaster.sqlite_store import SqliteEventStore
 from broadcaster.store import MemoryEventStore
 from tests.conftest import EPOCH, ISO_TIME, UPGRADE, receive
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import resource
 import signal
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import pytest
 
 from broadcaster.events import Event
 from broadcaster.keys import EVENT_LOG
-from broadcaster.sqlite_store import CRASH_SEQ_GAP, SqliteEventStore
+from broadcaster.log_file import CRASH_SEQ_GAP
+from broadcaster.sqlite_store import SqliteEventStore
 from tests.conftest import EPOCH, receive, receive_until
 from tests.helpers import Service
 
@@ -121,6 +127,106 @@ async def test_a_full_disk_is_shown_bounded_and_recovered_from(workspace, write_
     db.close()
     assert b'"step":200' in data  # the newest state made it to disk once the disk took writes again
     assert "Traceback" not in service.log
+
+
+async def test_list_channels_stored_as_deltas_read_back_whole_after_a_full_disk(workspace, write_state) -> None:
+    """Pending events dropped while the disk refused writes include the bases of later deltas."""
+    for n in range(5):
+        write_state(f"a{n}", issue_number=n + 1, status="running", current_cost=0.0, nl_input="x" * 300)
+    service = await Service(workspace.root, CONFIG + "flush_interval = 0.05\nmax_pending = 6\n").start()
+    live: dict[int, dict] = {}
+    try:
+        async with aiohttp.ClientSession() as session:
+            status = await session.ws_connect(service.url("/ws/system-status"))
+            ws = await session.ws_connect(service.url("/ws/adw-monitor"))
+            await receive(ws)
+            resource.prlimit(service.pid, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
+            for step in range(1, 41):
+                if step == 31:  # the disk takes writes again: what comes after is stored as deltas
+                    resource.prlimit(service.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+                    for wanted in ("error", "healthy"):
+                        await receive_until(status, log_is(wanted), 15)
+                adw_id = f"a{step % 5}"
+                write_state(adw_id, issue_number=step % 5 + 1, status="running", current_cost=float(step), nl_input="x")
+                [*_, message] = await receive_until(ws, shows(adw_id, float(step)))
+                live[message["seq"]] = message["data"]
+            newest = max(live)
+            deadline = time.monotonic() + 15
+            while (stored := await events_api(session, service, "adw-monitor"))[-1]["seq"] != newest:
+                assert time.monotonic() < deadline, "the newest event never reached the events API"
+                await asyncio.sleep(0.05)
+            await ws.close()
+            await status.close()
+        assert await service.stop() == 0
+    finally:
+        service.kill()
+    assert len(stored) < len(live)  # some were dropped while the disk was full
+    assert sum(1 for e in stored if e["seq"] in live) >= 10
+    for event in stored:
+        if event["seq"] in live:
+            assert without_clock(event["data"]) == without_clock(live[event["seq"]])
+    with sqlite3.connect(workspace.root / "events.db") as db:
+        bases = [b for (b,) in db.execute("SELECT base FROM events WHERE channel = 'adw-monitor' ORDER BY seq")]
+    db.close()
+    assert None in bases and any(b is not None for b in bases)  # stored whole and as deltas
+    assert "skipped" not in service.log and "Traceback" not in service.log
+
+
+async def test_a_delta_never_stands_on_a_pending_event_that_was_dropped(tmp_path: Path) -> None:
+    store = SqliteEventStore(tmp_path / "events.db", max_pending=2)
+    await store.open()
+    states = {
+        n: {"phases": [{"queue_id": f"q{i}", "n": n * (i == 0), "pad": "p" * 200} for i in range(10)]}
+        for n in range(1, 7)
+    }
+    refused = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    async def refused_write(*seqs: int) -> None:
+        """Append queue events and try to commit them while this process may not grow a file (EFBIG)."""
+        for seq in seqs:
+            store.append(Event("queue", seq, "queue_update", states[seq], f"d{seq}", 1.0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1, refused[1]))
+        try:
+            with pytest.raises(sqlite3.Error):
+                await store.flush()  # encodes what is pending (deltas against the previous event), then fails
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, refused)
+
+    def crowd(seq: int) -> None:
+        for n in (seq, seq + 1):  # two more events: past max_pending, older pending events give way
+            store.append(Event("routes", n, "routes_update", [n], f"r{n}", 1.0))
+
+    store.append(Event("queue", 1, "queue_update", states[1], "d1", 1.0))
+    await store.flush()
+    await refused_write(2)
+    await refused_write(3)  # 3 is encoded against 2
+    store.append(Event("queue", 4, "queue_update", states[4], "d4", 1.0))
+    crowd(1)  # 2 and 3 are dropped: 4 must not be encoded against 3
+    await store.flush()
+    await refused_write(5)  # against 4, which is stored
+    await refused_write(6)  # against 5
+    crowd(3)  # 5 is dropped: 6, encoded already, must be encoded again
+    await store.flush()
+    assert [(e.seq, e.data) for _, e in await store.events("queue", 0, 10)] == [(n, states[n]) for n in (1, 4, 6)]
+    assert store.undecodable == 0
+    await store.close()
+
+
+def log_is(status: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: bool(m["data"]["services"]["broadcaster"]["status"] == status)
+
+
+def shows(adw_id: str, cost: float) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: any(w["adw_id"] == adw_id and w["current_cost"] == cost for w in m["data"]["workflows"])
+
+
+async def events_api(session: aiohttp.ClientSession, service: Service, channel: str) -> list[dict]:
+    async with session.get(service.url(f"/api/v1/events?channel={channel}&limit=1000")) as answer:
+        return list((await answer.json())["events"])
+
+
+def without_clock(data: dict) -> dict:
+    return {**data, "last_updated": None, "workflows": [{**w, "duration_seconds": None} for w in data["workflows"]]}
 
 
 def patch_bytes(directory: Path, old: bytes, new: bytes) -> None:

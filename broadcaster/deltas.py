@@ -1,0 +1,154 @@
+"""Keyed deltas of list channels: what one change did to a list of items with ids, and back.
+
+A channel whose data is (or holds) a list of items keyed by an id (``adw_id``, ``queue_id``)
+changes one item at a time: one ADW's state file, one queue row. The event log stores such a
+change as a delta against the channel's previous event instead of the whole list, so its bytes
+grow with what changed, not with the number of items. A delta is::
+
+    {"set": [[id, index, item], ...], "del": [id, ...], "rest": {other top-level fields}}
+
+``set`` holds every new or changed item with its index in the new list, ``del`` the ids gone;
+rebuilding drops both from the old order and inserts the set items at their indices. That is
+exact whenever the unchanged items kept their relative order (true for every sorted list here);
+when they did not, or ids are missing or repeated, there is no delta and the whole data is
+stored. Lists are used instead of objects keyed by id so that redaction, which works by key
+name, can never mistake an id for a credential key.
+
+Finding the changed items costs a few C-level passes over the ids (identity first: ``adw_index``
+hands out the same encoded item object while an ADW is unchanged); no item is re-encoded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+
+class Items(list[Any]):
+    """A list of channel items that knows each item's id (``ids[i]`` is the id of ``self[i]``).
+
+    Serialises as a plain list; it only saves finding ids in items that are already encoded.
+    """
+
+    __slots__ = ("ids",)
+
+    def __init__(self, items: list[Any], ids: list[str]) -> None:
+        super().__init__(items)
+        self.ids = ids
+
+
+@dataclass(frozen=True, slots=True)
+class Keyed:
+    """Where a channel's keyed list is: ``field`` of its data ("" for the data itself), ids under ``key``."""
+
+    field: str
+    key: str
+
+
+@dataclass(slots=True)
+class Base:
+    """A channel's list as of one event, ready to diff the next event against or to apply a delta to."""
+
+    ids: list[str]
+    items: dict[str, Any]
+    rest: dict[str, Any]
+
+
+def split(data: Any, keyed: Keyed) -> tuple[list[Any], list[str], dict[str, Any]] | None:
+    """Return the list of ``data``, its ids and the other top-level fields; None if it has no usable ids."""
+    if keyed.field:
+        if not isinstance(data, dict) or not isinstance(data.get(keyed.field), list):
+            return None
+        items = data[keyed.field]
+        rest = {k: v for k, v in data.items() if k != keyed.field}
+    elif isinstance(data, list):
+        items, rest = data, {}
+    else:
+        return None
+    found: list[Any] = items.ids if isinstance(items, Items) else [_id(item, keyed.key) for item in items]
+    ids: list[str] = [i for i in found if isinstance(i, str)]
+    if len(ids) != len(found) or len(set(ids)) != len(ids):
+        return None
+    return items, ids, rest
+
+
+def _id(item: Any, key: str) -> Any:
+    return item.get(key) if isinstance(item, dict) else None
+
+
+def base_of(data: Any, keyed: Keyed) -> Base | None:
+    """Return the Base of ``data`` (None if its list has no usable ids)."""
+    parts = split(data, keyed)
+    if parts is None:
+        return None
+    items, ids, rest = parts
+    return Base(ids, dict(zip(ids, items, strict=True)), rest)
+
+
+def _same(old: Any, new: Any) -> bool:
+    if isinstance(old, orjson.Fragment) or isinstance(new, orjson.Fragment):
+        return orjson.dumps(old) == orjson.dumps(new)
+    return bool(old == new)
+
+
+def diff(base: Base, data: Any, keyed: Keyed) -> tuple[dict[str, Any], Base] | None:
+    """Return the delta from ``base`` to ``data`` and the Base of ``data``; None when only whole data will do."""
+    parts = split(data, keyed)
+    if parts is None:
+        return None
+    items, ids, rest = parts
+    olds = list(map(base.items.get, ids))
+    suspects = itertools.compress(range(len(ids)), map(operator.is_not, olds, items))
+    changed = [i for i in suspects if olds[i] is None or not _same(olds[i], items[i])]
+    added = sum(1 for i in changed if olds[i] is None)
+    removed: list[str] = []
+    if len(base.ids) + added != len(ids):
+        present = set(ids)
+        removed = [i for i in base.ids if i not in present]
+    moved = {ids[i] for i in changed}.union(removed)
+    order = list(itertools.filterfalse(moved.__contains__, base.ids))
+    for i in changed:
+        order.insert(i, ids[i])
+    if order != ids:
+        return None  # an unchanged item moved: the delta would not rebuild this order
+    new_items = base.items  # the base is used up: the writer keeps only the newest
+    for gone in removed:
+        del new_items[gone]
+    for i in changed:
+        new_items[ids[i]] = items[i]
+    delta: dict[str, Any] = {"set": [[ids[i], i, items[i]] for i in changed], "del": removed}
+    if keyed.field:
+        delta["rest"] = rest
+    return delta, Base(ids, new_items, rest)
+
+
+def apply(base: Base, delta: Any, keyed: Keyed) -> Base:
+    """Return the Base that ``delta`` makes of ``base`` (which it uses up); raise ValueError if it does not fit."""
+    try:
+        sets = [(str(i), int(index), item) for i, index, item in delta["set"]]
+        gone = [str(i) for i in delta["del"]]
+        rest = dict(delta["rest"]) if keyed.field else {}
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ValueError(f"not a delta: {exc}") from None
+    drop = set(gone).union(i for i, _, _ in sets)
+    order = list(itertools.filterfalse(drop.__contains__, base.ids))
+    items = base.items
+    for i in gone:
+        items.pop(i, None)
+    for i, index, item in sorted(sets, key=operator.itemgetter(1)):
+        if not 0 <= index <= len(order):
+            raise ValueError(f"index {index} out of range")
+        order.insert(index, i)
+        items[i] = item
+    return Base(order, items, rest)
+
+
+def data_of(base: Base, keyed: Keyed) -> Any:
+    """Return the channel data a Base stands for."""
+    items = base.items
+    listed = [items[i] for i in base.ids]
+    return {keyed.field: listed, **base.rest} if keyed.field else listed
