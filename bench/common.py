@@ -29,8 +29,8 @@ def pin(core: int) -> list[str]:
     return ["taskset", "-c", str(core)] if shutil.which("taskset") else []
 
 
-def stop(proc: subprocess.Popen[str], work: Path, *, timeout: float = 10.0) -> None:
-    """Terminate ``proc`` (kill it if it lingers), close its pipe and remove its workspace."""
+def stop(proc: subprocess.Popen[str], work: Path, *, timeout: float = 10.0, keep: bool = False) -> None:
+    """Terminate ``proc`` (kill it if it lingers), close its pipe and remove its workspace (unless ``keep``)."""
     proc.terminate()
     try:
         proc.wait(timeout)
@@ -38,4 +38,5 @@ def stop(proc: subprocess.Popen[str], work: Path, *, timeout: float = 10.0) -> N
         proc.kill()
     if proc.stdout is not None:
         proc.stdout.close()
-    shutil.rmtree(work, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)

@@ -8,7 +8,7 @@ runs as a process pinned to core 0 (when ``taskset`` exists) with one client on 
 - change -> client p50: a write to one random ADW's state file until the monitor message showing
   it arrives; the baseline is raw watchfiles noticing the same kind of write in the same run;
 - server CPU per change (schedstat of every thread);
-- event-log bytes per change (the log's files before and after the changes).
+- event-log bytes per change (the data the log stored for the changes' events).
 
 Targets (issue 8): latency, CPU and log growth each within 1.5x between 10 and 10,000 ADWs;
 p50 within 1.2x of raw watchfiles at 1,000.
@@ -24,6 +24,7 @@ import json
 import os
 import random
 import re
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -88,8 +89,22 @@ def layout(size: int, rng: random.Random) -> tuple[Path, dict[str, dict[str, Any
     return work, states
 
 
-def log_bytes(work: Path) -> int:
-    return sum(p.stat().st_size for p in work.glob("events.db*"))
+def pause(rng: random.Random) -> float:
+    """Return a pause between changes that puts the next write at a random point of the watcher's step.
+
+    watchfiles looks for changes every ``step`` ms and reports after a quiet step, so a write's
+    latency is 1-2 steps depending on where in the step it lands; a fixed pause would land every
+    write at the same point and measure that point, not the service.
+    """
+    return rng.uniform(0.4, 0.6)
+
+
+def stored_bytes(path: Path, since: float) -> int:
+    """Return the bytes of event data the log stored for events detected since ``since`` (epoch s)."""
+    with sqlite3.connect(path) as db:
+        [(total,)] = db.execute("SELECT COALESCE(SUM(length(data)), 0) FROM events WHERE timestamp >= ?", (since,))
+    db.close()
+    return int(total)
 
 
 async def watchfiles_baseline(agents: Path, states: dict[str, dict[str, Any]], rng: random.Random, n: int) -> float:
@@ -123,7 +138,7 @@ async def watchfiles_baseline(agents: Path, states: dict[str, dict[str, Any]], r
             while not any(adw_id in path for path in await seen.get()):
                 pass
         times.append(time.monotonic() - written)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(pause(rng))
     stop.set()
     await task
     ready.unlink()
@@ -147,13 +162,13 @@ async def one_run(size: int, changes: int, rng: random.Random) -> dict[str, floa
         startup = time.monotonic() - launched
         port = int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
         memory = rss_kb(proc.pid) / 1024
-        baseline = await watchfiles_baseline(work / "agents", states, rng, 5)
+        baseline = await watchfiles_baseline(work / "agents", states, rng, changes)
         latencies, cpus = [], []
         async with aiohttp.ClientSession() as session:
             ws = await session.ws_connect(f"http://127.0.0.1:{port}/ws/adw-monitor", max_msg_size=0)
             await ws.receive(timeout=60)
             await asyncio.sleep(2.0)  # the first commits of the log are not a change's growth
-            log_before = log_bytes(work)
+            changes_from = time.time()
             ids = list(states)
             for step in range(1, changes + 1):
                 adw_id = rng.choice(ids)
@@ -173,10 +188,10 @@ async def one_run(size: int, changes: int, rng: random.Random) -> dict[str, floa
                 latencies.append(time.monotonic() - written)
                 await asyncio.sleep(0.3)
                 cpus.append(cpu_seconds(proc.pid) - cpu_before)
-                await asyncio.sleep(0.2)
-            await asyncio.sleep(0.5)  # the last batch is committed
-            growth = (log_bytes(work) - log_before) / changes
+                await asyncio.sleep(pause(rng) - 0.3)
             await ws.close()
+        stop(proc, work, timeout=20, keep=True)  # a clean stop commits the last batch
+        growth = stored_bytes(work / "events.db", changes_from) / changes
         return {
             "startup": startup,
             "rss": memory,

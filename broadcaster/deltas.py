@@ -38,7 +38,7 @@ class Items(list[Any]):
 
     def __init__(self, items: list[Any], ids: list[str]) -> None:
         super().__init__(items)
-        self.ids = ids
+        self.ids = ids  # unique by construction: whoever builds Items vouches for that
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,7 @@ class Base:
     ids: list[str]
     items: dict[str, Any]
     rest: dict[str, Any]
+    values: list[Any] | None = None  # the items in order, when at hand (``values[i]`` is ``items[ids[i]]``)
 
 
 def split(data: Any, keyed: Keyed) -> tuple[list[Any], list[str], dict[str, Any]] | None:
@@ -69,7 +70,9 @@ def split(data: Any, keyed: Keyed) -> tuple[list[Any], list[str], dict[str, Any]
         items, rest = data, {}
     else:
         return None
-    found: list[Any] = items.ids if isinstance(items, Items) else [_id(item, keyed.key) for item in items]
+    if isinstance(items, Items):
+        return items, items.ids, rest
+    found = [_id(item, keyed.key) for item in items]
     ids: list[str] = [i for i in found if isinstance(i, str)]
     if len(ids) != len(found) or len(set(ids)) != len(ids):
         return None
@@ -86,7 +89,7 @@ def base_of(data: Any, keyed: Keyed) -> Base | None:
     if parts is None:
         return None
     items, ids, rest = parts
-    return Base(ids, dict(zip(ids, items, strict=True)), rest)
+    return Base(ids, dict(zip(ids, items, strict=True)), rest, items)
 
 
 def _same(old: Any, new: Any) -> bool:
@@ -101,20 +104,23 @@ def diff(base: Base, data: Any, keyed: Keyed) -> tuple[dict[str, Any], Base] | N
     if parts is None:
         return None
     items, ids, rest = parts
-    olds = list(map(base.items.get, ids))
+    # The same ids in the same order (most changes): compare item by item, no lookups by id.
+    same_order = base.values is not None and ids == base.ids
+    olds = base.values if same_order and base.values is not None else list(map(base.items.get, ids))
     suspects = itertools.compress(range(len(ids)), map(operator.is_not, olds, items))
     changed = [i for i in suspects if olds[i] is None or not _same(olds[i], items[i])]
-    added = sum(1 for i in changed if olds[i] is None)
     removed: list[str] = []
-    if len(base.ids) + added != len(ids):
-        present = set(ids)
-        removed = [i for i in base.ids if i not in present]
-    moved = {ids[i] for i in changed}.union(removed)
-    order = list(itertools.filterfalse(moved.__contains__, base.ids))
-    for i in changed:
-        order.insert(i, ids[i])
-    if order != ids:
-        return None  # an unchanged item moved: the delta would not rebuild this order
+    if not same_order:
+        added = sum(1 for i in changed if olds[i] is None)
+        if len(base.ids) + added != len(ids):
+            present = set(ids)
+            removed = [i for i in base.ids if i not in present]
+        moved = {ids[i] for i in changed}.union(removed)
+        order = list(itertools.filterfalse(moved.__contains__, base.ids))
+        for i in changed:
+            order.insert(i, ids[i])
+        if order != ids:
+            return None  # an unchanged item moved: the delta would not rebuild this order
     new_items = base.items  # the base is used up: the writer keeps only the newest
     for gone in removed:
         del new_items[gone]
@@ -123,7 +129,7 @@ def diff(base: Base, data: Any, keyed: Keyed) -> tuple[dict[str, Any], Base] | N
     delta: dict[str, Any] = {"set": [[ids[i], i, items[i]] for i in changed], "del": removed}
     if keyed.field:
         delta["rest"] = rest
-    return delta, Base(ids, new_items, rest)
+    return delta, Base(ids, new_items, rest, items)
 
 
 def apply(base: Base, delta: Any, keyed: Keyed) -> Base:
