@@ -25,6 +25,7 @@ import asyncio
 import base64
 import json
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -212,7 +213,10 @@ async def one_run(kind: str, n: int, changes: int) -> dict[str, float]:
             cpus.append(cpu_seconds(proc.pid) - cpu_before)
             firsts.append(min(swarm.arrivals) - written)
             lasts.append(max(swarm.arrivals) - written)
-            await asyncio.sleep(0.5)
+            # A random pause: the next write lands at a random point of the watcher's 20 ms step
+            # (a fixed one lands every write at the same point, and servers whose watcher restarts
+            # its step at different moments would differ by up to a step for no reason of theirs).
+            await asyncio.sleep(random.uniform(0.4, 0.6))
         return {
             "first": statistics.median(firsts) * 1000,
             "last": statistics.median(lasts) * 1000,
@@ -263,7 +267,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--changes", type=int, default=5)
+    parser.add_argument("--changes", type=int, default=9)
     parser.add_argument("--servers", nargs="+", default=["service", "bare", "naive"])
     args = parser.parse_args()
     asyncio.run(bench(args.clients, args.runs, args.changes, args.servers))

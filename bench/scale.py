@@ -1,12 +1,14 @@
 """Scale: one ADW's state-file change with 10, 1,000 and 10,000 ADW directories.
 
 For each size, a workspace of realistic state files (1-3 KB each) is laid out, and the service
-runs as a process pinned to core 0 (when ``taskset`` exists) with one client on ``adw-monitor``
-(the biggest channel) in this process. Printed per size, min / median / max of ``--runs`` runs:
+runs as a process pinned to core 0 (when ``taskset`` exists) with one client in this process on
+``adw-monitor`` (the biggest channel, every ADW in each message) or, with ``--watch adw-state``,
+on the changed ADW's own channel. Printed per size, min / median / max of ``--runs`` runs:
 
 - start-up: from launch to the listening banner (every state file read), and RSS then;
-- change -> client p50: a write to one random ADW's state file until the monitor message showing
-  it arrives; the baseline is raw watchfiles noticing the same kind of write in the same run;
+- change -> client p50: a write to one random ADW's state file until the message showing it
+  arrives; the baseline is raw watchfiles noticing the same kind of write in the same run (writes
+  land at random points of the watcher's step, see ``pause``);
 - server CPU per change (schedstat of every thread);
 - event-log bytes per change (the data the log stored for the changes' events).
 
@@ -145,7 +147,7 @@ async def watchfiles_baseline(agents: Path, states: dict[str, dict[str, Any]], r
     return statistics.median(times) * 1000
 
 
-async def one_run(size: int, changes: int, rng: random.Random) -> dict[str, float]:
+async def one_run(size: int, changes: int, rng: random.Random, watch: str) -> dict[str, float]:
     work, states = layout(size, rng)
     pin = pin_to(0)
     launched = time.monotonic()
@@ -174,6 +176,10 @@ async def one_run(size: int, changes: int, rng: random.Random) -> dict[str, floa
                 adw_id = rng.choice(ids)
                 cost = round(step * 0.37, 2)
                 marker = f'"adw_id":"{adw_id}"'.encode()
+                if watch == "adw-state":  # the changed ADW's own channel: the monitor is built, not sent
+                    await ws.close()
+                    ws = await session.ws_connect(f"http://127.0.0.1:{port}/ws/adw-state/{adw_id}")
+                    await ws.receive(timeout=30)
                 cpu_before = cpu_seconds(proc.pid)
                 written = time.monotonic()
                 write(work / "agents", adw_id, {**states[adw_id], "current_cost": cost})
@@ -208,7 +214,7 @@ def spread(values: list[float], digits: int = 0) -> str:
     return " / ".join(f"{v:.{digits}f}" for v in (min(values), statistics.median(values), max(values)))
 
 
-async def bench(sizes: list[int], runs: int, changes: int) -> None:
+async def bench(sizes: list[int], runs: int, changes: int, watch: str) -> None:
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
     rng = random.Random(7)
@@ -219,7 +225,7 @@ async def bench(sizes: list[int], runs: int, changes: int) -> None:
     print("|---|---|---|---|---|---|---|")
     medians: dict[int, dict[str, float]] = {}
     for size in sizes:
-        rows = [await one_run(size, changes, rng) for _ in range(runs)]
+        rows = [await one_run(size, changes, rng, watch) for _ in range(runs)]
         medians[size] = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
         print(
             f"| {size:,} | {spread([r['startup'] for r in rows], 1)} | {spread([r['rss'] for r in rows])} |"
@@ -239,8 +245,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 1000, 10000])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--changes", type=int, default=15)
+    parser.add_argument(
+        "--watch",
+        choices=["adw-monitor", "adw-state"],
+        default="adw-monitor",
+        help="the client's channel: the whole monitor list per change, or the changed ADW's own state",
+    )
     args = parser.parse_args()
-    asyncio.run(bench(args.sizes, args.runs, args.changes))
+    asyncio.run(bench(args.sizes, args.runs, args.changes, args.watch))
 
 
 if __name__ == "__main__":
