@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from broadcaster import create_app, load_config
 from broadcaster.keys import EVENT_LOG, PIPELINE
-from broadcaster.store import SqliteEventStore
+from broadcaster.sqlite_store import SqliteEventStore
 
 
 def state(n: int) -> dict[str, object]:
