@@ -28,13 +28,13 @@ from .events import EventLog
 from .feeds import ADW_PART, Feeds, database_part
 from .fetch import HttpFetch
 from .guards import HANDSHAKES_KEY, Handshakes, host_check, origin_policy
-from .health import SELF, Health
+from .health import Health
 from .http import add_http_routes
 from .hub import Hub
 from .keys import ADW_FILES, CONFIG, DATABASES, EVENT_LOG, FEEDS, FETCH, HUB, PIPELINE, STATUS, SUPERVISOR
 from .pipeline import Pipeline
 from .sqlite_store import SqliteEventStore
-from .status import SystemStatus
+from .status import SELF, SystemStatus
 from .store import EventStore, MemoryEventStore
 from .supervisor import Supervisor
 from .throttle import Throttle

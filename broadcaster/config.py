@@ -21,6 +21,7 @@ from typing import Any
 from sources.values import DEFAULT_SECRET_KEYS
 
 from .errors import ConfigError
+from .status import SERVICE_NAMES
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -407,5 +408,11 @@ def _validate(config: Config, origins: Mapping[str, str]) -> None:
             raise bad("[system_status] checks", f"check {check.name!r}: url must be http(s), got {check.url!r}")
     if len(set(names)) != len(names):
         raise bad("[system_status] checks", "names must be unique")
+    for name in names:
+        if name in SERVICE_NAMES:
+            raise bad(
+                "[system_status] checks",
+                f"name {name!r} is one of the service's own entries ({', '.join(SERVICE_NAMES)})",
+            )
     if config.log_level not in LOG_LEVELS:
         raise bad("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")

@@ -18,9 +18,8 @@ from sources.sqlite import SqliteWatch
 
 from . import __version__
 from .config import Config
-from .status import SystemStatus
+from .status import SELF, SystemStatus
 
-SELF = "broadcaster"
 # Which service a channel's data comes from, for a channel that could not be published.
 CHANNEL_SERVICE = {
     "adw-state": "adw_files",

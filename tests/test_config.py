@@ -83,6 +83,10 @@ def test_ports_env_in_the_working_directory_counts_too(tmp_path: Path) -> None:
         ('[adw]\ngithub_repo = "nope"\n', "c.toml: [adw] github_repo: must look like owner/name, got 'nope'"),
         ('log_level = "loud"\n', "c.toml: log_level: must be one of debug, info, warning, error, got 'loud'"),
         ("[server\n", "c.toml: not valid TOML"),
+        (
+            '[[system_status.checks]]\nname = "database"\nurl = "http://x"\n',
+            "c.toml: [system_status] checks: name 'database' is one of the service's own entries (backend_api,",
+        ),
     ],
 )
 def test_a_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:

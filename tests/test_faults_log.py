@@ -106,14 +106,14 @@ async def test_a_full_disk_is_shown_bounded_and_recovered_from(workspace, write_
             for step in range(1, 201):
                 write_state("a1", step=step)
                 assert (await receive(ws))["data"]["step"] == step
-            down = await receive_until(status, lambda m: m["data"]["services"]["broadcaster"]["status"] == "error")
-            message = down[-1]["data"]["services"]["broadcaster"]["message"]
+            down = await receive_until(status, lambda m: m["data"]["services"]["backend_api"]["status"] == "error")
+            message = down[-1]["data"]["services"]["backend_api"]["message"]
             assert message.startswith(f"event log: cannot write {workspace.root / 'events.db'} (")
             answer = await (await session.get(service.url("/api/v1/system-status"))).json()
-            waiting = re.search(r"; (\d+) events waiting in memory$", answer["services"]["broadcaster"]["message"])
+            waiting = re.search(r"; (\d+) events waiting in memory$", answer["services"]["backend_api"]["message"])
             assert waiting is not None and 1 <= int(waiting.group(1)) <= 40  # bounded, not 200+
             resource.prlimit(service.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-            await receive_until(status, lambda m: m["data"]["services"]["broadcaster"]["status"] == "healthy", 15)
+            await receive_until(status, lambda m: m["data"]["services"]["backend_api"]["status"] == "healthy", 15)
             await ws.close()
             await status.close()
         assert await service.stop() == 0
@@ -213,7 +213,7 @@ async def test_a_delta_never_stands_on_a_pending_event_that_was_dropped(tmp_path
 
 
 def log_is(status: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda m: bool(m["data"]["services"]["broadcaster"]["status"] == status)
+    return lambda m: bool(m["data"]["services"]["backend_api"]["status"] == status)
 
 
 def shows(adw_id: str, cost: float) -> Callable[[dict[str, Any]], bool]:

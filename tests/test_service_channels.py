@@ -172,8 +172,8 @@ async def test_system_status_has_an_entry_per_source_and_check(start, aiohttp_se
             for name, s in data["services"].items()
         }
         assert services == {
-            "broadcaster": {
-                "name": "broadcaster",
+            "backend_api": {
+                "name": "backend_api",
                 "status": "healthy",
                 "message": "serving on 127.0.0.1:8002",
                 "details": {"version": "0.1.0"},
