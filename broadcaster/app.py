@@ -33,6 +33,7 @@ from .http import add_http_routes
 from .hub import Hub
 from .keys import ADW_FILES, CONFIG, DATABASES, EVENT_LOG, FEEDS, FETCH, HUB, PIPELINE, STATUS, SUPERVISOR
 from .pipeline import Pipeline
+from .problems import json_errors
 from .sqlite_store import SqliteEventStore
 from .status import SELF, SystemStatus
 from .store import EventStore, MemoryEventStore
@@ -52,7 +53,7 @@ def create_app(config: Config) -> web.Application:
     Args:
         config: the validated configuration (see ``load_config``).
     """
-    app = web.Application(middlewares=[host_check, origin_policy])
+    app = web.Application(middlewares=[host_check, origin_policy, json_errors])
     app[CONFIG] = config
     app[HANDSHAKES_KEY] = Handshakes(config.server.handshake_timeout)
     cleaner = Cleaner(config.redaction.keys)

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from .config import ServerConfig
 from .keys import CONFIG
+from .problems import problem
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +58,6 @@ def host_allowed(header: str, server: ServerConfig) -> bool:
     return is_loopback(host)
 
 
-def _refuse(status: int, detail: str) -> web.Response:
-    return web.json_response({"detail": detail}, status=status)
-
-
 @web.middleware
 async def host_check(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse requests for a Host that is not this service's (see the module docstring)."""
@@ -68,7 +65,7 @@ async def host_check(request: web.Request, handler: Handler) -> web.StreamRespon
     server = request.app[CONFIG].server
     host = request.headers.get("Host", "")
     if not host_allowed(host, server):
-        return _refuse(403, f"host {host[:100]!r} is not allowed (see [server] allowed_hosts)")
+        return problem(403, f"host {host[:100]!r} is not allowed (see [server] allowed_hosts)")
     return await handler(request)
 
 
@@ -87,7 +84,7 @@ async def origin_policy(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)  # not a browser page: curl, scripts, the Python client
     server = request.app[CONFIG].server
     if not origin_allowed(origin, server):
-        return web.json_response({"error": f"origin {origin} is not allowed (see [server] cors_origins)"}, status=403)
+        return problem(403, f"origin {origin} is not allowed (see [server] cors_origins)")
     cors = {
         "Access-Control-Allow-Origin": origin,
         "Access-Control-Expose-Headers": "ETag",

@@ -18,6 +18,7 @@ from .clock import iso_utc
 from .db_views import HISTORY_FILTERS, HISTORY_LIMIT, filter_history
 from .errors import InvalidAdwId
 from .keys import EVENT_LOG, FEEDS, HUB
+from .problems import problem
 from .protocol import parse_count
 from .service_views import route
 from .snapshot import digest
@@ -61,7 +62,7 @@ async def adw_state_view(request: web.Request) -> web.StreamResponse:
     try:
         channel = adw_state_channel(validate_adw_id(request.match_info["adw_id"]))
     except InvalidAdwId as exc:
-        return web.json_response({"error": str(exc)}, status=400)
+        return problem(400, str(exc))
     event = request.app[HUB].current(channel)
     return json_answer(request, event.data, event.digest)
 
@@ -129,7 +130,7 @@ async def events_view(request: web.Request) -> web.StreamResponse:
     try:
         rows = await request.app[EVENT_LOG].events(channel, since, limit)
     except sqlite3.Error as exc:
-        return web.json_response({"detail": f"the event log cannot be read: {exc}"}, status=503)
+        return problem(503, f"the event log cannot be read: {exc}")
     events = [
         {
             "id": i,
@@ -166,7 +167,7 @@ async def channels_view(request: web.Request) -> web.StreamResponse:
 
 
 def _bad(message: str) -> web.Response:
-    return web.json_response({"error": message}, status=400)
+    return problem(400, message)
 
 
 FALLBACK = ("HTTP fallback: the same data as the WebSocket channel, with an ETag", ["http"])

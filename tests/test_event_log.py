@@ -131,7 +131,7 @@ async def test_a_malformed_since_is_refused(start, since: str) -> None:
         headers=UPGRADE,
     )
     assert response.status == 400
-    assert (await response.text()).startswith("since must be a non-negative integer")
+    assert (await response.json())["detail"].startswith("since must be a non-negative integer")
 
 
 async def test_a_restart_continues_seq_and_sends_nothing_new(start, write_state, workspace) -> None:
@@ -348,7 +348,7 @@ async def test_events_and_channels_api(start, write_state) -> None:
         ("limit=0", "limit must be 1-1000"),
     ]:
         response = await client.get(f"/api/v1/events?{query}")
-        assert (response.status, await response.json()) == (400, {"error": error})
+        assert (response.status, await response.json()) == (400, {"detail": error})
 
 
 async def test_every_detected_change_is_logged_even_when_the_throttle_coalesces_it(start, write_state) -> None:

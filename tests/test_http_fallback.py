@@ -125,7 +125,7 @@ async def test_history_filters_and_pages(live) -> None:
 )
 async def test_bad_history_parameters_are_refused(live, query: str, error: str) -> None:
     response = await live.get(f"/api/v1/workflow-history?{query}")
-    assert (response.status, await response.json()) == (400, {"error": error})
+    assert (response.status, await response.json()) == (400, {"detail": error})
 
 
 async def test_bad_adw_id_is_refused(start) -> None:
@@ -133,7 +133,7 @@ async def test_bad_adw_id_is_refused(start) -> None:
     response = await client.get("/api/v1/adw-state/a%20b")
     assert (response.status, await response.json()) == (
         400,
-        {"error": "invalid adw_id 'a b': use 1-64 letters, digits, '_', '.', '-'"},
+        {"detail": "invalid adw_id 'a b': use 1-64 letters, digits, '_', '.', '-'"},
     )
 
 
@@ -157,7 +157,7 @@ async def test_pages_from_localhost_may_read_and_others_may_not(start) -> None:
     evil = await client.get("/api/v1/queue", headers={"Origin": "https://evil.example"})
     assert (evil.status, await evil.json()) == (
         403,
-        {"error": "origin https://evil.example is not allowed (see [server] cors_origins)"},
+        {"detail": "origin https://evil.example is not allowed (see [server] cors_origins)"},
     )
     with pytest.raises(WSServerHandshakeError) as refused:
         await client.ws_connect("/ws/adw-monitor", origin="https://evil.example")
@@ -179,3 +179,27 @@ async def test_non_browser_clients_need_no_origin(start) -> None:
     async with aiohttp.ClientSession() as session:
         async with session.get(client.make_url("/api/v1/workflows")) as response:
             assert (response.status, await response.json()) == (200, [])
+
+
+async def test_every_error_the_service_answers_is_json_with_a_detail(start) -> None:
+    client = await start()
+    missing = await client.get("/api/v1/planned-features?x=1")
+    assert (missing.status, await missing.json()) == (404, {"detail": "no such path: /api/v1/planned-features"})
+    wrong = await client.post("/api/v1/queue", json={})
+    assert (wrong.status, await wrong.json()) == (
+        405,
+        {"detail": "method POST is not allowed on /api/v1/queue (allowed: GET)"},
+    )
+    assert wrong.headers["Allow"] == "GET"
+    plain = await client.get("/ws/queue")  # a WebSocket path asked without an upgrade
+    assert plain.status == 400
+    assert set(await plain.json()) == {"detail"}
+    for response in (missing, wrong, plain):
+        assert response.content_type == "application/json"
+
+
+async def test_a_browser_page_can_read_an_error(start) -> None:
+    client = await start()
+    response = await client.get("/api/v1/nothing-here", headers={"Origin": "http://localhost:5173"})
+    assert (response.status, await response.json()) == (404, {"detail": "no such path: /api/v1/nothing-here"})
+    assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"

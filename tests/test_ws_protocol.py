@@ -94,7 +94,7 @@ async def test_bad_adw_ids_are_refused(start, workspace, raw: str) -> None:
         headers=UPGRADE,
     )
     assert response.status == 400
-    assert (await response.text()).startswith("invalid adw_id ")
+    assert (await response.json())["detail"].startswith("invalid adw_id ")
     assert client.app[HUB].clients == []
 
 
