@@ -42,6 +42,7 @@ class _Item:
     wire: orjson.Fragment
     digest: bytes
     status: str | None = None
+    open_start: str | None = None  # its start time while unfinished: its duration moves with the clock
 
 
 class _Sorted:
@@ -57,13 +58,14 @@ class _Sorted:
         self._ids: list[str] = []
         self._wires: list[orjson.Fragment] = []
         self._digests: list[bytes] = []
+        self._opens: list[str | None] = []
 
     def put(self, adw_id: str, item: _Item | None) -> _Item | None:
         """Set (or with None, remove) the item of ``adw_id``; return the one it replaced."""
         old = self.items.pop(adw_id, None)
         if old is not None:
             at = bisect.bisect_left(self._keys, old.key)
-            for column in (self._keys, self._ids, self._wires, self._digests):
+            for column in (self._keys, self._ids, self._wires, self._digests, self._opens):
                 del column[at]
         if item is not None:
             self.items[adw_id] = item
@@ -72,19 +74,26 @@ class _Sorted:
             self._ids.insert(at, adw_id)
             self._wires.insert(at, item.wire)
             self._digests.insert(at, item.digest)
+            self._opens.insert(at, item.open_start)
         return old
 
     def fragments(self) -> Items:
-        return Items(self._wires, list(self._ids))  # copies: the lists change with the next put
+        return Items(self._wires, list(self._ids), list(self._opens))  # copies: the lists change with each put
 
     def digest(self, extra: bytes = b"") -> str:
         return hashlib.blake2b(b"".join(self._digests) + extra, digest_size=16).hexdigest()
 
 
-def _item(data: dict[str, Any], key: SortKey, volatile: Iterable[str] = (), status: str | None = None) -> _Item:
+def _item(
+    data: dict[str, Any],
+    key: SortKey,
+    volatile: Iterable[str] = (),
+    status: str | None = None,
+    open_start: str | None = None,
+) -> _Item:
     stable = {k: v for k, v in data.items() if k not in volatile}
     item_digest = hashlib.blake2b(orjson.dumps(stable, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
-    return _Item(key, orjson.Fragment(orjson.dumps(data)), item_digest, status)
+    return _Item(key, orjson.Fragment(orjson.dumps(data)), item_digest, status, open_start)
 
 
 def _differs(old: _Item | None, new: _Item | None) -> bool:
@@ -136,7 +145,8 @@ class AdwIndex:
                 now=None,
             )
             rank = views.sort_rank(status["status"])
-            new = _item(status, (rank, start, adw_id), ("duration_seconds",), status["status"])
+            open_start = status["start_time"] if status["end_time"] is None else None
+            new = _item(status, (rank, start, adw_id), ("duration_seconds",), status["status"], open_start)
             old = self._monitor.put(adw_id, new)
             self._count(old, new)
             mon_changed |= _differs(old, new)

@@ -27,6 +27,7 @@ from .config import Config
 from .events import EventLog
 from .feeds import ADW_PART, Feeds, database_part
 from .fetch import HttpFetch
+from .fresh import CLOCK_FAMILIES, Fresh
 from .guards import HANDSHAKES_KEY, Handshakes, host_check, origin_policy
 from .health import Health
 from .http import add_http_routes
@@ -58,7 +59,9 @@ def create_app(config: Config) -> web.Application:
     app[HANDSHAKES_KEY] = Handshakes(config.server.handshake_timeout)
     cleaner = Cleaner(config.redaction.keys)
     app[SUPERVISOR] = supervisor = Supervisor()
-    app[HUB] = hub = Hub()
+    app[STATUS] = status = SystemStatus()
+    fresh = Fresh(status, lambda: app[FEEDS].history_rows)  # the rows the feeds read last
+    app[HUB] = hub = Hub(fresh=fresh, fresh_families=CLOCK_FAMILIES, refresh_interval=config.broadcast.refresh_interval)
     app[EVENT_LOG] = log = EventLog(_store(config, cleaner))
     app[PIPELINE] = pipeline = Pipeline(log, Throttle(config.broadcast.min_interval), hub)
     adw = config.adw
@@ -73,7 +76,6 @@ def create_app(config: Config) -> web.Application:
         cleaner=cleaner,
     )
     app[DATABASES] = databases = _databases(config, cleaner)
-    app[STATUS] = status = SystemStatus()
     health = Health(
         config,
         status,
@@ -91,7 +93,9 @@ def create_app(config: Config) -> web.Application:
 
     app.cleanup_ctx.append(_event_log)  # first in, last out: its final flush sees every event
     app.cleanup_ctx.append(background("pipeline", SELF, pipeline.run))
-    sweep = functools.partial(_sweep, hub, config.server.ping_interval, config.server.heartbeat_interval)
+    sweep = functools.partial(
+        _sweep, hub, config.server.ping_interval, config.server.heartbeat_interval, config.broadcast.refresh_interval
+    )
     app.cleanup_ctx.append(background("client sweep", SELF, sweep))
     app.cleanup_ctx.append(_http_session)
     for db in databases:  # before the ADW files, so the first monitor already knows queue statuses
@@ -202,12 +206,14 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _sweep(hub: Hub, ping_interval: float, heartbeat_interval: float) -> None:
-    """Sweep the clients (parked frames, heartbeats, pings, drops) on one timer for all of them."""
-    interval = min(SWEEP_INTERVAL, heartbeat_interval / 2, *([ping_interval / 2] if ping_interval > 0 else []))
+async def _sweep(hub: Hub, ping_interval: float, heartbeat_interval: float, refresh_interval: float) -> None:
+    """Sweep the clients (parked frames, heartbeats, pings, drops, refreshes) on one timer for all of them."""
+    periods = [heartbeat_interval, *(p for p in (ping_interval, refresh_interval) if p > 0)]
+    interval = min(SWEEP_INTERVAL, *(p / 2 for p in periods))
     while True:
         await asyncio.sleep(interval)
         hub.sweep(ping_interval=ping_interval)
+        hub.refresh()
 
 
 def background(

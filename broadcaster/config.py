@@ -43,6 +43,7 @@ class ServerConfig:
 @dataclass(frozen=True, kw_only=True)
 class BroadcastConfig:
     min_interval: float = 1.0
+    refresh_interval: float = 60.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -371,6 +372,8 @@ def _validate(config: Config, origins: Mapping[str, str]) -> None:
         raise bad("[server] max_message_size", f"must be >= 256 bytes, got {s.max_message_size}")
     if config.broadcast.min_interval < 0:
         raise bad("[broadcast] min_interval", f"must be >= 0, got {config.broadcast.min_interval}")
+    if config.broadcast.refresh_interval < 0:
+        raise bad("[broadcast] refresh_interval", f"must be >= 0, got {config.broadcast.refresh_interval}")
     a = config.adw
     if a.github_repo and not re.fullmatch(r"[\w.-]+/[\w.-]+", a.github_repo):
         raise bad("[adw] github_repo", f"must look like owner/name, got {a.github_repo!r}")

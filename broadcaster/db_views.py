@@ -42,11 +42,7 @@ def analytics(rows: list[dict[str, Any]], *, now: datetime | None = None) -> dic
     success = round(completed / total * 100, 1) if total else 0.0
     durations = [d for r in rows if r.get("status") == "completed" and (d := as_float(r.get("duration_seconds")))]
     costs = [c for r in rows if (c := as_float(r.get("actual_cost_total"))) and c > 0]
-    finished_costs = [
-        (r, c)
-        for r in rows
-        if r.get("status") in ("completed", "failed") and (c := as_float(r.get("actual_cost_total"))) and c > 0
-    ]
+    finished_costs = _finished_costs(rows)
     tokens = [(r, t) for r in rows if (t := as_float(r.get("total_tokens"))) and t > 0]
     cache = [e for r, _ in tokens if (e := as_float(r.get("cache_efficiency_percent"))) is not None]
     avg_duration = _mean(durations)
@@ -67,8 +63,7 @@ def analytics(rows: list[dict[str, Any]], *, now: datetime | None = None) -> dic
         "avg_cost": _mean(costs, 4),
         "total_cost": round(sum(costs), 4),
         "avg_cost_per_completion": _mean([c for _, c in finished_costs], 4),
-        "cost_trend_7day": _trend(finished_costs, now, days=7),
-        "cost_trend_30day": _trend(finished_costs, now, days=30),
+        **_trends(finished_costs, now),
         "avg_tokens": _mean([t for _, t in tokens]),
         "avg_cache_efficiency": _mean(cache),
     }
@@ -133,6 +128,23 @@ def _count(rows: Iterable[Mapping[str, Any]], column: str) -> dict[str, int]:
 
 def _mean(values: list[float], digits: int = 1) -> float:
     return round(sum(values) / len(values), digits) if values else 0.0
+
+
+def cost_trends(rows: list[dict[str, Any]], now: datetime) -> dict[str, float]:
+    """Return the 7- and 30-day cost trends of ``rows`` as of ``now`` (the clock-derived analytics)."""
+    return _trends(_finished_costs(rows), now)
+
+
+def _finished_costs(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], float]]:
+    return [
+        (r, c)
+        for r in rows
+        if r.get("status") in ("completed", "failed") and (c := as_float(r.get("actual_cost_total"))) and c > 0
+    ]
+
+
+def _trends(costs: list[tuple[dict[str, Any], float]], now: datetime) -> dict[str, float]:
+    return {"cost_trend_7day": _trend(costs, now, days=7), "cost_trend_30day": _trend(costs, now, days=30)}
 
 
 def _trend(costs: list[tuple[dict[str, Any], float]], now: datetime, *, days: int) -> float:

@@ -34,11 +34,12 @@ class Items(list[Any]):
     Serialises as a plain list; it only saves finding ids in items that are already encoded.
     """
 
-    __slots__ = ("ids",)
+    __slots__ = ("ids", "opens")
 
-    def __init__(self, items: list[Any], ids: list[str]) -> None:
+    def __init__(self, items: list[Any], ids: list[str], opens: list[str | None] | None = None) -> None:
         super().__init__(items)
         self.ids = ids  # unique by construction: whoever builds Items vouches for that
+        self.opens = opens  # per item, its start time while unfinished (see ``fresh.monitor``)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ already holds. They never read the sources, so polling clients cost no I/O.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,8 @@ from .channels import SPECS, adw_state_channel, validate_adw_id
 from .clock import iso_utc
 from .db_views import HISTORY_FILTERS, HISTORY_LIMIT, filter_history
 from .errors import InvalidAdwId
+from .events import Event
+from .fresh import CLOCK_FAMILIES
 from .keys import EVENT_LOG, FEEDS, HUB
 from .problems import problem
 from .protocol import parse_count
@@ -41,6 +44,17 @@ def json_answer(request: web.Request, body: Any, tag: str) -> web.Response:
     )
 
 
+def fresh_tag(event: Event) -> str:
+    """Return the ETag of a channel answer: its digest, and for clock-carrying channels the second too.
+
+    The digest leaves clock values out; a browser revalidating with it would get 304 and keep an
+    old uptime, so those channels' tags move each second.
+    """
+    if event.channel.partition(":")[0] in CLOCK_FAMILIES:
+        return f"{event.digest}-{int(time.time())}"
+    return event.digest
+
+
 def _matches(header: str, etag: str) -> bool:
     candidates = [c.strip().removeprefix("W/") for c in header.split(",") if c.strip()]
     return "*" in candidates or etag in candidates
@@ -50,9 +64,9 @@ def channel_view(channel: str, shape: Callable[[Any], Any] | None = None) -> Han
     """Return a handler answering ``channel``'s current data (reshaped by ``shape`` if given)."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        event = request.app[HUB].current(channel)
+        event = request.app[HUB].fresh_current(channel)
         # The channel's digest identifies what the body is derived from: no hashing per request.
-        return json_answer(request, event.data if shape is None else shape(event.data), event.digest)
+        return json_answer(request, event.data if shape is None else shape(event.data), fresh_tag(event))
 
     return handler
 
@@ -63,8 +77,8 @@ async def adw_state_view(request: web.Request) -> web.StreamResponse:
         channel = adw_state_channel(validate_adw_id(request.match_info["adw_id"]))
     except InvalidAdwId as exc:
         return problem(400, str(exc))
-    event = request.app[HUB].current(channel)
-    return json_answer(request, event.data, event.digest)
+    event = request.app[HUB].fresh_current(channel)
+    return json_answer(request, event.data, fresh_tag(event))
 
 
 async def history_view(request: web.Request) -> web.StreamResponse:
@@ -87,8 +101,8 @@ async def history_view(request: web.Request) -> web.StreamResponse:
         return _bad(f"sort_by: no column {sort_by!r} in workflow_history")
     filters = {k: query[k] for k in HISTORY_FILTERS if query.get(k)}
     if limit == HISTORY_LIMIT and offset == 0 and order == "desc" and not (filters or sort_by or query.get("search")):
-        event = request.app[HUB].current("workflow-history")  # exactly what the WebSocket sends
-        return json_answer(request, event.data, event.digest)
+        event = request.app[HUB].fresh_current("workflow-history")  # exactly what the WebSocket sends
+        return json_answer(request, event.data, fresh_tag(event))
     current = request.app[HUB].current("workflow-history").data
     body = filter_history(
         rows,

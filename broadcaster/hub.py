@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from aiohttp import WSCloseCode
 
@@ -15,6 +17,7 @@ from .protocol import Frame, encode_heartbeat, ws_frame
 
 logger = logging.getLogger(__name__)
 PARKED_RETRY = 0.05  # seconds between looks at sockets that were full
+FRESH_FOR = 1.0  # seconds a freshened frame is reused (first frames, HTTP answers): clocks to the second
 
 
 class Hub:
@@ -26,10 +29,19 @@ class Hub:
         epoch: str = "",
         clock: Callable[[], float] = time.time,
         tick: Callable[[], float] = time.monotonic,
+        fresh: Callable[[str, Any], Any] | None = None,
+        fresh_families: frozenset[str] = frozenset(),
+        refresh_interval: float = 0.0,
     ) -> None:
         self.epoch = epoch  # of the event log; every connection's first frame carries it
         self._clock = clock
         self._tick = tick
+        self._fresh = fresh  # recomputes a channel's clock-derived fields (see fresh.py)
+        self._fresh_families = fresh_families
+        self._refresh_interval = refresh_interval
+        self._fresh_frames: dict[str, tuple[float, Frame, Frame]] = {}  # channel -> (made at, of, fresh)
+        self._sent_at: dict[str, float] = {}  # channel -> when its subscribers last got a frame
+        self._fresh_failed: set[str] = set()
         self._current: dict[str, Frame] = {}
         self._subscribers: dict[str, set[Client]] = {}
         self._clients: dict[Client, str] = {}
@@ -54,6 +66,7 @@ class Hub:
         for client in self._subscribers.get(event.channel, ()):
             if client.post(event.channel, frame):
                 self._park(client)
+        self._sent_at[event.channel] = self._tick()
 
     def seed(self, events: Iterable[Event]) -> None:
         """Take stored events as the current state (at start-up, before any client)."""
@@ -69,6 +82,56 @@ class Hub:
         held = self._current.get(channel)
         return held if held is not None else Frame(empty_event(channel, self._clock()), self.epoch)
 
+    def fresh_frame(self, channel: str, *, reuse: bool = True) -> Frame:
+        """Return the current frame of ``channel`` with its clock-derived fields as of now.
+
+        ``reuse``: one made less than FRESH_FOR ago for the same event will do (first frames and
+        HTTP answers in a burst share one encoding).
+        """
+        frame = self.frame(channel)
+        if self._fresh is None or channel.partition(":")[0] not in self._fresh_families:
+            return frame
+        now = self._tick()
+        made = self._fresh_frames.get(channel)
+        if reuse and made is not None and made[1] is frame and now - made[0] < FRESH_FOR:
+            return made[2]
+        try:
+            data = self._fresh(channel, frame.event.data)
+        except Exception:  # never worse than before: the data as it was published
+            if channel not in self._fresh_failed:
+                self._fresh_failed.add(channel)
+                logger.exception("%s: cannot compute its clock values; sending them as published", channel)
+            return frame
+        fresh = Frame(dataclasses.replace(frame.event, data=data), self.epoch)
+        self._fresh_frames[channel] = (now, frame, fresh)
+        return fresh
+
+    def fresh_current(self, channel: str) -> Event:
+        """Return the current event of ``channel`` with its clock-derived fields as of now."""
+        return self.fresh_frame(channel).event
+
+    def refresh(self) -> int:
+        """Re-send each quiet channel with clock values, at most once per refresh_interval; return how many.
+
+        A refresh keeps the channel's seq and is not an event: only time moved (DESIGN.md).
+        """
+        if self._refresh_interval <= 0 or self._fresh is None:
+            return 0
+        now = self._tick()
+        sent = 0
+        for channel, subscribers in self._subscribers.items():
+            if channel.partition(":")[0] not in self._fresh_families:
+                continue
+            if now - self._sent_at.setdefault(channel, now) < self._refresh_interval:
+                continue
+            frame = self.fresh_frame(channel, reuse=False)
+            for client in subscribers:
+                if client.post(channel, frame):
+                    self._park(client)
+            self._sent_at[channel] = now
+            sent += 1
+        return sent
+
     def channels(self) -> list[Event]:
         """Return the current event of every channel that has one."""
         return [frame.event for frame in self._current.values()]
@@ -77,7 +140,7 @@ class Hub:
         """Subscribe ``client`` to ``channel``; queue the current state unless it already has it."""
         self._subscribers.setdefault(channel, set()).add(client)
         self._clients[client] = channel
-        if send_current and client.post(channel, self.frame(channel)):
+        if send_current and client.post(channel, self.fresh_frame(channel)):
             self._park(client)
 
     def detach(self, client: Client) -> None:

@@ -44,12 +44,10 @@ class SystemStatus:
         now = self.clock()
         services = {}
         for name, s in self._services.items():
-            held = max(0.0, now - s.since)
             services[name] = {
                 "name": name,
                 "status": s.status,
-                "uptime_seconds": round(held, 1) if s.status == "healthy" else 0.0,
-                "uptime_human": human(held) if s.status == "healthy" else f"{s.status} for {human(held)}",
+                **_uptime(s, now),
                 "message": s.message,
                 "details": s.details,
             }
@@ -66,6 +64,26 @@ class SystemStatus:
                 "health_percentage": round(healthy / len(statuses) * 100, 1) if statuses else 100.0,
             },
         }
+
+    def refreshed(self, data: Any) -> Any:
+        """Return a report (``data``) with its timestamp and uptimes as of now; nothing else changes."""
+        if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
+            return data
+        now = self.clock()
+        services = {}
+        for name, entry in data["services"].items():
+            s = self._services.get(name)
+            if isinstance(entry, dict) and s is not None and entry.get("status") == s.status:
+                entry = {**entry, **_uptime(s, now)}
+            services[name] = entry
+        return {**data, "services": services, "timestamp": iso_utc(now)}
+
+
+def _uptime(s: _Service, now: float) -> dict[str, Any]:
+    held = max(0.0, now - s.since)
+    if s.status == "healthy":
+        return {"uptime_seconds": round(held, 1), "uptime_human": human(held)}
+    return {"uptime_seconds": 0.0, "uptime_human": f"{s.status} for {human(held)}"}
 
 
 def human(seconds: float) -> str:

@@ -191,7 +191,7 @@ def workflow_status(
         "workflow_template": text(state.get("workflow_template")) or "",
         "start_time": start,
         "end_time": end,
-        "duration_seconds": _duration(start, end, now),
+        "duration_seconds": duration(start, end, now),
         "github_url": github_url(state, number, github_repo),
         "worktree_path": text(state.get("worktree_path")),
         "current_cost": as_float(state.get("current_cost")),
@@ -225,7 +225,7 @@ def parse_time(text: str | None) -> datetime | None:
         return None
 
 
-def _duration(start: str | None, end: str | None, now: datetime | None) -> float | None:
+def duration(start: str | None, end: str | None, now: datetime | None) -> float | None:
     """Seconds from start to end, or to now while unfinished (times without a zone are local)."""
     begin = parse_time(start)
     if begin is None:
