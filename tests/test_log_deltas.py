@@ -139,17 +139,23 @@ async def test_a_whole_row_comes_back_once_the_deltas_add_up_to_one(tmp_path: Pa
             assert since_whole <= whole_bytes  # rebuilding never reads more than twice a whole row
 
 
-async def test_trimming_keeps_the_whole_row_that_kept_deltas_stand_on(tmp_path: Path) -> None:
-    path = tmp_path / "events.db"
+async def changed_one_by_one(path: Path, *, size: int, changes: int) -> tuple[SqliteEventStore, list[Any]]:
+    """Return a store (keeping 5 per channel) holding ``changes`` monitor events, one item changed each."""
     store = SqliteEventStore(path, keep_per_channel=5, clock=lambda: 100.0)  # nothing too old
     await store.open()
-    items = [item(f"{n}") for n in range(100)]
+    items = [item(str(n)) for n in range(size)]
     states = []
-    for seq in range(1, 21):
-        items[seq % 100] = item(str(seq % 100), cost=seq)
+    for seq in range(1, changes + 1):
+        items[seq % size] = item(str(seq % size), cost=seq)
         states.append(monitor(list(items)))
         store.append(Event("adw-monitor", seq, "adw_monitor_update", states[-1], f"d{seq}", 1.0))
     await store.flush()
+    return store, states
+
+
+async def test_trimming_keeps_the_whole_row_that_kept_deltas_stand_on(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store, states = await changed_one_by_one(path, size=100, changes=20)
     assert await store.trim() == 0  # seqs 1-15 are past the count, but 16-20 stand on seq 1
     assert [e.data for _, e in await store.events("adw-monitor", 0, 100)] == states
     await store.close()
@@ -158,15 +164,7 @@ async def test_trimming_keeps_the_whole_row_that_kept_deltas_stand_on(tmp_path: 
 
 async def test_trimming_drops_what_lies_before_the_kept_events_whole_row(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
-    store = SqliteEventStore(path, keep_per_channel=5, clock=lambda: 100.0)  # nothing too old
-    await store.open()
-    items = [item(str(n)) for n in range(4)]  # one item of four: a whole row every few events
-    states = []
-    for seq in range(1, 41):
-        items[seq % 4] = item(str(seq % 4), cost=seq)
-        states.append(monitor(list(items)))
-        store.append(Event("adw-monitor", seq, "adw_monitor_update", states[-1], f"d{seq}", 1.0))
-    await store.flush()
+    store, states = await changed_one_by_one(path, size=4, changes=40)  # one item of four: often whole
     removed = await store.trim()
     kept = await store.events("adw-monitor", 0, 100)
     assert [e.data for _, e in kept] == states[40 - len(kept) :]
