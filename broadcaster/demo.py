@@ -419,4 +419,7 @@ async def run_demo(config: Config, *, speed: float = 1.0) -> None:
             await cancel_and_wait(simulation)
     finally:
         await runner.cleanup()
+        # The simulated agents write in worker threads that a cancelled task does not stop: let
+        # them finish, or one may recreate a file in the workspace while it is being removed.
+        await asyncio.get_running_loop().shutdown_default_executor()
         shutil.rmtree(root, ignore_errors=True)
