@@ -35,6 +35,7 @@ from .hub import Hub
 from .keys import ADW_FILES, CONFIG, DATABASES, EVENT_LOG, FEEDS, FETCH, HUB, PIPELINE, STATUS, SUPERVISOR
 from .pipeline import Pipeline
 from .problems import json_errors
+from .proxy import add_proxy
 from .sqlite_store import SqliteEventStore
 from .status import SELF, SystemStatus
 from .store import EventStore, MemoryEventStore
@@ -114,6 +115,8 @@ def create_app(config: Config) -> web.Application:
 
     routes = add_routes(app, config.server.path_prefixes) + add_http_routes(app)
     feeds.own_routes(routes)
+    if config.upstream.url:
+        add_proxy(app, config.upstream)  # last: the service's own paths always win
     return app
 
 
@@ -178,6 +181,14 @@ def _add_pollers(app: web.Application, config: Config, feeds: Feeds) -> None:
             config.routes.poll_interval,
             config.routes.timeout,
             feeds.openapi_polled,
+        ),
+        (
+            "upstream poll",
+            "upstream",
+            {"upstream": config.upstream.url},
+            config.upstream.poll_interval,
+            config.upstream.timeout,
+            feeds.upstream_polled,
         ),
         (
             "checks poll",

@@ -66,6 +66,13 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class UpstreamConfig:
+    url: str = ""
+    timeout: float = 30.0
+    poll_interval: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class WebhookConfig:
     status_url: str = "http://localhost:8001/webhook-status"
     poll_interval: float = 5.0
@@ -115,6 +122,7 @@ class Config:
     adw: AdwConfig = field(default_factory=AdwConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     routes: RoutesConfig = field(default_factory=RoutesConfig)
     system_status: SystemStatusConfig = field(default_factory=SystemStatusConfig)
     event_log: EventLogConfig = field(default_factory=EventLogConfig)
@@ -128,6 +136,7 @@ SECTIONS: dict[str, type[Any]] = {
     "adw": AdwConfig,
     "database": DatabaseConfig,
     "webhook": WebhookConfig,
+    "upstream": UpstreamConfig,
     "routes": RoutesConfig,
     "system_status": SystemStatusConfig,
     "event_log": EventLogConfig,
@@ -389,6 +398,7 @@ def _validate(config: Config, origins: Mapping[str, str]) -> None:
         ("database", ("poll_interval",)),
         ("webhook", ("poll_interval", "timeout")),
         ("routes", ("poll_interval", "timeout")),
+        ("upstream", ("poll_interval", "timeout")),
         ("system_status", ("poll_interval", "timeout")),
         ("event_log", ("flush_interval", "batch_max", "keep_per_channel", "max_age_hours", "max_pending")),
     ):
@@ -396,7 +406,7 @@ def _validate(config: Config, origins: Mapping[str, str]) -> None:
             value = getattr(getattr(config, section), key, None)
             if value is not None and value <= 0:
                 raise bad(f"[{section}] {key}", f"must be > 0, got {value}")
-    for section, key in (("webhook", "status_url"), ("routes", "openapi_url")):
+    for section, key in (("webhook", "status_url"), ("routes", "openapi_url"), ("upstream", "url")):
         url = getattr(getattr(config, section), key)
         if url and not re.match(r"https?://[^/\s]+", url):
             raise bad(f"[{section}] {key}", f'must be an http(s) URL or "" for none, got {url!r}')

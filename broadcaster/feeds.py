@@ -75,6 +75,8 @@ class Feeds:
             self._waiting.add("openapi poll")
         if config.system_status.checks:
             self._waiting.add("checks poll")
+        if config.upstream.url:
+            self._waiting.add("upstream poll")
 
     def restored(self, events: Iterable[Event]) -> None:
         """Take note of the channels restored from the event log, to confirm them against the sources."""
@@ -158,6 +160,12 @@ class Feeds:
         self._health.api_problem = problem
         self._health.api_routes = len(self._api_routes)
         self._routes()
+        self._system_status()
+
+    def upstream_polled(self, replies: dict[str, Reply]) -> None:
+        """Record whether the upstream answers (any HTTP status counts: it is there)."""
+        self._health.upstream = replies["upstream"]
+        self._waiting.discard("upstream poll")
         self._system_status()
 
     def checks_polled(self, replies: dict[str, Reply]) -> None:

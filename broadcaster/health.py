@@ -55,13 +55,22 @@ class Health:
         self._event_log_problem = event_log_problem
         self.webhook: Reply | None = None
         self.checks: dict[str, Reply] = {}
+        self.upstream: Reply | None = None
         self.api_problem: str | None = None
         self.api_routes = 0
         self.channel_problems: dict[str, str] = {}  # channel -> why its newest data could not be published
 
     def report(self) -> dict[str, Any]:
         """Set every service's entry from the current facts; return the system-status data."""
-        entries = [self._self(), self._adw_files(), self._database(), self._webhook(), self._openapi(), *self._checks()]
+        entries = [
+            self._self(),
+            self._adw_files(),
+            self._database(),
+            self._webhook(),
+            self._openapi(),
+            self._upstream(),
+            *self._checks(),
+        ]
         problems = {service: list(p) for service, p in self._supervisor_problems().items()}
         for channel, why in sorted(self.channel_problems.items()):
             service = CHANNEL_SERVICE.get(channel.partition(":")[0], SELF)
@@ -131,6 +140,14 @@ class Health:
             return None
         message = self.api_problem or f"{self.api_routes} routes from {url}"
         return "openapi", "degraded" if self.api_problem else "healthy", message, {"url": url}
+
+    def _upstream(self) -> tuple[str, str, str, dict[str, Any]] | None:
+        url = self._config.upstream.url
+        if not url or self.upstream is None:
+            return None
+        if self.upstream.error is not None:
+            return "upstream", "error", self.upstream.error, {"url": url}
+        return "upstream", "healthy", f"{url} answers (HTTP {self.upstream.status})", {"url": url}
 
     def _checks(self) -> list[tuple[str, str, str, dict[str, Any]] | None]:
         out: list[tuple[str, str, str, dict[str, Any]] | None] = []

@@ -1,0 +1,161 @@
+"""The upstream: every request and WebSocket upgrade this service does not serve goes to ``[upstream] url``.
+
+A dashboard built for one backend port then gets its live channels from this service and
+everything else from its own backend. The service's own paths always win (the proxy's route is
+registered last). Requests go out as they came (method, path, query, body streamed, headers less
+hop-by-hop ones, plus ``X-Forwarded-For``/``-Proto``/``-Host``); answers come back the same way,
+streamed, redirects passed on and not followed, bodies not decompressed. An upstream that cannot
+be reached gets ``502``, one that sends no first byte within ``[upstream] timeout`` gets ``504``,
+both with a JSON ``detail`` naming it; the service's channels are untouched either way.
+WebSocket upgrades are relayed message by message both ways, close codes kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from yarl import URL
+
+from .config import UpstreamConfig
+from .problems import Handler, problem
+
+UPSTREAM_SESSION = web.AppKey("upstream_session", aiohttp.ClientSession)
+CHUNK = 64 * 1024
+
+# Headers that describe one connection, not the message (RFC 9110 7.6.1), and those the
+# sending side sets itself.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+_WS_HANDSHAKE = frozenset({"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions"})
+
+
+def add_proxy(app: web.Application, config: UpstreamConfig) -> None:
+    """Forward every path not served so far to ``config.url`` (call after every own route is added)."""
+    app.cleanup_ctx.append(_session)
+    app.router.add_route("*", "/{tail:.*}", _handler(config))
+
+
+async def _session(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(
+        auto_decompress=False,  # bytes pass through as the upstream encoded them
+        cookie_jar=aiohttp.DummyCookieJar(),  # cookies belong to the browser, not to this service
+        timeout=aiohttp.ClientTimeout(total=None),
+    ) as session:
+        app[UPSTREAM_SESSION] = session
+        yield
+
+
+def _handler(config: UpstreamConfig) -> Handler:
+    base = config.url.rstrip("/")
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        target = URL(base + request.raw_path, encoded=True)
+        headers = _outgoing(request)
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await _relay(request, target, headers, config)
+        session = request.app[UPSTREAM_SESSION]
+        try:
+            async with asyncio.timeout(config.timeout):
+                answer = await session.request(
+                    request.method,
+                    target,
+                    headers=headers,
+                    data=_body(request) if request.body_exists else None,
+                    allow_redirects=False,
+                )
+        except TimeoutError:
+            return problem(504, f"upstream {base} did not answer within {config.timeout:g}s")
+        except aiohttp.ClientError as exc:
+            return problem(502, f"upstream {base} cannot be reached: {exc}")
+        async with answer:
+            response = web.StreamResponse(status=answer.status, reason=answer.reason)
+            for name, value in answer.headers.items():
+                if name.lower() not in HOP_BY_HOP or name.lower() == "content-length":
+                    response.headers.add(name, value)
+            await response.prepare(request)
+            async for chunk in answer.content.iter_chunked(CHUNK):
+                await response.write(chunk)
+            await response.write_eof()
+        return response
+
+    return forward
+
+
+async def _body(request: web.Request) -> AsyncIterator[bytes]:
+    while chunk := await request.content.read(CHUNK):
+        yield chunk
+
+
+def _outgoing(request: web.Request) -> dict[str, str]:
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    peer = request.remote or ""
+    earlier = request.headers.get("X-Forwarded-For")
+    headers["X-Forwarded-For"] = f"{earlier}, {peer}" if earlier else peer
+    headers["X-Forwarded-Proto"] = request.scheme
+    headers["X-Forwarded-Host"] = request.host
+    return headers
+
+
+async def _relay(
+    request: web.Request, target: URL, headers: dict[str, str], config: UpstreamConfig
+) -> web.StreamResponse:
+    """Relay a WebSocket between the client and the upstream, both ways, until either closes."""
+    session = request.app[UPSTREAM_SESSION]
+    protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    sent = {
+        k: v for k, v in headers.items() if k.lower() not in _WS_HANDSHAKE and k.lower() != "sec-websocket-protocol"
+    }
+    try:
+        async with asyncio.timeout(config.timeout):
+            upstream = await session.ws_connect(target, headers=sent, protocols=protocols, max_msg_size=0)
+    except TimeoutError:
+        return problem(504, f"upstream {config.url} did not answer within {config.timeout:g}s")
+    except aiohttp.WSServerHandshakeError as exc:
+        return problem(exc.status if exc.status >= 400 else 502, f"upstream {config.url} refused the WebSocket: {exc}")
+    except aiohttp.ClientError as exc:
+        return problem(502, f"upstream {config.url} cannot be reached: {exc}")
+    client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=0)
+    try:
+        await client.prepare(request)
+        to_upstream = asyncio.create_task(_pump(client, upstream))
+        to_client = asyncio.create_task(_pump(upstream, client))
+        done, _ = await asyncio.wait((to_upstream, to_client), return_when=asyncio.FIRST_COMPLETED)
+        for task in (to_upstream, to_client):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if to_client in done:  # the upstream closed: tell the client with its code
+            await client.close(code=upstream.close_code or 1000)
+        else:
+            await upstream.close(code=client.close_code or 1000)
+    finally:
+        await upstream.close()
+    return client
+
+
+async def _pump(
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+) -> None:
+    async for message in source:
+        if message.type is WSMsgType.TEXT:
+            await sink.send_str(message.data)
+        elif message.type is WSMsgType.BINARY:
+            await sink.send_bytes(message.data)

@@ -1,0 +1,161 @@
+"""The upstream: what this service does not serve is forwarded to [upstream] url and streamed back."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tests.conftest import receive, receive_until
+
+BIG = bytes(range(256)) * 20_000  # 5 MB
+
+
+def upstream_app(seen: list[dict[str, Any]]) -> web.Application:
+    """A backend that records each request it got and answers a few paths."""
+
+    async def record(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if "X-Forwarded-For" in request.headers:  # a forwarded request, not system status looking in
+            seen.append(
+                {
+                    "method": request.method,
+                    "path": request.path_qs,
+                    "body": body,
+                    "forwarded": {k: request.headers.get(k) for k in ("X-Forwarded-For", "X-Forwarded-Proto")},
+                    "host": request.headers.get("X-Forwarded-Host"),
+                }
+            )
+        if request.path == "/api/v1/request":
+            return web.json_response({"created": True}, status=201, headers={"X-Request-Id": "r-1"})
+        if request.path == "/api/v1/big":
+            response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+            await response.prepare(request)
+            for at in range(0, len(BIG), 100_000):
+                await response.write(BIG[at : at + 100_000])
+            return response
+        if request.path == "/api/v1/queue":
+            return web.json_response({"from": "upstream"})
+        if request.path == "/api/v1/old":
+            raise web.HTTPFound("/api/v1/new")
+        if request.path == "/api/v1/slow":
+            await asyncio.sleep(30)
+        if request.path == "/api/v1/preflight-checks":
+            return web.json_response({"ok": True, "query": dict(request.query)})
+        return web.json_response({"detail": "Not Found"}, status=404)
+
+    async def echo(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type is WSMsgType.TEXT:
+                if message.data == "bye":
+                    await ws.close(code=4001, message=b"upstream says bye")
+                    break
+                await ws.send_str(f"echo {message.data}")
+        return ws
+
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app.router.add_get("/ws/agent-logs", echo)
+    app.router.add_route("*", "/{tail:.*}", record)
+    return app
+
+
+async def test_requests_the_service_does_not_serve_go_to_the_upstream_and_back(start, aiohttp_server) -> None:
+    seen: list[dict[str, Any]] = []
+    upstream = await aiohttp_server(upstream_app(seen))
+    client = await start(upstream__url=str(upstream.make_url("")))
+
+    got = await client.get("/api/v1/preflight-checks?skip_tests=true&x=%20y")
+    assert (got.status, await got.json()) == (200, {"ok": True, "query": {"skip_tests": "true", "x": " y"}})
+    posted = await client.post("/api/v1/request", json={"nl_input": "add a button"})
+    assert (posted.status, await posted.json(), posted.headers["X-Request-Id"]) == (201, {"created": True}, "r-1")
+    missing = await client.get("/api/v1/planned-features")
+    assert (missing.status, await missing.json()) == (404, {"detail": "Not Found"})  # the upstream's own answer
+    moved = await client.get("/api/v1/old", allow_redirects=False)
+    assert (moved.status, moved.headers["Location"]) == (302, "/api/v1/new")  # passed on, not followed
+    assert [(s["method"], s["path"], s["body"]) for s in seen] == [
+        ("GET", "/api/v1/preflight-checks?skip_tests=true&x=%20y", b""),
+        ("POST", "/api/v1/request", b'{"nl_input": "add a button"}'),
+        ("GET", "/api/v1/planned-features", b""),
+        ("GET", "/api/v1/old", b""),
+    ]
+    assert seen[0]["forwarded"] == {"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http"}
+    assert seen[0]["host"] == f"{client.host}:{client.port}"
+
+
+async def test_big_bodies_are_streamed_through_whole_both_ways(start, aiohttp_server) -> None:
+    seen: list[dict[str, Any]] = []
+    upstream = await aiohttp_server(upstream_app(seen))
+    client = await start(upstream__url=str(upstream.make_url("")))
+    answer = await client.get("/api/v1/big")
+    assert answer.status == 200
+    assert await answer.read() == BIG
+    sent = await client.put("/api/v1/upload", data=io.BytesIO(BIG))
+    assert sent.status == 404
+    assert seen[-1]["method"] == "PUT" and seen[-1]["body"] == BIG
+
+
+async def test_the_services_own_paths_are_never_forwarded(start, aiohttp_server) -> None:
+    seen: list[dict[str, Any]] = []
+    upstream = await aiohttp_server(upstream_app(seen))
+    client = await start(upstream__url=str(upstream.make_url("")))
+    own = await (await client.get("/api/v1/queue")).json()
+    assert own == {"phases": [], "total": 0, "paused": False}
+    async with client.ws_connect("/api/v1/ws/queue") as ws:
+        assert (await receive(ws))["type"] == "queue_update"
+    assert seen == []
+
+
+async def test_a_websocket_is_relayed_both_ways_with_its_close_code(start, aiohttp_server) -> None:
+    upstream = await aiohttp_server(upstream_app([]))
+    client = await start(upstream__url=str(upstream.make_url("")))
+    async with client.ws_connect("/ws/agent-logs") as ws:
+        await ws.send_str("hello")
+        assert (await ws.receive(timeout=5)).data == "echo hello"
+        await ws.send_str("bye")
+        closing = await ws.receive(timeout=5)
+        assert closing.type is WSMsgType.CLOSE
+        assert ws.close_code == 4001
+
+
+async def test_an_unreachable_upstream_gets_502_json_and_the_channels_go_on(start) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        free = sock.getsockname()[1]  # nothing listens here once the socket is closed
+    down = await start(upstream__url=f"http://127.0.0.1:{free}")
+    answer = await down.get("/api/v1/preflight-checks")
+    assert answer.status == 502
+    assert (await answer.json())["detail"].startswith(f"upstream http://127.0.0.1:{free} cannot be reached: ")
+    assert (await (await down.get("/api/v1/queue")).json())["total"] == 0  # its own channels still served
+
+
+async def test_a_hanging_upstream_gets_504_json_within_the_timeout(start, aiohttp_server) -> None:
+    upstream = await aiohttp_server(upstream_app([]))
+    slow = await start(upstream__url=str(upstream.make_url("")), upstream__timeout=0.3)
+    answer = await slow.get("/api/v1/slow")
+    assert (answer.status, await answer.json()) == (
+        504,
+        {"detail": f"upstream {str(upstream.make_url('')).rstrip('/')} did not answer within 0.3s"},
+    )
+
+
+async def test_system_status_says_whether_the_upstream_answers(start, aiohttp_server) -> None:
+    upstream = await aiohttp_server(upstream_app([]))
+    url = str(upstream.make_url(""))
+    client = await start(upstream__url=url, upstream__poll_interval=0.05)
+    async with client.ws_connect("/ws/system-status") as ws:
+        messages = await receive_until(ws, lambda m: "upstream" in m["data"]["services"])
+        entry = messages[-1]["data"]["services"]["upstream"]
+        assert {k: entry[k] for k in ("name", "status", "message", "details")} == {
+            "name": "upstream",
+            "status": "healthy",
+            "message": f"{url} answers (HTTP 404)",  # any answer: it is there
+            "details": {"url": url},
+        }
+        await upstream.close()
+        down = await receive_until(ws, lambda m: m["data"]["services"]["upstream"]["status"] == "error")
+        assert down[-1]["data"]["services"]["upstream"]["message"].startswith(url.rstrip("/"))
