@@ -25,6 +25,7 @@ from aiohttp import web
 from .config import ServerConfig
 from .keys import CONFIG
 from .problems import problem
+from .proxy import UPSTREAM_ROUTE
 
 logger = logging.getLogger(__name__)
 
@@ -76,12 +77,24 @@ def origin_allowed(origin: str, server: ServerConfig) -> bool:
     return "*" in server.cors_origins or origin in server.cors_origins
 
 
+async def _upstreams(request: web.Request) -> bool:
+    """Return whether ``request`` is for a path only the upstream serves (a preflight counts by its path)."""
+    if request.match_info.route.name != UPSTREAM_ROUTE:
+        return False
+    if request.method != "OPTIONS":
+        return True
+    as_get = await request.app.router.resolve(request.clone(method="GET"))
+    return as_get.route.name == UPSTREAM_ROUTE
+
+
 @web.middleware
 async def origin_policy(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer CORS preflights, add CORS headers, and refuse pages from other origins."""
     origin = request.headers.get("Origin")
     if origin is None:
         return await handler(request)  # not a browser page: curl, scripts, the Python client
+    if await _upstreams(request):
+        return await handler(request)  # the upstream's paths: its own CORS answers (preflights too)
     server = request.app[CONFIG].server
     if not origin_allowed(origin, server):
         return problem(403, f"origin {origin} is not allowed (see [server] cors_origins)")

@@ -24,6 +24,7 @@ from .config import UpstreamConfig
 from .problems import Handler, problem
 
 UPSTREAM_SESSION = web.AppKey("upstream_session", aiohttp.ClientSession)
+UPSTREAM_ROUTE = "upstream"  # the catch-all route's name: the origin policy leaves its requests to the upstream
 CHUNK = 64 * 1024
 
 # Headers that describe one connection, not the message (RFC 9110 7.6.1), and those the
@@ -49,7 +50,7 @@ _WS_HANDSHAKE = frozenset({"sec-websocket-key", "sec-websocket-version", "sec-we
 def add_proxy(app: web.Application, config: UpstreamConfig) -> None:
     """Forward every path not served so far to ``config.url`` (call after every own route is added)."""
     app.cleanup_ctx.append(_session)
-    app.router.add_route("*", "/{tail:.*}", _handler(config))
+    app.router.add_route("*", "/{tail:.*}", _handler(config), name=UPSTREAM_ROUTE)
 
 
 async def _session(app: web.Application) -> AsyncIterator[None]:

@@ -87,6 +87,17 @@ async def test_requests_the_service_does_not_serve_go_to_the_upstream_and_back(s
     assert seen[0]["host"] == f"{client.host}:{client.port}"
 
 
+async def test_browser_pages_get_the_upstreams_own_cors_answers_on_its_paths(start, aiohttp_server) -> None:
+    seen: list[dict[str, Any]] = []
+    upstream = await aiohttp_server(upstream_app(seen))
+    client = await start(upstream__url=str(upstream.make_url("")))
+    page = {"Origin": "http://localhost:5173"}
+    preflight = await client.options("/api/v1/request", headers={**page, "Access-Control-Request-Method": "POST"})
+    assert (preflight.status, seen[-1]["method"]) == (201, "OPTIONS")  # the backend answered it, not this service
+    own = await client.options("/api/v1/queue", headers={**page, "Access-Control-Request-Method": "GET"})
+    assert (own.status, own.headers["Access-Control-Allow-Origin"]) == (204, "http://localhost:5173")
+
+
 async def test_big_bodies_are_streamed_through_whole_both_ways(start, aiohttp_server) -> None:
     seen: list[dict[str, Any]] = []
     upstream = await aiohttp_server(upstream_app(seen))
