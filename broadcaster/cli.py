@@ -18,7 +18,8 @@ from aiohttp import web
 from . import __version__
 from .app import create_app
 from .channels import SPECS
-from .config import LOG_LEVELS, Config, load_config
+from .config import Config, load_config
+from .config_rules import LOG_LEVELS
 from .demo import run_demo
 from .errors import ConfigError, StartupError
 from .guards import HANDSHAKES_KEY

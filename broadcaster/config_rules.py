@@ -1,0 +1,94 @@
+"""The rules a configuration must meet beyond its types: ranges, URLs, names that must not clash.
+
+``config.load_config`` reads and types the values; ``validate`` checks them together, so a bad
+config stops start-up with one line naming the key and where the value came from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError
+from .status import SERVICE_NAMES
+
+if TYPE_CHECKING:
+    from .config import Config
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def validate(config: Config, origins: Mapping[str, str]) -> None:
+    """Raise ConfigError, one line naming the key and where its value came from, for the first bad value."""
+
+    def bad(where: str, why: str) -> ConfigError:
+        return ConfigError(f"{origins.get(where, 'built-in default')}: {where}: {why}")
+
+    s = config.server
+    if not 0 <= s.port <= 65535:
+        raise bad("[server] port", f"must be 0-65535, got {s.port}")
+    for prefix in s.path_prefixes:
+        if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+            raise bad(
+                "[server] path_prefixes", f'each prefix is "" or starts with / and does not end with /, got {prefix!r}'
+            )
+    if len(set(s.path_prefixes)) != len(s.path_prefixes):
+        raise bad("[server] path_prefixes", "has duplicates")
+    for key in ("heartbeat_interval", "write_timeout", "handshake_timeout"):
+        if getattr(s, key) <= 0:
+            raise bad(f"[server] {key}", f"must be > 0, got {getattr(s, key)}")
+    if s.ping_interval < 0:
+        raise bad("[server] ping_interval", f"must be >= 0 (0 turns protocol pings off), got {s.ping_interval}")
+    if s.max_message_size < 256:
+        raise bad("[server] max_message_size", f"must be >= 256 bytes, got {s.max_message_size}")
+    if config.broadcast.min_interval < 0:
+        raise bad("[broadcast] min_interval", f"must be >= 0, got {config.broadcast.min_interval}")
+    if config.broadcast.refresh_interval < 0:
+        raise bad("[broadcast] refresh_interval", f"must be >= 0, got {config.broadcast.refresh_interval}")
+    a = config.adw
+    if a.github_repo and not re.fullmatch(r"[\w.-]+/[\w.-]+", a.github_repo):
+        raise bad("[adw] github_repo", f"must look like owner/name, got {a.github_repo!r}")
+    if a.step_ms <= 0:
+        raise bad("[adw] step_ms", f"must be > 0, got {a.step_ms}")
+    if a.debounce_ms < a.step_ms:
+        raise bad("[adw] debounce_ms", f"must be >= step_ms ({a.step_ms}), got {a.debounce_ms}")
+    if a.max_state_bytes < 1024:
+        raise bad("[adw] max_state_bytes", f"must be >= 1024, got {a.max_state_bytes}")
+    if a.trees_poll_interval <= 0:
+        raise bad("[adw] trees_poll_interval", f"must be > 0, got {a.trees_poll_interval}")
+    for section, keys in (
+        ("database", ("poll_interval",)),
+        ("webhook", ("poll_interval", "timeout")),
+        ("routes", ("poll_interval", "timeout")),
+        ("upstream", ("poll_interval", "timeout")),
+        ("system_status", ("poll_interval", "timeout")),
+        ("event_log", ("flush_interval", "batch_max", "keep_per_channel", "max_age_hours", "max_pending")),
+    ):
+        for key in keys:
+            value = getattr(getattr(config, section), key, None)
+            if value is not None and value <= 0:
+                raise bad(f"[{section}] {key}", f"must be > 0, got {value}")
+    for section, key in (("webhook", "status_url"), ("routes", "openapi_url"), ("upstream", "url")):
+        url = getattr(getattr(config, section), key)
+        if url and not re.match(r"https?://[^/\s]+", url):
+            raise bad(f"[{section}] {key}", f'must be an http(s) URL or "" for none, got {url!r}')
+    log_path = config.event_log.path
+    if log_path is not None and log_path.resolve() in {
+        p.resolve() for p in (config.database.path, config.database.history_path) if p
+    }:
+        raise bad("[event_log] path", f"must be a file of the service's own, not the agents' database {log_path}")
+    names = [check.name for check in config.system_status.checks]
+    for check in config.system_status.checks:
+        if not re.match(r"https?://[^/\s]+", check.url):
+            raise bad("[system_status] checks", f"check {check.name!r}: url must be http(s), got {check.url!r}")
+    if len(set(names)) != len(names):
+        raise bad("[system_status] checks", "names must be unique")
+    for name in names:
+        if name in SERVICE_NAMES:
+            raise bad(
+                "[system_status] checks",
+                f"name {name!r} is one of the service's own entries ({', '.join(SERVICE_NAMES)})",
+            )
+    if config.log_level not in LOG_LEVELS:
+        raise bad("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")
