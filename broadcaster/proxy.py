@@ -67,6 +67,8 @@ def _handler(config: UpstreamConfig) -> Handler:
     base = config.url.rstrip("/")
 
     async def forward(request: web.Request) -> web.StreamResponse:
+        if not request.raw_path.startswith("/"):  # an absolute-form target ("GET http://other/"): not ours to relay
+            return problem(400, "the request target must be a path")
         target = URL(base + request.raw_path, encoded=True)
         headers = _outgoing(request)
         if request.headers.get("Upgrade", "").lower() == "websocket":

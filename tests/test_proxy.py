@@ -170,3 +170,16 @@ async def test_system_status_says_whether_the_upstream_answers(start, aiohttp_se
         await upstream.close()
         down = await receive_until(ws, lambda m: m["data"]["services"]["upstream"]["status"] == "error")
         assert down[-1]["data"]["services"]["upstream"]["message"].startswith(url.rstrip("/"))
+
+
+async def test_a_request_for_another_host_is_not_relayed(start, aiohttp_server) -> None:
+    seen: list[dict[str, Any]] = []
+    upstream = await aiohttp_server(upstream_app(seen))
+    client = await start(upstream__url=str(upstream.make_url("")))
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(b"GET http://example.com/steal HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert answer.endswith(b'{"detail": "the request target must be a path"}')
+    assert seen == []
