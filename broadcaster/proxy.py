@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
 from yarl import URL
 
 from .config import UpstreamConfig
 from .problems import Handler, problem
+
+logger = logging.getLogger(__name__)
 
 UPSTREAM_SESSION = web.AppKey("upstream_session", aiohttp.ClientSession)
 UPSTREAM_ROUTE = "upstream"  # the catch-all route's name: the origin policy leaves its requests to the upstream
@@ -93,8 +97,14 @@ def _handler(config: UpstreamConfig) -> Handler:
                 if name.lower() not in HOP_BY_HOP or name.lower() == "content-length":
                     response.headers.add(name, value)
             await response.prepare(request)
-            async for chunk in answer.content.iter_chunked(CHUNK):
-                await response.write(chunk)
+            try:
+                async for chunk in answer.content.iter_chunked(CHUNK):
+                    await response.write(chunk)
+            except aiohttp.ClientError as exc:  # the upstream broke off mid-answer: so must we
+                logger.warning("upstream %s broke off %s %s: %s", base, request.method, request.path[:200], exc)
+                if request.transport is not None:
+                    request.transport.abort()  # the client sees a cut answer, never a whole-looking short one
+                return response
             await response.write_eof()
         return response
 
@@ -106,8 +116,8 @@ async def _body(request: web.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def _outgoing(request: web.Request) -> dict[str, str]:
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+def _outgoing(request: web.Request) -> CIMultiDict[str]:
+    headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP)  # repeats kept
     peer = request.remote or ""
     earlier = request.headers.get("X-Forwarded-For")
     headers["X-Forwarded-For"] = f"{earlier}, {peer}" if earlier else peer
@@ -117,14 +127,14 @@ def _outgoing(request: web.Request) -> dict[str, str]:
 
 
 async def _relay(
-    request: web.Request, target: URL, headers: dict[str, str], config: UpstreamConfig
+    request: web.Request, target: URL, headers: CIMultiDict[str], config: UpstreamConfig
 ) -> web.StreamResponse:
     """Relay a WebSocket between the client and the upstream, both ways, until either closes."""
     session = request.app[UPSTREAM_SESSION]
     protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-    sent = {
-        k: v for k, v in headers.items() if k.lower() not in _WS_HANDSHAKE and k.lower() != "sec-websocket-protocol"
-    }
+    sent = CIMultiDict(
+        (k, v) for k, v in headers.items() if k.lower() not in _WS_HANDSHAKE and k.lower() != "sec-websocket-protocol"
+    )
     try:
         async with asyncio.timeout(config.timeout):
             upstream = await session.ws_connect(target, headers=sent, protocols=protocols, max_msg_size=0)

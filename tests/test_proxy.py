@@ -7,6 +7,8 @@ import io
 import socket
 from typing import Any
 
+import aiohttp
+import pytest
 from aiohttp import WSMsgType, web
 
 from tests.conftest import receive, receive_until
@@ -41,6 +43,13 @@ def upstream_app(seen: list[dict[str, Any]]) -> web.Application:
             return web.json_response({"from": "upstream"})
         if request.path == "/api/v1/old":
             raise web.HTTPFound("/api/v1/new")
+        if request.path == "/api/v1/cut":
+            response = web.StreamResponse(headers={"Content-Length": str(len(BIG))})
+            await response.prepare(request)
+            await response.write(BIG[:100_000])
+            assert request.transport is not None
+            request.transport.abort()  # the backend dies mid-answer
+            return response
         if request.path == "/api/v1/slow":
             await asyncio.sleep(30)
         if request.path == "/api/v1/preflight-checks":
@@ -183,3 +192,19 @@ async def test_a_request_for_another_host_is_not_relayed(start, aiohttp_server) 
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert answer.endswith(b'{"detail": "the request target must be a path"}')
     assert seen == []
+
+
+async def test_an_upstream_that_breaks_off_mid_answer_cuts_the_clients_answer_too(
+    start, aiohttp_server, caplog
+) -> None:
+    upstream = await aiohttp_server(upstream_app([]))
+    client = await start(upstream__url=str(upstream.make_url("")))
+    answer = await client.get("/api/v1/cut")
+    assert answer.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await answer.read()  # never a short body that looks whole
+    assert (await (await client.get("/api/v1/queue")).json())["total"] == 0  # the service goes on
+    said = [r.getMessage() for r in caplog.records if r.name == "broadcaster.proxy"]
+    base = str(upstream.make_url("")).rstrip("/")
+    assert len(said) == 1 and said[0].startswith(f"upstream {base} broke off GET /api/v1/cut: ")
+    assert not [r for r in caplog.records if r.exc_info]  # one line, no traceback
