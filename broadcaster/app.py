@@ -187,7 +187,7 @@ def _add_pollers(app: web.Application, config: Config, feeds: Feeds) -> None:
             "upstream",
             {"upstream": config.upstream.url},
             config.upstream.poll_interval,
-            config.upstream.timeout,
+            config.system_status.timeout,  # a look like the other checks, not a request's 30 s wait
             feeds.upstream_polled,
         ),
         (

@@ -76,7 +76,7 @@ def _handler(config: UpstreamConfig) -> Handler:
         target = URL(base + request.raw_path, encoded=True)
         headers = _outgoing(request)
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await _relay(request, target, headers, config)
+            return await _relay(request, target, headers, base, config.timeout)
         session = request.app[UPSTREAM_SESSION]
         try:
             async with asyncio.timeout(config.timeout):
@@ -127,7 +127,7 @@ def _outgoing(request: web.Request) -> CIMultiDict[str]:
 
 
 async def _relay(
-    request: web.Request, target: URL, headers: CIMultiDict[str], config: UpstreamConfig
+    request: web.Request, target: URL, headers: CIMultiDict[str], base: str, timeout: float
 ) -> web.StreamResponse:
     """Relay a WebSocket between the client and the upstream, both ways, until either closes."""
     session = request.app[UPSTREAM_SESSION]
@@ -136,14 +136,14 @@ async def _relay(
         (k, v) for k, v in headers.items() if k.lower() not in _WS_HANDSHAKE and k.lower() != "sec-websocket-protocol"
     )
     try:
-        async with asyncio.timeout(config.timeout):
+        async with asyncio.timeout(timeout):
             upstream = await session.ws_connect(target, headers=sent, protocols=protocols, max_msg_size=0)
     except TimeoutError:
-        return problem(504, f"upstream {config.url} did not answer within {config.timeout:g}s")
+        return problem(504, f"upstream {base} did not answer within {timeout:g}s")
     except aiohttp.WSServerHandshakeError as exc:
-        return problem(exc.status if exc.status >= 400 else 502, f"upstream {config.url} refused the WebSocket: {exc}")
+        return problem(exc.status if exc.status >= 400 else 502, f"upstream {base} refused the WebSocket: {exc}")
     except aiohttp.ClientError as exc:
-        return problem(502, f"upstream {config.url} cannot be reached: {exc}")
+        return problem(502, f"upstream {base} cannot be reached: {exc}")
     client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=0)
     try:
         await client.prepare(request)
@@ -167,8 +167,11 @@ async def _pump(
     source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
     sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
 ) -> None:
-    async for message in source:
-        if message.type is WSMsgType.TEXT:
-            await sink.send_str(message.data)
-        elif message.type is WSMsgType.BINARY:
-            await sink.send_bytes(message.data)
+    try:
+        async for message in source:
+            if message.type is WSMsgType.TEXT:
+                await sink.send_str(message.data)
+            elif message.type is WSMsgType.BINARY:
+                await sink.send_bytes(message.data)
+    except (ConnectionError, aiohttp.ClientError):
+        return  # the other side is gone: the relay ends, as when either side closes
