@@ -26,6 +26,7 @@ def encode_event(event: Event, *, epoch: str | None = None, recovered: bool | No
     """Encode ``event`` as a JSON text frame; a connection's first frame also carries ``epoch``."""
     message: dict[str, Any] = {
         "type": event.type,
+        "channel": event.channel,
         "data": event.data,
         "seq": event.seq,
         "timestamp": iso_utc(event.timestamp),

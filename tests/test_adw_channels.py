@@ -59,6 +59,7 @@ async def test_adw_state_snapshot_then_update(start, write_state, atomic: bool) 
     async with client.ws_connect("/ws/adw-state/a1b2c3d4") as ws:
         assert await receive(ws) == {
             "type": "adw_state_update",
+            "channel": "adw-state:a1b2c3d4",
             "adw_id": "a1b2c3d4",
             "seq": 1,
             "epoch": EPOCH,
@@ -68,6 +69,7 @@ async def test_adw_state_snapshot_then_update(start, write_state, atomic: bool) 
         write_state("a1b2c3d4", atomic=atomic, **{**STATE, "status": "completed", "branch_name": "feat-7"})
         assert await receive(ws) == {
             "type": "adw_state_update",
+            "channel": "adw-state:a1b2c3d4",
             "adw_id": "a1b2c3d4",
             "seq": 2,
             "timestamp": ISO_TIME,
@@ -84,6 +86,7 @@ async def test_workflows_snapshot_then_update(start, write_state, workspace, ato
     async with client.ws_connect("/ws/workflows") as ws:
         assert await receive(ws) == {
             "type": "workflows_update",
+            "channel": "workflows",
             "seq": 1,
             "epoch": EPOCH,
             "timestamp": ISO_TIME,
@@ -100,6 +103,7 @@ async def test_workflows_snapshot_then_update(start, write_state, workspace, ato
         (workspace.agents / "a1b2c3d4" / "adw_plan_iso").mkdir()
         assert await receive(ws) == {
             "type": "workflows_update",
+            "channel": "workflows",
             "seq": 2,
             "timestamp": ISO_TIME,
             "data": [
@@ -116,6 +120,7 @@ async def test_workflows_snapshot_then_update(start, write_state, workspace, ato
         )
         assert await receive(ws) == {
             "type": "workflows_update",
+            "channel": "workflows",
             "seq": 3,
             "timestamp": ISO_TIME,
             "data": [
@@ -138,6 +143,7 @@ async def test_adw_monitor_snapshot_then_update(start, write_state, workspace, a
     async with client.ws_connect("/api/v1/ws/adw-monitor") as ws:
         assert await receive(ws) == {
             "type": "adw_monitor_update",
+            "channel": "adw-monitor",
             "seq": 1,
             "epoch": EPOCH,
             "timestamp": ISO_TIME,
@@ -152,6 +158,7 @@ async def test_adw_monitor_snapshot_then_update(start, write_state, workspace, a
         message = await receive(ws)
         assert message == {
             "type": "adw_monitor_update",
+            "channel": "adw-monitor",
             "seq": 2,
             "timestamp": ISO_TIME,
             "data": {
@@ -221,6 +228,7 @@ async def test_identical_rewrite_sends_nothing(start, write_state) -> None:
         # Had a rewrite produced a message, it would come first, with seq 2 and the old data.
         assert await receive(ws) == {
             "type": "adw_state_update",
+            "channel": "adw-state:a1",
             "adw_id": "a1",
             "seq": 2,
             "timestamp": ISO_TIME,
@@ -261,6 +269,7 @@ async def test_a_socket_only_sees_its_own_channel(start, write_state) -> None:
         write_state("a1", step=1)
         assert await receive(a_ws) == {
             "type": "adw_state_update",
+            "channel": "adw-state:a1",
             "adw_id": "a1",
             "seq": 2,
             "timestamp": ISO_TIME,
@@ -273,6 +282,7 @@ async def test_unknown_adw_gets_empty_data_and_goes_live_when_its_file_appears(s
     async with client.ws_connect("/ws/adw-state/new-one") as ws:
         assert await receive(ws) == {
             "type": "adw_state_update",
+            "channel": "adw-state:new-one",
             "adw_id": "new-one",
             "seq": 0,
             "epoch": EPOCH,
@@ -282,6 +292,7 @@ async def test_unknown_adw_gets_empty_data_and_goes_live_when_its_file_appears(s
         write_state("new-one", issue_number="9")
         assert await receive(ws) == {
             "type": "adw_state_update",
+            "channel": "adw-state:new-one",
             "adw_id": "new-one",
             "seq": 1,
             "timestamp": ISO_TIME,
@@ -298,6 +309,7 @@ async def test_removed_adw_directory_empties_its_channels(start, write_state, wo
         shutil.rmtree(workspace.agents / "gone")
         assert await receive(ws) == {
             "type": "adw_state_update",
+            "channel": "adw-state:gone",
             "adw_id": "gone",
             "seq": 2,
             "timestamp": ISO_TIME,
@@ -323,6 +335,7 @@ async def test_torn_json_keeps_the_last_good_state(start, write_state, workspace
         write_state("a1", step=1)
         assert await receive(ws) == {
             "type": "adw_state_update",
+            "channel": "adw-state:a1",
             "adw_id": "a1",
             "seq": 2,
             "timestamp": ISO_TIME,
@@ -337,6 +350,7 @@ async def test_agents_dir_created_after_start(start, write_state, workspace) -> 
     async with client.ws_connect("/ws/workflows") as ws:
         assert await receive(ws) == {
             "type": "workflows_update",
+            "channel": "workflows",
             "seq": 0,
             "epoch": EPOCH,
             "timestamp": ISO_TIME,
@@ -345,6 +359,7 @@ async def test_agents_dir_created_after_start(start, write_state, workspace) -> 
         write_state("late", issue_number=1)  # creates agents/ too
         assert await receive(ws) == {
             "type": "workflows_update",
+            "channel": "workflows",
             "seq": 1,
             "timestamp": ISO_TIME,
             "data": [{"adw_id": "late", "issue_number": 1, "phase": "plan", "github_url": ""}],

@@ -69,6 +69,7 @@ async def test_queue_snapshot_then_changes_from_another_connection(start_db, db)
     async with client.ws_connect("/api/v1/ws/queue") as ws:
         assert await receive(ws) == {
             "type": "queue_update",
+            "channel": "queue",
             "seq": 1,
             "epoch": EPOCH,
             "timestamp": ISO_TIME,
@@ -240,6 +241,7 @@ async def test_a_missing_database_shows_empty_shapes_then_goes_live_when_it_appe
     async with client.ws_connect("/ws/queue") as queue, client.ws_connect("/ws/system-status") as status:
         assert await receive(queue) == {
             "type": "queue_update",
+            "channel": "queue",
             "seq": 0,
             "epoch": EPOCH,
             "timestamp": ISO_TIME,

@@ -54,6 +54,7 @@ async def test_resume_after_a_gap_gets_the_newest_state_marked_recovered(start, 
     async with client.ws_connect(f"{STATE}?since=1&epoch={epoch}") as ws:
         assert await receive(ws) == {
             "type": "adw_state_update",
+            "channel": "adw-state:a1",
             "adw_id": "a1",
             "seq": 4,
             "epoch": epoch,
@@ -64,6 +65,7 @@ async def test_resume_after_a_gap_gets_the_newest_state_marked_recovered(start, 
         write_state("a1", step=4)  # and then it is live, without epoch or recovered
         assert await receive(ws) == {
             "type": "adw_state_update",
+            "channel": "adw-state:a1",
             "adw_id": "a1",
             "seq": 5,
             "timestamp": ISO_TIME,
@@ -81,6 +83,7 @@ async def test_an_up_to_date_client_gets_nothing_extra(start, write_state) -> No
         # Had the server sent the snapshot again, it would come first (seq 2, step 1).
         assert await receive(ws) == {
             "type": "adw_state_update",
+            "channel": "adw-state:a1",
             "adw_id": "a1",
             "seq": 3,
             "epoch": epoch,
@@ -102,6 +105,7 @@ async def test_a_resume_that_cannot_be_trusted_gets_the_snapshot_not_recovered(s
     async with client.ws_connect(f"{STATE}?{query.format(epoch=epoch)}") as ws:
         assert await receive(ws) == {
             "type": "adw_state_update",
+            "channel": "adw-state:a1",
             "adw_id": "a1",
             "seq": 2,
             "epoch": epoch,
@@ -153,6 +157,7 @@ async def test_a_restart_continues_seq_and_sends_nothing_new(start, write_state,
         write_state("a1", step=3)
         assert await receive(ws) == {
             "type": "adw_state_update",
+            "channel": "adw-state:a1",
             "adw_id": "a1",
             "seq": last["seq"] + 1,
             "epoch": epoch,

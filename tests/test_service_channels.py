@@ -57,6 +57,7 @@ async def test_webhook_status_down_then_up_then_down(start, aiohttp_server) -> N
         down = await receive_until(ws, lambda m: m["data"]["status"] == "error")
         assert {k: v for k, v in down[-1].items() if k != "epoch"} == {
             "type": "webhook_status_update",
+            "channel": "webhook-status",
             "seq": 1,
             "timestamp": ISO_TIME,
             "data": {"status": "error", "message": f"{url}: Connection refused"},
@@ -65,7 +66,13 @@ async def test_webhook_status_down_then_up_then_down(start, aiohttp_server) -> N
         assert all("epoch" not in m for m in down[1:])
         served = dict(WEBHOOK)
         server = await aiohttp_server(json_app({"/webhook-status": served}), port=port)
-        assert await receive(ws) == {"type": "webhook_status_update", "seq": 2, "timestamp": ISO_TIME, "data": WEBHOOK}
+        assert await receive(ws) == {
+            "type": "webhook_status_update",
+            "channel": "webhook-status",
+            "seq": 2,
+            "timestamp": ISO_TIME,
+            "data": WEBHOOK,
+        }
         served["uptime"] = 99.0  # the uptime is volatile: no message for it
         served["stats"] = {**WEBHOOK["stats"], "total_received": 4, "successful": 4}
         message = await receive(ws)
@@ -73,6 +80,7 @@ async def test_webhook_status_down_then_up_then_down(start, aiohttp_server) -> N
         await server.close()
         assert await receive(ws) == {
             "type": "webhook_status_update",
+            "channel": "webhook-status",
             "seq": 4,
             "timestamp": ISO_TIME,
             "data": {"status": "error", "message": f"{url}: Connection refused"},

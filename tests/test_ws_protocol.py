@@ -60,12 +60,18 @@ async def test_channels_without_data_answer_with_their_empty_shape_under_every_p
     client = await start()  # no database, no webhook service, no ADWs
     for family, (kind, data) in EMPTY.items():
         async with client.ws_connect(f"{prefix}/ws/{family}") as ws:
-            assert await receive(ws) == {"type": kind, "seq": 0, "epoch": EPOCH, "timestamp": ISO_TIME, "data": data}, (
-                family
-            )
+            assert await receive(ws) == {
+                "type": kind,
+                "channel": family,
+                "seq": 0,
+                "epoch": EPOCH,
+                "timestamp": ISO_TIME,
+                "data": data,
+            }, family
     async with client.ws_connect(f"{prefix}/ws/adw-state/77c90e61") as ws:
         assert await receive(ws) == {
             "type": "adw_state_update",
+            "channel": "adw-state:77c90e61",
             "adw_id": "77c90e61",
             "seq": 0,
             "epoch": EPOCH,
