@@ -33,6 +33,7 @@ from .health import Health
 from .http import add_http_routes
 from .hub import Hub
 from .keys import ADW_FILES, CONFIG, DATABASES, EVENT_LOG, FEEDS, FETCH, HUB, PIPELINE, STATUS, SUPERVISOR
+from .mux import add_mux_routes
 from .pipeline import Pipeline
 from .problems import json_errors
 from .proxy import add_proxy
@@ -113,7 +114,8 @@ def create_app(config: Config) -> web.Application:
     _add_pollers(app, config, feeds)
     app.on_shutdown.append(_close_sockets)
 
-    routes = add_routes(app, config.server.path_prefixes) + add_http_routes(app)
+    prefixes = config.server.path_prefixes
+    routes = add_routes(app, prefixes) + add_mux_routes(app, prefixes) + add_http_routes(app)
     feeds.own_routes(routes)
     if config.upstream.url:
         add_proxy(app, config.upstream)  # last: the service's own paths always win

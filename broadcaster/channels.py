@@ -61,7 +61,7 @@ def empty_summary() -> dict[str, int]:
 
 
 WORKFLOWS = ChannelSpec("workflows", "workflows_update", list, keyed=Keyed("", "adw_id"))
-ROUTES = ChannelSpec("routes", "routes_update", list)
+ROUTES = ChannelSpec("routes", "routes_update", list, keyed=Keyed("", ("method", "path")))
 WORKFLOW_HISTORY = ChannelSpec(
     "workflow-history",
     "workflow_history_update",

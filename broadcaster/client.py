@@ -35,16 +35,16 @@ class Client:
     __slots__ = (
         "_clock",
         "_heard_at",
-        "_opened",
+        "_openings",
         "_over_since",
         "_parked",
+        "_patching",
         "_ping_out",
         "_transport",
         "closed_reason",
         "heartbeat_interval",
         "high_water",
         "last_write",
-        "recovered",
         "write_timeout",
         "ws",
     )
@@ -64,8 +64,10 @@ class Client:
         self.write_timeout = write_timeout
         self.high_water = high_water
         self.closed_reason: str | None = None
-        self.recovered: bool | None = None  # set for a resuming connection: said in its first frame
-        self._opened = False  # has the first channel frame (the one with the epoch) gone out?
+        # Channels whose next frame is their first on this socket: it carries the epoch, and
+        # ``recovered`` (the value) for a resume.
+        self._openings: dict[str, bool | None] = {}
+        self._patching: dict[str, int] | None = None  # channel -> last seq written, for patch subscribers
         self._transport = transport
         self._clock = clock
         self._parked: dict[str, Frame] = {}
@@ -73,13 +75,41 @@ class Client:
         self._heard_at = self.last_write = clock()
         self._ping_out: float | None = None  # when the unanswered protocol ping went out
 
+    def open(self, channel: str, recovered: bool | None = None) -> None:
+        """Make the next frame of ``channel`` its opening one (with the epoch, and ``recovered`` if not None)."""
+        self._openings[channel] = recovered
+
+    def want_patches(self, channel: str, seq: int) -> bool:
+        """Send ``channel`` as merge patches from now on; ``seq``: what the peer has. Return whether it is new."""
+        if self._patching is None:
+            self._patching = {}
+        new = channel not in self._patching
+        self._patching[channel] = seq
+        return new
+
+    def patches(self, channel: str) -> bool:
+        """Return whether ``channel`` goes to this client as merge patches."""
+        return self._patching is not None and channel in self._patching
+
+    def stop_patches(self, channel: str) -> None:
+        """Send ``channel`` whole again."""
+        if self._patching is not None:
+            self._patching.pop(channel, None)
+
+    def forget(self, channel: str) -> None:
+        """Stop everything owed on ``channel`` (an unsubscribe)."""
+        self._parked.pop(channel, None)
+        self._openings.pop(channel, None)
+        if self._patching is not None:
+            self._patching.pop(channel, None)
+
     def post(self, channel: str, frame: Frame) -> bool:
         """Write ``frame`` now if the socket takes it; else park it as the channel's newest. Return whether parked."""
         if self._parked or not self._writable():
             self._parked.pop(channel, None)  # re-insert so parked frames go out in the order they changed
             self._parked[channel] = frame
             return True
-        self._write(self._wire(frame))
+        self._write(self._wire(channel, frame))
         return False
 
     @property
@@ -96,7 +126,7 @@ class Client:
         """Write parked frames while the socket takes them (the sweep calls this)."""
         while self._parked and self._writable():
             channel = next(iter(self._parked))
-            self._write(self._wire(self._parked.pop(channel)))
+            self._write(self._wire(channel, self._parked.pop(channel)))
 
     def heard(self) -> None:
         """Record that the peer sent something: it is alive."""
@@ -163,11 +193,20 @@ class Client:
         self._transport.write(data)
         self.last_write = self._clock()
 
-    def _wire(self, frame: Frame) -> bytes:
-        if self._opened:
+    def _wire(self, channel: str, frame: Frame) -> bytes:
+        patching = self._patching
+        if self._openings and channel in self._openings:
+            wire = ws_frame(frame.opening(self._openings.pop(channel)))
+        elif patching is not None and channel in patching:
+            # A patch only applies to the state the peer has: after a skipped frame (coalesced
+            # while parked) or a refresh, the whole message.
+            has = patching[channel]
+            wire = frame.patch_wire if frame.patch_wire is not None and frame.base_seq == has else frame.wire
+        else:
             return frame.wire  # the bytes every subscriber gets
-        self._opened = True
-        return ws_frame(frame.opening(self.recovered))
+        if patching is not None and channel in patching:
+            patching[channel] = frame.event.seq
+        return wire
 
 
 _LINGER_RESET = struct.pack("ii", 1, 0)

@@ -36,6 +36,7 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()  # empty: any http(s)://localhost or 127.0.0.1 origin; "*": any
     allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback ones; "*": any
     handshake_timeout: float = 10.0
+    max_subscriptions: int = 256
 
 
 @dataclass(frozen=True, kw_only=True)

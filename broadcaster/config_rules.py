@@ -42,6 +42,8 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
         raise bad("[server] ping_interval", f"must be >= 0 (0 turns protocol pings off), got {s.ping_interval}")
     if s.max_message_size < 256:
         raise bad("[server] max_message_size", f"must be >= 256 bytes, got {s.max_message_size}")
+    if s.max_subscriptions < 1:
+        raise bad("[server] max_subscriptions", f"must be >= 1, got {s.max_subscriptions}")
     if config.broadcast.min_interval < 0:
         raise bad("[broadcast] min_interval", f"must be >= 0, got {config.broadcast.min_interval}")
     if config.broadcast.refresh_interval < 0:

@@ -47,7 +47,7 @@ class Keyed:
     """Where a channel's keyed list is: ``field`` of its data ("" for the data itself), ids under ``key``."""
 
     field: str
-    key: str
+    key: str | tuple[str, ...]  # a tuple: the id is those fields' values joined by a space ("GET /api/x")
 
 
 @dataclass(slots=True)
@@ -80,8 +80,14 @@ def split(data: Any, keyed: Keyed) -> tuple[list[Any], list[str], dict[str, Any]
     return items, ids, rest
 
 
-def _id(item: Any, key: str) -> Any:
-    return item.get(key) if isinstance(item, dict) else None
+def _id(item: Any, key: str | tuple[str, ...]) -> Any:
+    if not isinstance(item, dict):
+        return None
+    if isinstance(key, str):
+        return item.get(key)
+    parts = [item.get(k) for k in key]
+    strings = [p for p in parts if isinstance(p, str)]
+    return " ".join(strings) if len(strings) == len(parts) else None
 
 
 def base_of(data: Any, keyed: Keyed) -> Base | None:

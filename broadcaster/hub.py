@@ -11,8 +11,10 @@ from typing import Any
 
 from aiohttp import WSCloseCode
 
+from .channels import spec_of
 from .client import Client
 from .events import Event, empty_event
+from .patches import Patcher
 from .protocol import Frame, encode_heartbeat, ws_frame
 
 logger = logging.getLogger(__name__)
@@ -44,7 +46,8 @@ class Hub:
         self._fresh_failed: set[str] = set()
         self._current: dict[str, Frame] = {}
         self._subscribers: dict[str, set[Client]] = {}
-        self._clients: dict[Client, str] = {}
+        self._clients: dict[Client, set[str]] = {}  # client -> its channels
+        self._patchers: dict[str, tuple[Patcher, set[Client]]] = {}  # keyed channels with patch subscribers
         self._parked: set[Client] = set()  # clients whose frames wait for their socket to drain
         self._flush_timer: asyncio.TimerHandle | None = None
         self.closing = False  # set once shutdown began: a socket upgraded after that is closed at once
@@ -63,6 +66,13 @@ class Hub:
             # A change and its undoing inside one throttle window: the subscribers already
             # have this state. Keep the newer seq for later snapshots, send nothing.
             return
+        patching = self._patchers.get(event.channel)
+        if patching is not None:
+            patcher = patching[0]
+            base_seq = patcher.seq
+            patch = patcher.patch(event.data, event.seq)
+            if patch is not None:
+                frame.set_patch(base_seq, patch)
         for client in self._subscribers.get(event.channel, ()):
             if client.post(event.channel, frame):
                 self._park(client)
@@ -136,22 +146,72 @@ class Hub:
         """Return the current event of every channel that has one."""
         return [frame.event for frame in self._current.values()]
 
-    def attach(self, client: Client, channel: str, *, send_current: bool = True) -> None:
-        """Subscribe ``client`` to ``channel``; queue the current state unless it already has it."""
+    def attach(
+        self,
+        client: Client,
+        channel: str,
+        *,
+        send_current: bool = True,
+        recovered: bool | None = None,
+        patches: bool = False,
+    ) -> None:
+        """Subscribe ``client`` to ``channel``; queue the current state unless it already has it.
+
+        ``recovered``: said in the first frame of a resume. ``patches``: after that first frame,
+        send the channel's changes as merge patches (keyed channels only; others go whole).
+        """
         self._subscribers.setdefault(channel, set()).add(client)
-        self._clients[client] = channel
+        self._clients.setdefault(client, set()).add(channel)
+        keyed = spec_of(channel).keyed
+        if patches and keyed is not None:
+            patching = self._patchers.get(channel)
+            if patching is None:
+                patcher = Patcher(keyed)
+                current = self.current(channel)
+                patcher.start(current.data, current.seq)
+                patching = self._patchers[channel] = (patcher, set())
+            patching[1].add(client)
+            client.want_patches(channel, self.current(channel).seq)
+        elif client.patches(channel):
+            client.stop_patches(channel)
+            self._stop_patches(client, channel)
+        client.open(channel, recovered)  # the first frame of the channel on this socket carries the epoch
         if send_current and client.post(channel, self.fresh_frame(channel)):
             self._park(client)
 
-    def detach(self, client: Client) -> None:
-        """Forget ``client``."""
-        channel = self._clients.pop(client, None)
-        self._parked.discard(client)
-        subscribers = self._subscribers.get(channel or "")
-        if subscribers is not None:
-            subscribers.discard(client)
-            if not subscribers:
-                del self._subscribers[channel or ""]
+    def detach(self, client: Client, channel: str | None = None) -> bool:
+        """Unsubscribe ``client`` from ``channel`` (from all, and forget it, with None); return whether it was."""
+        channels = self._clients.get(client)
+        if channels is None or channel is not None and channel not in channels:
+            return False
+        for name in list(channels) if channel is None else [channel]:
+            channels.discard(name)
+            client.forget(name)
+            self._stop_patches(client, name)
+            subscribers = self._subscribers.get(name)
+            if subscribers is not None:
+                subscribers.discard(client)
+                if not subscribers:
+                    del self._subscribers[name]
+        if channel is None:
+            del self._clients[client]
+            self._parked.discard(client)
+        return True
+
+    def subscribed(self, client: Client, channel: str) -> bool:
+        """Return whether ``client`` follows ``channel``."""
+        return channel in self._clients.get(client, ())
+
+    def subscriptions(self, client: Client) -> int:
+        """Return how many channels ``client`` follows."""
+        return len(self._clients.get(client, ()))
+
+    def _stop_patches(self, client: Client, channel: str) -> None:
+        patching = self._patchers.get(channel)
+        if patching is not None:
+            patching[1].discard(client)
+            if not patching[1]:
+                del self._patchers[channel]  # nobody wants patches: stop computing them
 
     def subscriber_count(self, channel: str) -> int:
         """Return how many clients listen on ``channel``."""

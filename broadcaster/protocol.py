@@ -41,6 +41,19 @@ def encode_event(event: Event, *, epoch: str | None = None, recovered: bool | No
     return orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS)
 
 
+def encode_patch(event: Event, base_seq: int, patch: Any) -> bytes:
+    """Encode ``event`` as a merge patch against the channel's state at ``base_seq`` (see ``patches``)."""
+    message = {
+        "type": event.type,
+        "channel": event.channel,
+        "seq": event.seq,
+        "base_seq": base_seq,
+        "patch": patch,
+        "timestamp": iso_utc(event.timestamp),
+    }
+    return orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS)
+
+
 def ws_frame(payload: bytes, kind: WSMsgType = WSMsgType.TEXT) -> bytes:
     """Return ``payload`` as one unmasked, uncompressed server WebSocket frame (RFC 6455 5.2)."""
     n = len(payload)
@@ -55,9 +68,13 @@ def ws_frame(payload: bytes, kind: WSMsgType = WSMsgType.TEXT) -> bytes:
 
 
 class Frame:
-    """An event encoded once for all subscribers, and at most once more as a connection's first frame."""
+    """An event encoded once for all subscribers, and at most once more as a connection's first frame.
 
-    __slots__ = ("_bytes", "_epoch", "_opening", "_wire", "event")
+    For a keyed channel that has patch subscribers the hub also gives it ``patch_wire``, the
+    event as a merge patch against ``base_seq`` (encoded once for all of them).
+    """
+
+    __slots__ = ("_bytes", "_epoch", "_opening", "_wire", "base_seq", "event", "patch_wire")
 
     def __init__(self, event: Event, epoch: str) -> None:
         self.event = event
@@ -65,6 +82,13 @@ class Frame:
         self._bytes: bytes | None = None  # encoded on first use: a channel nobody follows costs nothing
         self._opening: bytes | None = None
         self._wire: bytes | None = None
+        self.base_seq = -1
+        self.patch_wire: bytes | None = None
+
+    def set_patch(self, base_seq: int, patch: Any) -> None:
+        """Carry the event as ``patch`` against the channel's state at ``base_seq`` too."""
+        self.base_seq = base_seq
+        self.patch_wire = ws_frame(encode_patch(self.event, base_seq, patch))
 
     @property
     def encoded(self) -> bytes:

@@ -70,7 +70,15 @@ def resume_point(request: web.Request) -> tuple[int, str] | None:
     return seq, request.query.get("epoch", "")
 
 
-def greet(hub: Hub, log: EventLog, client: Client, channel: str, resume: tuple[int, str] | None) -> None:
+def greet(
+    hub: Hub,
+    log: EventLog,
+    client: Client,
+    channel: str,
+    resume: tuple[int, str] | None,
+    *,
+    patches: bool = False,
+) -> None:
     """Subscribe ``client``, first sending what it needs to be current (nothing, if it is).
 
     A resuming client whose epoch matches and whose seq the log still continues from gets the
@@ -78,23 +86,46 @@ def greet(hub: Hub, log: EventLog, client: Client, channel: str, resume: tuple[i
     event covers all it missed); any other resume gets the snapshot with ``recovered: false``.
     """
     if resume is None:
-        hub.attach(client, channel)
+        hub.attach(client, channel, patches=patches)
         return
     since, epoch = resume
     current = hub.current(channel).seq
     same_history = epoch == hub.epoch
     if same_history and since == current:
-        hub.attach(client, channel, send_current=False)  # up to date: nothing extra
+        hub.attach(client, channel, send_current=False, patches=patches)  # up to date: nothing extra
         return
-    client.recovered = same_history and since < current and log.contiguous_from(channel) <= since + 1
-    hub.attach(client, channel)
+    recovered = same_history and since < current and log.contiguous_from(channel) <= since + 1
+    hub.attach(client, channel, recovered=recovered, patches=patches)
 
 
 async def serve(request: web.Request, channel: str) -> web.WebSocketResponse:
     """Upgrade ``request`` and stream ``channel`` to it until either side closes."""
+    resume = resume_point(request)
+    hub, log = request.app[HUB], request.app[EVENT_LOG]
+
+    def on_text(client: Client, text: str) -> None:
+        reply = reply_to(text)
+        if reply is not None:
+            client.post_control(reply)
+
+    return await run_socket(request, channel, lambda client: greet(hub, log, client, channel, resume), on_text)
+
+
+async def run_socket(
+    request: web.Request,
+    label: str,
+    start: Callable[[Client], None],
+    on_text: Callable[[Client, str], None],
+    on_binary: Callable[[Client], None] | None = None,
+) -> web.WebSocketResponse:
+    """Upgrade ``request``, call ``start`` with its Client, then hand it each message until either side closes.
+
+    The rules every socket shares: the flood limit (close 1008), the inbound size limit (1009,
+    from aiohttp), pongs to pings, and a reset of a connection that ends with unsent bytes.
+    ``label`` names the socket in the log.
+    """
     server = request.app[CONFIG].server
     hub = request.app[HUB]
-    resume = resume_point(request)
     ws = web.WebSocketResponse(
         # Protocol pings come from the hub's sweep (one timer for all clients); a peer that does not
         # answer is aborted there. aiohttp's own heartbeat would close it gracefully instead, which
@@ -116,21 +147,22 @@ async def serve(request: web.Request, channel: str) -> web.WebSocketResponse:
     if hub.closing:  # upgraded while shutdown closes the others: this one goes away too
         await client.close(WSCloseCode.GOING_AWAY, b"server shutdown", timeout=CLOSE_TIMEOUT)
         return ws
-    greet(hub, request.app[EVENT_LOG], client, channel, resume)
     bucket = _TokenBucket(FLOOD_BURST, FLOOD_RATE)
     try:
+        start(client)
         async for msg in ws:
             client.heard()
             if msg.type is WSMsgType.PONG:
                 continue
             if not bucket.take():
-                logger.warning("closing a client of %s: message flood", channel)
+                logger.warning("closing a client of %s: message flood", label)
                 await client.close(WSCloseCode.POLICY_VIOLATION, b"too many messages")
                 break
             if msg.type is WSMsgType.TEXT:
-                reply = reply_to(msg.data)
-                if reply is not None:
-                    client.post_control(reply)
+                on_text(client, msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                if on_binary is not None:
+                    on_binary(client)
             elif msg.type is WSMsgType.PING:
                 client.post_control(msg.data, WSMsgType.PONG)
             elif msg.type is WSMsgType.ERROR:
