@@ -1,0 +1,129 @@
+"""Patches: bytes a one-ADW change costs a ``/ws`` subscriber with and without ``patches``.
+
+One service process on a workspace of ``--size`` realistic state files (see ``scale.py``); two
+clients in this process on ``/ws?channels=adw-monitor,workflows``, one with ``&patches=1``. Each
+change moves one random ADW to its next phase (both channels change); the bytes each client
+receives for it, per channel, are summed. Printed per channel: bytes per change for the whole
+client (the baseline, measured in the same run) and the patch client, the ratio, and how many
+changes the patch client got whole (a change a merge patch cannot carry exactly, see
+``broadcaster/patches.py``).
+
+Target (issue 10): at 1,000 ADWs a one-ADW change costs a patch subscriber under 2% of the
+whole message.
+
+    .venv/bin/python bench/patches.py --size 1000 --changes 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from common import stop
+from scale import layout, pause, write
+
+ROOT = Path(__file__).resolve().parents[1]
+CHANNELS = ("adw-monitor", "workflows")
+PHASES = ["adw_plan_iso", "adw_build_iso", "adw_test_iso", "adw_review_iso", "adw_document_iso", "adw_ship_iso"]
+
+
+async def collect(
+    ws: aiohttp.ClientWebSocketResponse, until: float, into: dict[str, list[int]], whole: list[int]
+) -> None:
+    """Add the size of every channel frame received before ``until`` (monotonic) to ``into[channel]``."""
+    while (left := until - time.monotonic()) > 0:
+        try:
+            msg = await ws.receive(timeout=left)
+        except TimeoutError:
+            return
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            raise RuntimeError(f"unexpected {msg.type}")
+        message = json.loads(msg.data)
+        channel = message.get("channel")
+        if channel in into:
+            into[channel].append(len(msg.data.encode()))
+            if "patch" not in message:
+                whole.append(1)
+
+
+async def run(size: int, changes: int, seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    work, states = layout(size, rng)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "broadcaster", "--config", str(work / "config.toml"), "--log-level", "warning"],
+        cwd=work,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 300)
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{port}/ws?channels={','.join(CHANNELS)}"
+        sizes: dict[str, dict[str, list[int]]] = {kind: {c: [] for c in CHANNELS} for kind in ("whole", "patch")}
+        wholes: list[int] = []
+        async with aiohttp.ClientSession() as session:
+            whole = await session.ws_connect(url, max_msg_size=0)
+            patch = await session.ws_connect(url + "&patches=1", max_msg_size=0)
+            settle = time.monotonic() + 3.0  # subscribed + the first (whole) snapshots
+            await asyncio.gather(
+                collect(whole, settle, {c: [] for c in CHANNELS}, []),
+                collect(patch, settle, {c: [] for c in CHANNELS}, []),
+            )
+            ids = list(states)
+            for _ in range(changes):
+                adw_id = rng.choice(ids)
+                directory = work / "agents" / adw_id
+                done = sorted(p.name for p in directory.iterdir() if p.is_dir())
+                nxt = PHASES[len(done) % len(PHASES)]
+                (directory / nxt).mkdir(exist_ok=True)
+                states[adw_id] = {**states[adw_id], "current_phase": nxt.split("_")[1], "current_cost": rng.random()}
+                write(work / "agents", adw_id, states[adw_id])
+                until = time.monotonic() + pause(rng) + 0.5
+                await asyncio.gather(
+                    collect(whole, until, sizes["whole"], []), collect(patch, until, sizes["patch"], wholes)
+                )
+            await whole.close()
+            await patch.close()
+        result: dict[str, Any] = {"wholes": len(wholes), "frames": sum(len(v) for v in sizes["patch"].values())}
+        for channel in CHANNELS:
+            got_whole, got_patch = sizes["whole"][channel], sizes["patch"][channel]
+            if len(got_whole) != len(got_patch):
+                raise RuntimeError(f"{channel}: {len(got_whole)} whole frames but {len(got_patch)} patch frames")
+            result[channel] = (sum(got_whole) / max(1, len(got_whole)), sum(got_patch) / max(1, len(got_patch)))
+        return result
+    finally:
+        stop(proc, work, timeout=20)
+
+
+async def bench(size: int, changes: int, seed: int) -> None:
+    result = await run(size, changes, seed)
+    print(f"{size} ADWs, {changes} one-ADW changes (patch frames sent whole: {result['wholes']} of {result['frames']})")
+    print(f"{'channel':<12} {'whole B/change':>15} {'patch B/change':>15} {'patch/whole':>12}")
+    for channel in CHANNELS:
+        whole, patch = result[channel]
+        print(f"{channel:<12} {whole:>15,.0f} {patch:>15,.0f} {patch / whole:>11.2%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=1000)
+    parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    asyncio.run(bench(args.size, args.changes, args.seed))
+
+
+if __name__ == "__main__":
+    main()
