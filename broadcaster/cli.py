@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="adw-broadcaster",
         description="Watch ADW agents' state files and database; push real changes to dashboards over WebSockets.",
+        epilog="adw-broadcaster watch CHANNEL... follows channels of a running service (see watch --help).",
     )
     parser.add_argument("--config", type=Path, help="TOML configuration (default: ./config.toml if it exists)")
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
@@ -55,7 +56,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the service; return the process exit code."""
+    """Run the service (or ``watch``, a client of one); return the process exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["watch"]:
+        from . import watch  # a client: none of the service's start-up applies
+
+        return watch.main(argv[1:])
     args = parse_args(argv)
     overrides: dict[str, Any] = {}
     if args.host is not None:
