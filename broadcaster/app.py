@@ -38,6 +38,7 @@ from .pipeline import Pipeline
 from .problems import json_errors
 from .proxy import add_proxy
 from .sqlite_store import SqliteEventStore
+from .static_files import add_static_routes
 from .status import SELF, SystemStatus
 from .store import EventStore, MemoryEventStore
 from .supervisor import Supervisor
@@ -115,7 +116,7 @@ def create_app(config: Config) -> web.Application:
     app.on_shutdown.append(_close_sockets)
 
     prefixes = config.server.path_prefixes
-    routes = add_routes(app, prefixes) + add_mux_routes(app, prefixes) + add_http_routes(app)
+    routes = add_routes(app, prefixes) + add_mux_routes(app, prefixes) + add_http_routes(app) + add_static_routes(app)
     feeds.own_routes(routes)
     if config.upstream.url:
         add_proxy(app, config.upstream)  # last: the service's own paths always win

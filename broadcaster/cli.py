@@ -106,7 +106,9 @@ async def serve(config: Config, *, banner: bool = True, demo_workspace: Path | N
     """Serve ``config`` until SIGINT or SIGTERM, then close sockets (1001) and stop every source."""
     asyncio.get_running_loop().set_exception_handler(LoopErrors())
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, logger=quiet_server_log())
+    # Requests are logged only with --log-level debug (one line each would swamp polling clients).
+    access = logging.getLogger("broadcaster.access") if config.log_level == "debug" else None
+    runner = web.AppRunner(app, access_log=access, shutdown_timeout=SHUTDOWN_TIMEOUT, logger=quiet_server_log())
     await runner.setup()
     try:
         site = GuardedSite(runner, config.server.host, config.server.port, handshakes=app[HANDSHAKES_KEY])

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests drive for real, when they are missing: chromium (the
+# browser-client tests run Debian's build through Playwright; Playwright's own download does not
+# work here). Called by the README's test command and by .ci/run; does nothing when all are present.
+set -euo pipefail
+missing=()
+command -v chromium > /dev/null || missing+=(chromium)
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing Debian packages for the tests: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" > /dev/null

@@ -1,0 +1,187 @@
+"""``/client.js`` in a real headless Chromium (Debian's), against a real service process.
+
+Connect and receive on one socket; patches applied; an idle link stays "good"; the socket lost
+while HTTP works (Playwright closes it) -> "poor" and the HTTP fallback polled (seen in the
+service's log); the service stopped and started again -> the page resumes without a reload,
+at once when the browser says it is back online.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, Page, WebSocket, WebSocketRoute, async_playwright
+
+from tests.conftest import Workspace
+from tests.helpers import Service, eventually
+from tests.test_subscriber import free_port
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; tests/system-packages installs it
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# The module a page would hold. It runs in a page the service itself served (a page Playwright
+# made up has no network address, and Chromium then refuses its sockets to loopback).
+SCRIPT = """import { connect } from "/client.js";
+window.messages = [];
+window.statuses = [];
+window.jitter = null;
+const live = connect(undefined, { fallbackInterval: 300, heartbeatTimeout: 2500,
+                                  random: () => window.jitter ?? Math.random() });
+live.onStatus((s) => window.statuses.push(s));
+live.subscribe("adw-state:a1", (m) => window.messages.push(m));
+live.subscribe("adw-monitor", (m) => window.messages.push(m));
+window.live = live;
+"""
+
+
+def service_config(workspace: Workspace, port: int) -> str:
+    return (
+        f'log_level = "debug"\n[server]\nport = {port}\nheartbeat_interval = 0.5\n'
+        "[broadcast]\nmin_interval = 0\n[webhook]\nstatus_url = ''\n"
+        f"[adw]\nagents_dir = '{workspace.agents}'\ntrees_dir = '{workspace.trees}'\n"
+        f"[event_log]\npath = '{workspace.root / 'events.db'}'\n"
+    )
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        await browser.close()
+
+
+async def messages(page: Page, channel: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = await page.evaluate(f"window.messages.filter((m) => m.channel === {channel!r})")
+    return found
+
+
+async def wait_for(page: Page, expression: str, timeout: float = 10.0) -> Any:
+    """Wait until ``expression`` (JS) is truthy in the page; return its value."""
+    handle = await page.wait_for_function(expression, timeout=timeout * 1000, polling=50)
+    return await handle.json_value()
+
+
+async def test_the_browser_client_lives_through_a_lost_socket_and_a_restart(browser, workspace, write_state) -> None:
+    write_state("a1", issue_number=1, status="running", current_phase="plan", step=0)
+    write_state("a2", issue_number=2, status="running", current_phase="plan", step=0)
+    port = free_port()
+    service = await Service(workspace.root, service_config(workspace, port)).start()
+    base = f"http://127.0.0.1:{port}"
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sockets: list[WebSocket] = []
+    heartbeats: list[str] = []
+
+    def on_socket(ws: WebSocket) -> None:
+        sockets.append(ws)
+        ws.on("framereceived", lambda payload: heartbeats.append(str(payload)) if "heartbeat" in str(payload) else None)
+
+    page.on("websocket", on_socket)
+    blocked = False
+    routes: list[WebSocketRoute] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        routes.append(ws)
+        if blocked:
+            asyncio.ensure_future(ws.close(code=1011, reason="blocked by the test"))
+        else:
+            ws.connect_to_server()
+
+    await page.route_web_socket(f"ws://127.0.0.1:{port}/ws", route)
+    try:
+        await page.goto(f"{base}/api/v1/channels")
+        await page.add_script_tag(content=SCRIPT, type="module")
+        # Connect and receive: both channels whole, on one socket, quality good.
+        await wait_for(page, "window.messages.length >= 2 && window.live.status.quality === 'good'")
+        assert [(m["channel"], m["seq"]) for m in await page.evaluate("window.messages")] == [
+            ("adw-state:a1", 1),
+            ("adw-monitor", 1),
+        ]
+        write_state("a1", issue_number=1, status="running", current_phase="build", step=1)
+        await wait_for(page, "window.messages.filter((m) => m.channel === 'adw-monitor').length >= 2")
+        monitor = (await messages(page, "adw-monitor"))[-1]
+        assert "patch" not in monitor and monitor["seq"] == 2  # rebuilt from a patch: whole data
+        assert monitor["data"]["workflows"][0]["current_phase"] == "build"
+        async with aiohttp.ClientSession() as http:
+            answer = await (await http.get(f"{base}/api/v1/adw-monitor")).json()
+        assert {**monitor["data"], "last_updated": 0} == {**answer, "last_updated": 0}
+        assert len(sockets) == 1
+
+        # Idle with heartbeats: quality stays good.
+        await eventually(lambda: len(heartbeats) >= 4, timeout=10)
+        assert [s["quality"] for s in await page.evaluate("window.statuses")][-1] == "good"
+        assert await page.evaluate("window.statuses.filter((s) => s.state === 'open' && s.quality === 'poor')") == []
+
+        # The socket lost while HTTP still works: poor, and the fallback polls the channels.
+        blocked = True
+        await routes[-1].close(code=1011, reason="lost")
+        await wait_for(page, "window.live.status.quality === 'poor' && window.live.status.state === 'reconnecting'")
+        write_state("a1", issue_number=1, status="running", current_phase="build", step=2)
+        polled = await wait_for(
+            page, "window.messages.find((m) => m.fallback && m.channel === 'adw-state:a1' && m.data.step === 2)"
+        )
+        assert polled == {
+            "type": "adw_state_update",
+            "channel": "adw-state:a1",
+            "data": {"adw_id": "a1", "issue_number": 1, "status": "running", "current_phase": "build", "step": 2},
+            "fallback": True,
+        }
+        await eventually(lambda: 'GET /api/v1/adw-state/a1 HTTP/1.1" 200' in service.log, timeout=5)
+        await eventually(lambda: 'GET /api/v1/adw-state/a1 HTTP/1.1" 304' in service.log, timeout=5)
+        blocked = False
+        resumed = await wait_for(
+            page, "window.messages.find((m) => m.channel === 'adw-state:a1' && m.recovered === true)", timeout=40
+        )
+        assert (resumed["seq"], resumed["data"]["step"]) == (3, 2)
+        assert await page.evaluate("window.live.status.state") == "open"
+
+        # The service stops: reconnecting. Back online at once when the browser says so.
+        await page.evaluate("window.jitter = 1")  # the longest backoff: 1 s, 2 s, 4 s, ...
+        assert await service.stop() == 0
+        await wait_for(page, "window.live.status.reconnectAttempts >= 3", timeout=15)  # the next try waits 4 s
+        write_state("a1", issue_number=1, status="failed", current_phase="build", step=3)
+        service = await Service(workspace.root, service_config(workspace, port)).start()
+        await page.evaluate("window.dispatchEvent(new Event('online'))")
+        back = await wait_for(
+            page, "window.messages.find((m) => m.channel === 'adw-state:a1' && m.seq === 4)", timeout=1.5
+        )
+        assert (back["recovered"], back["data"]["step"]) == (True, 3)
+        assert await page.evaluate("window.live.status") == {
+            "state": "open",
+            "quality": "good",
+            "reconnectAttempts": 0,
+            "lastMessageAt": await page.evaluate("window.live.status.lastMessageAt"),
+        }
+        seqs = [m["seq"] for m in await messages(page, "adw-state:a1") if not m.get("fallback")]
+        assert seqs == [1, 2, 3, 4]  # nothing it had came again
+        assert errors == []
+    finally:
+        await page.close()
+        await service.stop()
+
+
+async def test_client_js_and_its_types_are_served_with_an_etag(start) -> None:
+    client = await start()
+    for path, kind, marker in [
+        ("/client.js", "text/javascript", "export function connect("),
+        ("/client.d.ts", "application/typescript", "export function connect("),
+    ]:
+        response = await client.get(path)
+        assert (response.status, response.content_type, response.charset) == (200, kind, "utf-8")
+        assert marker in await response.text()
+        again = await client.get(path, headers={"If-None-Match": response.headers["ETag"]})
+        assert (again.status, again.headers["ETag"]) == (304, response.headers["ETag"])
