@@ -36,6 +36,7 @@ from .keys import ADW_FILES, CONFIG, DATABASES, EVENT_LOG, FEEDS, FETCH, HUB, PI
 from .mux import add_mux_routes
 from .pipeline import Pipeline
 from .problems import json_errors
+from .protocol_docs import add_doc_routes
 from .proxy import add_proxy
 from .sqlite_store import SqliteEventStore
 from .static_files import add_static_routes
@@ -116,7 +117,8 @@ def create_app(config: Config) -> web.Application:
     app.on_shutdown.append(_close_sockets)
 
     prefixes = config.server.path_prefixes
-    routes = add_routes(app, prefixes) + add_mux_routes(app, prefixes) + add_http_routes(app) + add_static_routes(app)
+    routes = add_routes(app, prefixes) + add_mux_routes(app, prefixes) + add_http_routes(app)
+    routes += add_static_routes(app) + add_doc_routes(app, prefixes)
     feeds.own_routes(routes)
     if config.upstream.url:
         add_proxy(app, config.upstream)  # last: the service's own paths always win

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
 
 from broadcaster import Config, create_app, load_config
+from tests.protocol_check import answers_checked, check_frame
 
 RECEIVE_TIMEOUT = 5.0
 # What a browser sends to open a WebSocket: for requests that must be refused before the upgrade.
@@ -62,6 +64,20 @@ class Workspace:
     root: Path
     agents: Path
     trees: Path
+
+
+@pytest.fixture(autouse=True)
+def messages_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Check every WebSocket message a test's aiohttp client receives against /asyncapi.json's schemas."""
+    original = aiohttp.ClientWebSocketResponse.receive
+
+    async def receive(self: aiohttp.ClientWebSocketResponse, timeout: float | None = None) -> Any:
+        msg = await original(self, timeout)
+        if msg.type is WSMsgType.TEXT:
+            check_frame(msg.data)
+        return msg
+
+    monkeypatch.setattr(aiohttp.ClientWebSocketResponse, "receive", receive)
 
 
 @pytest.fixture
@@ -121,9 +137,9 @@ def start(aiohttp_client: Callable[..., Any], make_config: Callable[..., Config]
     """Return ``await start(**config_overrides)``: a TestClient of a running app."""
 
     async def go(config: Config | None = None, **overrides: Any) -> TestClient[web.Request, web.Application]:
-        client: TestClient[web.Request, web.Application] = await aiohttp_client(
-            create_app(config or make_config(**overrides))
-        )
+        app = create_app(config or make_config(**overrides))
+        app.middlewares.insert(0, answers_checked)  # every answer is checked against /openapi.json
+        client: TestClient[web.Request, web.Application] = await aiohttp_client(app)
         return client
 
     return go

@@ -18,6 +18,7 @@ from playwright.async_api import Browser, Page, WebSocket, WebSocketRoute, async
 
 from tests.conftest import Workspace
 from tests.helpers import Service, eventually
+from tests.protocol_check import check_frame
 from tests.test_subscriber import free_port
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; tests/system-packages installs it
@@ -86,9 +87,20 @@ async def test_the_browser_client_lives_through_a_lost_socket_and_a_restart(brow
     sockets: list[WebSocket] = []
     heartbeats: list[str] = []
 
+    invalid: list[str] = []
+
+    def on_frame(payload: str | bytes) -> None:
+        text = payload if isinstance(payload, str) else payload.decode()
+        if '"heartbeat"' in text:
+            heartbeats.append(text)
+        try:
+            check_frame(text)  # every frame the browser gets matches /asyncapi.json
+        except AssertionError as exc:
+            invalid.append(str(exc))
+
     def on_socket(ws: WebSocket) -> None:
         sockets.append(ws)
-        ws.on("framereceived", lambda payload: heartbeats.append(str(payload)) if "heartbeat" in str(payload) else None)
+        ws.on("framereceived", on_frame)
 
     page.on("websocket", on_socket)
     blocked = False
@@ -106,7 +118,7 @@ async def test_the_browser_client_lives_through_a_lost_socket_and_a_restart(brow
         await page.goto(f"{base}/api/v1/channels")
         await page.add_script_tag(content=SCRIPT, type="module")
         # Connect and receive: both channels whole, on one socket, quality good.
-        await wait_for(page, "window.messages.length >= 2 && window.live.status.quality === 'good'")
+        await wait_for(page, "window.live && window.messages.length >= 2 && window.live.status.quality === 'good'")
         assert [(m["channel"], m["seq"]) for m in await page.evaluate("window.messages")] == [
             ("adw-state:a1", 1),
             ("adw-monitor", 1),
@@ -168,7 +180,7 @@ async def test_the_browser_client_lives_through_a_lost_socket_and_a_restart(brow
         }
         seqs = [m["seq"] for m in await messages(page, "adw-state:a1") if not m.get("fallback")]
         assert seqs == [1, 2, 3, 4]  # nothing it had came again
-        assert errors == []
+        assert (errors, invalid) == ([], [])
     finally:
         await page.close()
         await service.stop()

@@ -1,0 +1,283 @@
+"""JSON Schemas (2020-12) of every channel's data and of every message, for the protocol documents.
+
+Shapes follow DESIGN.md; ``required`` lists what the service always sends (and what the real
+React client reads). Values copied from the agents' files and database pass through the
+``Cleaner``, so they can be any JSON: such fields have no type here. The tests validate every
+message and answer they receive against these, which keeps them true.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .channels import SPECS, empty_analytics
+
+Schema = dict[str, Any]
+
+NUMBER: Schema = {"type": "number"}
+COUNT: Schema = {"type": "integer", "minimum": 0}
+TEXT: Schema = {"type": "string"}
+MAYBE_TEXT: Schema = {"type": ["string", "null"]}
+MAYBE_NUMBER: Schema = {"type": ["number", "null"]}
+TIME: Schema = {"type": "string", "description": "ISO 8601, UTC, milliseconds: 2026-11-25T10:00:00.123Z"}
+ADW_ID: Schema = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}
+CHANNEL: Schema = {
+    "type": "string",
+    "description": "a channel name: workflows, routes, workflow-history, adw-monitor, queue, system-status, "
+    "webhook-status, or adw-state:{adw_id}",
+    "pattern": "^(workflows|routes|workflow-history|adw-monitor|queue|system-status|webhook-status"
+    "|adw-state:[A-Za-z0-9_.-]{1,64})$",
+}
+
+
+def _object(properties: dict[str, Schema], *, required: list[str] | None = None, closed: bool = False) -> Schema:
+    schema: Schema = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+    }
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _counts() -> Schema:
+    return {"type": "object", "additionalProperties": COUNT}
+
+
+WORKFLOW_EXECUTION = _object({"adw_id": ADW_ID, "issue_number": {"type": "integer"}, "phase": TEXT, "github_url": TEXT})
+ROUTE = _object(
+    {
+        "path": TEXT,
+        "method": TEXT,
+        "name": TEXT,
+        "handler": TEXT,
+        "summary": TEXT,
+        "description": TEXT,
+        "tags": {"type": "array", "items": TEXT},
+    }
+)
+ANALYTICS = _object(
+    {
+        name: _counts() if name.startswith("workflows_by_") else COUNT if isinstance(value, int) else NUMBER
+        for name, value in empty_analytics().items()
+    }
+)
+HISTORY = _object(
+    {
+        "workflows": {
+            "type": "array",
+            "items": {"type": "object", "description": "a workflow_history row: every column, JSON columns parsed"},
+        },
+        "total_count": COUNT,
+        "analytics": ANALYTICS,
+    }
+)
+ADW_STATE = {
+    "type": "object",
+    "description": "the ADW's adw_state.json as written ({} before it exists), with adw_id",
+    "properties": {"adw_id": ADW_ID},
+}
+MONITOR_ITEM = _object(
+    {
+        "adw_id": ADW_ID,
+        "issue_number": {"type": ["integer", "null"]},
+        "pr_number": {"type": ["integer", "null"]},
+        "issue_class": TEXT,
+        "title": TEXT,
+        "status": {"enum": ["running", "completed", "failed", "paused", "queued"]},
+        "current_phase": MAYBE_TEXT,
+        "phase_progress": {"type": "number", "minimum": 0, "maximum": 100},
+        "workflow_template": TEXT,
+        "start_time": MAYBE_TEXT,
+        "end_time": MAYBE_TEXT,
+        "duration_seconds": MAYBE_NUMBER,
+        "github_url": MAYBE_TEXT,
+        "worktree_path": MAYBE_TEXT,
+        "current_cost": MAYBE_NUMBER,
+        "estimated_cost_total": MAYBE_NUMBER,
+        "error_count": COUNT,
+        "last_error": MAYBE_TEXT,
+        "is_process_active": {"type": "boolean"},
+        "phases_completed": {"type": "array", "items": TEXT},
+        "total_phases": COUNT,
+    }
+)
+MONITOR = _object(
+    {
+        "workflows": {"type": "array", "items": MONITOR_ITEM},
+        "summary": _object({k: COUNT for k in ("total", "running", "completed", "failed", "paused")}),
+        "last_updated": TIME,
+    }
+)
+QUEUE_ITEM = _object(
+    {
+        "queue_id": {"description": "the row's queue_id"},
+        "phase": {**TEXT, "description": "phase_data's title, else phase_number as text"},
+        "status": {"description": "queued, ready, running, completed, blocked, failed (as the row holds it)"},
+        "metadata": {"type": "object", "description": "phase_data, parsed"},
+    },
+    # Every column of the row comes as it is; a database with other columns lacks queue_id or status.
+    required=["phase", "metadata"],
+)
+QUEUE = _object({"phases": {"type": "array", "items": QUEUE_ITEM}, "total": COUNT, "paused": {"type": "boolean"}})
+SERVICE = _object(
+    {
+        "name": TEXT,
+        "status": {"enum": ["healthy", "degraded", "error"]},
+        "uptime_seconds": NUMBER,
+        "uptime_human": TEXT,
+        "message": MAYBE_TEXT,
+        "details": {"type": ["object", "null"]},
+    }
+)
+SYSTEM_STATUS = _object(
+    {
+        "overall_status": {"enum": ["healthy", "degraded", "error"]},
+        "timestamp": TIME,
+        "services": {"type": "object", "additionalProperties": SERVICE},
+        "summary": _object({"healthy_services": COUNT, "total_services": COUNT, "health_percentage": NUMBER}),
+    }
+)
+WEBHOOK_STATUS = {
+    "type": "object",
+    "description": "the webhook service's JSON ({status, uptime, stats, recent_failures, last_successful}), "
+    'or {"status": "error" | "unknown", "message"} when it cannot be read',
+    "properties": {"status": TEXT, "message": TEXT},
+    "required": ["status"],
+}
+
+DATA: dict[str, Schema] = {
+    "workflows": {"type": "array", "items": WORKFLOW_EXECUTION},
+    "routes": {"type": "array", "items": ROUTE},
+    "workflow-history": HISTORY,
+    "adw-state": ADW_STATE,
+    "adw-monitor": MONITOR,
+    "queue": QUEUE,
+    "system-status": SYSTEM_STATUS,
+    "webhook-status": WEBHOOK_STATUS,
+}
+NAMES = {
+    "workflows": "WorkflowExecutionList",
+    "routes": "RouteList",
+    "workflow-history": "WorkflowHistory",
+    "adw-state": "AdwState",
+    "adw-monitor": "AdwMonitor",
+    "queue": "Queue",
+    "system-status": "SystemStatus",
+    "webhook-status": "WebhookStatus",
+}
+assert set(DATA) == set(SPECS) == set(NAMES)
+
+
+def update_message(family: str) -> Schema:
+    """Return the schema of a whole ``{family}`` message (``data`` by reference to its schema)."""
+    spec = SPECS[family]
+    properties: dict[str, Schema] = {
+        "type": {"const": spec.type},
+        "channel": {"type": "string", "pattern": "^adw-state:[A-Za-z0-9_.-]{1,64}$"}
+        if family == "adw-state"
+        else {"const": family},
+        "data": {"$ref": f"#/components/schemas/{NAMES[family]}"},
+        "seq": {**COUNT, "description": "+1 per change of the channel; a refresh keeps it"},
+        "timestamp": TIME,
+        "epoch": {**TEXT, "description": "of the event log; in a socket's first frame of each channel"},
+        "recovered": {"type": "boolean", "description": "in the first frame of a resume (see the resume rules)"},
+    }
+    if family == "adw-state":
+        properties["adw_id"] = ADW_ID
+    return _object(properties, required=["type", "channel", "data", "seq", "timestamp"], closed=True)
+
+
+def patch_message(family: str) -> Schema:
+    """Return the schema of a ``{family}`` merge-patch message (``/ws`` with patches)."""
+    return _object(
+        {
+            "type": {"const": SPECS[family].type},
+            "channel": {"const": family},
+            "seq": COUNT,
+            "base_seq": {**COUNT, "description": "the seq the patch applies to; not yours: subscribe again"},
+            "patch": {
+                "type": "object",
+                "description": "RFC 7396 merge patch of the data in keyed form: lists of items with ids as "
+                '{"items": {id: item}, "order": [id, ...]}',
+            },
+            "timestamp": TIME,
+        },
+        closed=True,
+    )
+
+
+CONTROL: dict[str, Schema] = {
+    "Heartbeat": _object({"type": {"const": "heartbeat"}, "timestamp": TIME}, closed=True),
+    "Pong": _object(
+        {"type": {"const": "pong"}, "timestamp": {"description": "the ping's timestamp, echoed (null if odd)"}},
+        closed=True,
+    ),
+    "Subscribed": _object(
+        {"type": {"const": "subscribed"}, "channels": {"type": "array", "items": CHANNEL}, "epoch": TEXT}, closed=True
+    ),
+    "Unsubscribed": _object(
+        {"type": {"const": "unsubscribed"}, "channels": {"type": "array", "items": CHANNEL}}, closed=True
+    ),
+    "Error": _object(
+        {
+            "type": {"const": "error"},
+            "channel": {**TEXT, "description": "the offending name as sent (first 100 characters)"},
+            "detail": TEXT,
+        },
+        required=["type", "detail"],
+        closed=True,
+    ),
+}
+CLIENT: dict[str, Schema] = {
+    "Subscribe": _object(
+        {
+            "type": {"const": "subscribe"},
+            "channels": {"type": "array", "items": CHANNEL},
+            "since": {"type": "object", "additionalProperties": COUNT, "description": "channel -> last seq held"},
+            "epoch": TEXT,
+            "patches": {"type": "boolean", "default": False},
+        },
+        required=["type", "channels"],
+    ),
+    "Unsubscribe": _object({"type": {"const": "unsubscribe"}, "channels": {"type": "array", "items": CHANNEL}}),
+    "Ping": _object({"type": {"const": "ping"}, "timestamp": {}}, required=["type"]),
+    "ClientReady": _object({"type": {"const": "client_ready"}}, required=["type"]),
+}
+ERROR_DETAIL = _object({"detail": TEXT})
+
+
+def schema_name(message: Any) -> str | None:
+    """Return the name of the message schema ``message`` must match (None if it is none of them)."""
+    if not isinstance(message, dict):
+        return None
+    kind = message.get("type")
+    for family, spec in SPECS.items():
+        if spec.type == kind:
+            return f"{NAMES[family]}{'Patch' if 'patch' in message else 'Update'}"
+    names = {"heartbeat": "Heartbeat", "pong": "Pong", "subscribed": "Subscribed", "unsubscribed": "Unsubscribed"}
+    names["error"] = "Error"
+    return names.get(kind) if isinstance(kind, str) else None
+
+
+def components() -> dict[str, Schema]:
+    """Return every schema by name (data, messages, client messages): ``components.schemas``."""
+    schemas: dict[str, Schema] = {NAMES[f]: DATA[f] for f in DATA}
+    schemas.update(
+        {
+            "WorkflowExecution": WORKFLOW_EXECUTION,
+            "Route": ROUTE,
+            "AdwWorkflowStatus": MONITOR_ITEM,
+            "PhaseQueueItem": QUEUE_ITEM,
+            "ServiceHealth": SERVICE,
+            "ErrorDetail": ERROR_DETAIL,
+        }
+    )
+    for family in SPECS:
+        schemas[f"{NAMES[family]}Update"] = update_message(family)
+        if SPECS[family].keyed is not None:
+            schemas[f"{NAMES[family]}Patch"] = patch_message(family)
+    schemas.update(CONTROL)
+    schemas.update(CLIENT)
+    return schemas
