@@ -162,8 +162,11 @@ def print_banner(config: Config, runner: web.AppRunner, demo_workspace: Path | N
         lines.append(f"  watching  {config.adw.agents_dir}")
     lines += [
         f"  live      ws://{base}{prefix}/ws/adw-monitor   (any of: {', '.join(_ws_names())})",
+        f"  one socket ws://{base}{prefix}/ws?channels=adw-monitor,queue   (or subscribe by message)",
         f"  snapshot  http://{base}/api/v1/adw-monitor   (same data over HTTP, JSON)",
         f"  status    http://{base}/api/v1/system-status",
+        f"  clients   http://{base}/client.js   adw-broadcaster watch adw-monitor --url http://{base}",
+        f"  protocol  http://{base}/asyncapi.json   http://{base}/openapi.json",
         "  Ctrl-C to stop",
     ]
     print("\n".join(lines), flush=True)
