@@ -217,3 +217,30 @@ async def test_resets_and_over_long_request_lines_log_no_traceback(workspace) ->
     finally:
         assert await service.stop() == 0
     assert "Traceback" not in service.log
+
+
+async def test_a_multiplexed_client_that_stops_reading_is_dropped_alone(workspace, write_state) -> None:
+    big_state(write_state)
+    service = await Service(workspace.root, config("ping_interval = 0\nwrite_timeout = 1.0")).start()
+    stalled = raw_upgrade(service.port, "/ws?channels=adw-state:big,adw-monitor,workflows", rcvbuf=4096)
+    stalled.setblocking(False)
+    dropped = "dropped 1 client(s): slow client: its socket took nothing for 1s"
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = service.url("/ws?channels=adw-state:big,adw-monitor&patches=1")
+            async with session.ws_connect(url, max_msg_size=0) as good:
+                await receive_until(good, lambda m: m.get("channel") == "adw-state:big")
+                step = 0
+                while dropped not in service.log and step < 150:  # bounded: a few MB fill its buffers
+                    step += 1
+                    write_state("big", step=step, blob="x" * 400_000)
+                    message = (await receive_until(good, lambda m: m.get("channel") == "adw-state:big"))[-1]
+                    assert (message["seq"], message["data"]["step"]) == (step + 1, step)  # every change, in time
+                assert dropped in service.log
+                await eventually(lambda: closed_by_peer(stalled), timeout=5)
+                write_state("big", step=step + 1, blob="small now")
+                message = (await receive_until(good, lambda m: m.get("channel") == "adw-state:big"))[-1]
+                assert message["data"] == {"adw_id": "big", "step": step + 1, "blob": "small now"}
+    finally:
+        stalled.close()
+        await service.stop()

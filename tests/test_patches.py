@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from typing import Any
 
 import hypothesis.strategies as st
+from aiohttp import web
 from hypothesis import given, settings
 
 from broadcaster.channels import SPECS
+from broadcaster.client import Client
 from broadcaster.deltas import Keyed
+from broadcaster.events import Event
+from broadcaster.hub import Hub
 from broadcaster.patches import Patcher, apply_merge_patch, keyed_form, list_form, merge_diff
 from tests.conftest import EPOCH, ISO_TIME, receive
+from tests.test_fresh import server_frames
 
 MONITOR = Keyed("workflows", "adw_id")
 LEAF = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.sampled_from(["a", "b", "²"]))
@@ -125,3 +132,45 @@ async def test_a_patch_subscriber_rebuilds_exactly_what_a_whole_subscriber_gets(
         assert (update["seq"], update["base_seq"], update["patch"]["items"]["a9"]["issue_number"]) == (3, 2, 9)
         held = apply_merge_patch(held, update["patch"])
         assert list_form(held, keyed) == (await receive(whole))["data"]
+
+
+def workflows_event(seq: int, n: int) -> Event:
+    data = [{"adw_id": "a", "issue_number": 1, "phase": "plan", "github_url": f"n={n}"}]
+    return Event("workflows", seq, "workflows_update", data, f"digest-{n}", 0.0)
+
+
+async def test_a_patch_goes_only_to_a_client_holding_its_base_else_the_whole_message() -> None:
+    hub = Hub()
+    ours, theirs = socket.socketpair()
+    transport, _ = await asyncio.get_running_loop().connect_accepted_socket(asyncio.Protocol, ours)
+    client = Client(web.WebSocketResponse(), heartbeat_interval=1e9, write_timeout=10, transport=transport)
+    theirs.setblocking(False)
+
+    def arrived() -> list[tuple[int, int | None, str]]:
+        try:
+            frames = server_frames(theirs.recv(1 << 16))
+        except BlockingIOError:
+            return []
+        return [(m["seq"], m.get("base_seq"), "patch" if "patch" in m else "whole") for m in frames]
+
+    try:
+        hub.publish(workflows_event(1, 1))
+        hub.attach(client, "workflows", patches=True)
+        hub.publish(workflows_event(2, 2))
+        assert arrived() == [(1, None, "whole"), (2, 1, "patch")]
+        client.high_water = -1  # its socket "full": frames are parked, the newest per channel kept
+        hub.publish(workflows_event(3, 3))
+        hub.publish(workflows_event(4, 4))  # replaces 3, whose patch the client will never see
+        client.high_water = 1 << 20
+        client.flush()
+        assert arrived() == [(4, None, "whole")]  # a patch on 3 would not fit what it holds (2)
+        hub.publish(workflows_event(5, 5))
+        hub.publish(workflows_event(6, 5))  # the same state again (a change undone in one window): nothing
+        hub.publish(workflows_event(7, 7))
+        assert arrived() == [(5, 4, "patch"), (7, 5, "patch")]  # the base is what was sent, not 6
+        hub.attach(client, "workflows", patches=False)  # subscribed again without patches: whole from now on
+        hub.publish(workflows_event(8, 8))
+        assert arrived() == [(7, None, "whole"), (8, None, "whole")]
+    finally:
+        transport.close()
+        theirs.close()
