@@ -7,8 +7,13 @@ a patch only when the ids or their order changed. A channel whose list sits in a
 (``adw-monitor``'s ``workflows``) has that field in keyed form and its other fields beside it.
 
 RFC 7396 cannot say "this member is now null" (null means "remove"), nor carry a new object that
-holds a null. When a change needs either, there is no patch (``None``) and the subscriber gets the
-whole message: exact data always, a patch whenever one can be exact.
+holds a null, and items are full of nulls (``end_time``, ``last_error`` ...). So in keyed form
+items are held without their null members, and ``"nulls": {id: [path, ...]}`` lists where each
+item had one (a path is the list of keys down to it); turning the keyed form back into the list
+puts them back. An ADW whose error clears is then ``{"items": {id: {"last_error": null}},
+"nulls": {id: [["last_error"]]}}``. The other fields of the data (``summary``, ...) are patched as
+they are; a change that would set one of them to null has no patch (``None``) and the subscriber
+gets the whole message: exact data always.
 """
 
 from __future__ import annotations
@@ -51,6 +56,39 @@ def _holds_null(value: dict[str, Any]) -> bool:
     return any(v is None or isinstance(v, dict) and _holds_null(v) for v in value.values())
 
 
+def split_nulls(item: Any) -> tuple[Any, list[list[str]]]:
+    """Return ``item`` without its null members (in objects at any depth) and the paths to them."""
+    paths: list[list[str]] = []
+
+    def strip(value: dict[str, Any], at: list[str]) -> dict[str, Any]:
+        kept = {}
+        for key, member in value.items():
+            if member is None:
+                paths.append([*at, key])
+            elif isinstance(member, dict):
+                kept[key] = strip(member, [*at, key])
+            else:
+                kept[key] = member
+        return kept
+
+    return (strip(item, []) if isinstance(item, dict) else item), paths
+
+
+def with_nulls(item: Any, paths: list[list[str]]) -> Any:
+    """Return ``item`` with a null at each of ``paths`` (the inverse of ``split_nulls``); ``item`` is not changed."""
+    if not paths or not isinstance(item, dict):
+        return item
+    whole = dict(item)
+    for path in paths:
+        node = whole
+        for key in path[:-1]:
+            child = node.get(key)
+            node[key] = dict(child) if isinstance(child, dict) else {}
+            node = node[key]
+        node[path[-1]] = None
+    return whole
+
+
 def _plain(item: Any) -> Any:
     """Return an item as plain data (items built by ``adw_index`` arrive already encoded)."""
     return orjson.loads(orjson.dumps(item)) if isinstance(item, orjson.Fragment) else item
@@ -87,10 +125,21 @@ class Patcher:
         delta, self._base = found
         try:
             items: dict[str, Any] = dict.fromkeys(delta["del"])
+            nulls: dict[str, Any] = dict.fromkeys(delta["del"])
             for item_id, _index, item in delta["set"]:
+                new, new_nulls = split_nulls(_plain(item))
                 old = old_items.get(item_id)
-                items[item_id] = _whole(_plain(item)) if old is None else merge_diff(_plain(old), _plain(item))
+                if old is None:
+                    items[item_id] = new
+                    nulls[item_id] = new_nulls or None  # None: also clears what an earlier item of that id had
+                    continue
+                stripped, old_nulls = split_nulls(_plain(old))
+                items[item_id] = merge_diff(stripped, new)
+                if new_nulls != old_nulls:
+                    nulls[item_id] = new_nulls or None
             keyed_patch: dict[str, Any] = {"items": items} if items else {}
+            if nulls:
+                keyed_patch["nulls"] = nulls
             if self._base.ids != old_ids:
                 keyed_patch["order"] = self._base.ids
             if not keyed.field:
@@ -108,14 +157,20 @@ def keyed_form(data: Any, keyed: Keyed) -> Any:
     base = base_of(data, keyed)
     if base is None:
         raise ValueError("the list has no usable ids")
-    form = {"items": {i: _plain(item) for i, item in base.items.items()}, "order": base.ids}
+    items, nulls = {}, {}
+    for item_id, item in base.items.items():
+        items[item_id], paths = split_nulls(_plain(item))
+        if paths:
+            nulls[item_id] = paths
+    form = {"items": items, "order": base.ids, "nulls": nulls}
     return {**base.rest, keyed.field: form} if keyed.field else form
 
 
 def list_form(data: Any, keyed: Keyed) -> Any:
     """Return keyed-form data as the channel's own shape (the inverse of ``keyed_form``)."""
     form = data[keyed.field] if keyed.field else data
-    listed = [form["items"][i] for i in form["order"]]
+    nulls = form.get("nulls") or {}
+    listed = [with_nulls(form["items"][i], nulls.get(i, [])) for i in form["order"]]
     return {**data, keyed.field: listed} if keyed.field else listed
 
 

@@ -37,9 +37,11 @@ PATCHES = """\
 Patches (/ws, opt-in with `"patches": true` or `&patches=1`): after a whole first message, list
 channels (workflows, routes, workflow-history, adw-monitor, queue) may come as
 `{"type", "channel", "seq", "base_seq", "patch"}`: an RFC 7396 merge patch from the data at
-base_seq, in keyed form (each list of items with an id as `{"items": {id: item}, "order": [ids]}`;
-ids: adw_id, queue_id, "METHOD path"). If base_seq is not the last seq you hold, subscribe to the
-channel again: the answer is whole. A change a merge patch cannot carry exactly comes whole."""
+base_seq, in keyed form: each list of items with an id as
+`{"items": {id: item without its null members}, "order": [ids], "nulls": {id: [key path, ...]}}`
+(ids: adw_id, queue_id, "METHOD path"); back in list form each item gets a null at each of its
+paths. If base_seq is not the last seq you hold, subscribe to the channel again: the answer is
+whole. A change a merge patch cannot carry exactly (another field set to null) comes whole."""
 
 
 def _ref(name: str) -> Schema:

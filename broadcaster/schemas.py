@@ -200,7 +200,7 @@ def patch_message(family: str) -> Schema:
             "patch": {
                 "type": "object",
                 "description": "RFC 7396 merge patch of the data in keyed form: lists of items with ids as "
-                '{"items": {id: item}, "order": [id, ...]}',
+                '{"items": {id: item without null members}, "order": [id, ...], "nulls": {id: [key path, ...]}}',
             },
             "timestamp": TIME,
         },

@@ -9,6 +9,7 @@ at once when the browser says it is back online.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +17,8 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, WebSocket, WebSocketRoute, async_playwright
 
+from broadcaster.channels import SPECS
+from broadcaster.patches import Patcher
 from tests.conftest import Workspace
 from tests.helpers import Service, eventually
 from tests.protocol_check import check_frame
@@ -197,3 +200,50 @@ async def test_client_js_and_its_types_are_served_with_an_etag(start) -> None:
         assert marker in await response.text()
         again = await client.get(path, headers={"If-None-Match": response.headers["ETag"]})
         assert (again.status, again.headers["ETag"]) == (304, response.headers["ETag"])
+
+
+def random_monitor(rng: random.Random) -> dict[str, Any]:
+    def value(depth: int = 0) -> Any:
+        kind = rng.randrange(6 if depth < 2 else 4)
+        return (
+            [None, rng.randint(0, 3), rng.choice(["a", "b"]), [None, 1]][kind]
+            if kind < 4
+            else {k: value(depth + 1) for k in rng.sample("xyz", rng.randint(0, 2))}
+        )
+
+    ids = rng.sample([f"a{i}" for i in range(6)], rng.randint(0, 5))
+    workflows = [{"adw_id": i, "status": rng.choice(["running", "failed"]), "end": value(), "pr": value()} for i in ids]
+    return {"workflows": workflows, "summary": {"total": len(ids)}, "last_updated": rng.choice(["t1", "t2"])}
+
+
+async def test_client_js_rebuilds_what_the_server_patches_exactly(browser, start) -> None:
+    """The page applies the server's patches (made by patches.Patcher) and gets each new state exactly."""
+    client = await start()
+    page = await browser.new_page()
+    rng = random.Random(10)
+    keyed = SPECS["adw-monitor"].keyed
+    assert keyed is not None
+    cases: list[dict[str, Any]] = []
+    for _ in range(40):
+        states = [random_monitor(rng) for _ in range(5)]
+        patcher = Patcher(keyed)
+        patcher.start(states[0], 1)
+        patches = [patcher.patch(state, seq) for seq, state in enumerate(states[1:], start=2)]
+        assert None not in patches  # every change of items is patchable: nulls travel as paths
+        cases.append({"first": states[0], "patches": patches, "states": states})
+    try:
+        await page.goto(f"http://{client.host}:{client.port}/api/v1/channels")
+        rebuilt = await page.evaluate(
+            """async (cases) => {
+                const { keyedForm, listForm, applyMergePatch } = await import("/client.js");
+                const keyed = { field: "workflows", key: "adw_id" };
+                return cases.map(({ first, patches }) => {
+                    let held = keyedForm(first, keyed);
+                    return patches.map((patch) => listForm((held = applyMergePatch(held, patch)), keyed));
+                });
+            }""",
+            cases,
+        )
+        assert rebuilt == [case["states"][1:] for case in cases]
+    finally:
+        await page.close()

@@ -45,11 +45,33 @@ def test_a_patch_applied_to_the_last_state_gives_the_new_state_exactly(states: l
         base_seq = patcher.seq
         patch = patcher.patch(state, seq)
         assert base_seq == seq - 1
-        if patch is not None:  # None: only whole data is exact (a null to set); the client gets it whole
+        if patch is not None:
             held = apply_merge_patch(held, patch)
-        else:
+        else:  # only a null outside the items (summary.note here) cannot be patched: it goes whole
+            assert null_in(state["summary"])
             held = keyed_form(state, MONITOR)
         assert list_form(held, MONITOR) == state
+
+
+def null_in(value: Any) -> bool:
+    return value is None or isinstance(value, dict) and any(null_in(v) for v in value.values())
+
+
+def test_items_with_nulls_are_patched_exactly_through_their_null_paths() -> None:
+    old = {"workflows": [{"adw_id": "a", "last_error": "boom", "pr": {"n": 1}}], "summary": {}}
+    items = [{"adw_id": "a", "last_error": None, "pr": {"n": None}}, {"adw_id": "b", "end": None}]
+    new: dict[str, Any] = {"workflows": items, "summary": {}}
+    patcher = Patcher(MONITOR)
+    patcher.start(old, 1)
+    patch = patcher.patch(new, 2)
+    assert patch == {
+        "workflows": {
+            "items": {"a": {"last_error": None, "pr": {"n": None}}, "b": {"adw_id": "b"}},
+            "nulls": {"a": [["last_error"], ["pr", "n"]], "b": [["end"]]},
+            "order": ["a", "b"],
+        }
+    }
+    assert list_form(apply_merge_patch(keyed_form(old, MONITOR), patch), MONITOR) == new
 
 
 def test_merge_diff_is_minimal_and_refuses_what_rfc7396_cannot_say() -> None:
@@ -76,7 +98,7 @@ def test_one_item_changed_in_a_thousand_is_a_patch_of_that_item() -> None:
     }
     gone = changed[:10] + changed[11:]
     assert patcher.patch({"workflows": gone, "summary": {"running": 999}}, 3) == {
-        "workflows": {"items": {"a0010": None}, "order": [i["adw_id"] for i in gone]},
+        "workflows": {"items": {"a0010": None}, "nulls": {"a0010": None}, "order": [i["adw_id"] for i in gone]},
         "summary": {"running": 999},
     }
 
@@ -88,6 +110,7 @@ def test_every_keyed_channel_has_a_patch_form() -> None:
     assert keyed_form(routes, keyed) == {
         "items": {"GET /api/x": routes[0], "POST /api/x": routes[1]},
         "order": ["GET /api/x", "POST /api/x"],
+        "nulls": {},
     }
     assert sorted(f for f, spec in SPECS.items() if spec.keyed) == [
         "adw-monitor",

@@ -50,33 +50,75 @@ function itemId(item, key) {
   return parts.every((p) => typeof p === "string") ? parts.join(" ") : undefined;
 }
 
-/** Channel data -> keyed form {items: {id: item}, order: [id]} (null if the list has no usable ids). */
+function isObject(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+/** An item without its null members (objects at any depth), and the key paths to them. */
+function splitNulls(item) {
+  const paths = [];
+  const strip = (value, at) => {
+    const kept = {};
+    for (const [key, member] of Object.entries(value)) {
+      if (member === null) paths.push([...at, key]);
+      else if (isObject(member)) kept[key] = strip(member, [...at, key]);
+      else kept[key] = member;
+    }
+    return kept;
+  };
+  return [isObject(item) ? strip(item, []) : item, paths];
+}
+
+/** An item with a null put back at each path (the inverse of splitNulls). */
+function withNulls(item, paths) {
+  if (!paths || paths.length === 0 || !isObject(item)) return item;
+  const whole = { ...item };
+  for (const path of paths) {
+    let node = whole;
+    for (const key of path.slice(0, -1)) {
+      node[key] = isObject(node[key]) ? { ...node[key] } : {};
+      node = node[key];
+    }
+    node[path[path.length - 1]] = null;
+  }
+  return whole;
+}
+
+/**
+ * Channel data -> keyed form {items: {id: item}, order: [id], nulls: {id: [path]}} (null if the
+ * list has no usable ids). Items are held without their null members (RFC 7396 cannot set a
+ * null); `nulls` says where they were.
+ */
 export function keyedForm(data, keyed) {
   const list = keyed.field ? data && data[keyed.field] : data;
   if (!Array.isArray(list)) return null;
   const items = {};
   const order = [];
+  const nulls = {};
   for (const item of list) {
     const id = itemId(item, keyed.key);
     if (id === undefined || Object.prototype.hasOwnProperty.call(items, id)) return null;
-    items[id] = item;
+    const [kept, paths] = splitNulls(item);
+    items[id] = kept;
+    if (paths.length) nulls[id] = paths;
     order.push(id);
   }
-  const form = { items, order };
+  const form = { items, order, nulls };
   return keyed.field ? { ...data, [keyed.field]: form } : form;
 }
 
 /** Keyed form -> the channel's own shape. */
 export function listForm(data, keyed) {
   const form = keyed.field ? data[keyed.field] : data;
-  const list = form.order.map((id) => form.items[id]);
+  const nulls = form.nulls || {};
+  const list = form.order.map((id) => withNulls(form.items[id], nulls[id]));
   return keyed.field ? { ...data, [keyed.field]: list } : list;
 }
 
 /** RFC 7396: `target` with `patch` applied (target is not changed). */
 export function applyMergePatch(target, patch) {
   if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
-  const result = target !== null && typeof target === "object" && !Array.isArray(target) ? { ...target } : {};
+  const result = isObject(target) ? { ...target } : {};
   for (const [key, value] of Object.entries(patch)) {
     if (value === null) delete result[key];
     else result[key] = applyMergePatch(result[key], value);
