@@ -106,15 +106,16 @@ async def test_the_browser_client_lives_through_a_lost_socket_and_a_restart(brow
         ws.on("framereceived", on_frame)
 
     page.on("websocket", on_socket)
-    blocked = False
+    blocked = muted = False  # the socket refused / open but nothing from the service gets through
     routes: list[WebSocketRoute] = []
 
     def route(ws: WebSocketRoute) -> None:
         routes.append(ws)
         if blocked:
             asyncio.ensure_future(ws.close(code=1011, reason="blocked by the test"))
-        else:
-            ws.connect_to_server()
+            return
+        server = ws.connect_to_server()
+        server.on_message(lambda message: None if muted else ws.send(message))
 
     await page.route_web_socket(f"ws://127.0.0.1:{port}/ws", route)
     try:
@@ -141,6 +142,13 @@ async def test_the_browser_client_lives_through_a_lost_socket_and_a_restart(brow
         assert [s["quality"] for s in await page.evaluate("window.statuses")][-1] == "good"
         assert await page.evaluate("window.statuses.filter((s) => s.state === 'open' && s.quality === 'poor')") == []
 
+        # Open, but heartbeats stop coming (a stalled link): poor, until they come again.
+        muted = True
+        await wait_for(page, "window.live.status.quality === 'poor'")
+        assert await page.evaluate("window.live.status.state") == "open"
+        muted = False
+        await wait_for(page, "window.live.status.quality === 'good'")
+
         # The socket lost while HTTP still works: poor, and the fallback polls the channels.
         blocked = True
         await routes[-1].close(code=1011, reason="lost")
@@ -165,14 +173,15 @@ async def test_the_browser_client_lives_through_a_lost_socket_and_a_restart(brow
         assert await page.evaluate("window.live.status.state") == "open"
 
         # The service stops: reconnecting. Back online at once when the browser says so.
-        await page.evaluate("window.jitter = 1")  # the longest backoff: 1 s, 2 s, 4 s, ...
+        # The longest backoff, from 5 s: 5 s, 10 s, ... so a reconnect within 3 s is the wake-up's.
+        await page.evaluate("window.jitter = 1; window.live.options.firstRetry = 5000")
         assert await service.stop() == 0
-        await wait_for(page, "window.live.status.reconnectAttempts >= 3", timeout=15)  # the next try waits 4 s
+        await wait_for(page, "window.live.status.reconnectAttempts >= 2", timeout=15)  # the next try waits 10 s
         write_state("a1", issue_number=1, status="failed", current_phase="build", step=3)
         service = await Service(workspace.root, service_config(workspace, port)).start()
         await page.evaluate("window.dispatchEvent(new Event('online'))")
         back = await wait_for(
-            page, "window.messages.find((m) => m.channel === 'adw-state:a1' && m.seq === 4)", timeout=1.5
+            page, "window.messages.find((m) => m.channel === 'adw-state:a1' && m.seq === 4)", timeout=3
         )
         assert (back["recovered"], back["data"]["step"]) == (True, 3)
         assert await page.evaluate("window.live.status") == {
@@ -181,8 +190,18 @@ async def test_the_browser_client_lives_through_a_lost_socket_and_a_restart(brow
             "reconnectAttempts": 0,
             "lastMessageAt": await page.evaluate("window.live.status.lastMessageAt"),
         }
+        # Once more, woken by the tab becoming visible instead.
+        assert await service.stop() == 0
+        await wait_for(page, "window.live.status.reconnectAttempts >= 2", timeout=15)
+        write_state("a1", issue_number=1, status="failed", current_phase="build", step=4)
+        service = await Service(workspace.root, service_config(workspace, port)).start()
+        await page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # the page is visible
+        back = await wait_for(
+            page, "window.messages.find((m) => m.channel === 'adw-state:a1' && m.seq === 5)", timeout=3
+        )
+        assert (back["recovered"], back["data"]["step"]) == (True, 4)
         seqs = [m["seq"] for m in await messages(page, "adw-state:a1") if not m.get("fallback")]
-        assert seqs == [1, 2, 3, 4]  # nothing it had came again
+        assert seqs == [1, 2, 3, 4, 5]  # nothing it had came again
         assert (errors, invalid) == ([], [])
     finally:
         await page.close()
