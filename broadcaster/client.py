@@ -79,13 +79,11 @@ class Client:
         """Make the next frame of ``channel`` its opening one (with the epoch, and ``recovered`` if not None)."""
         self._openings[channel] = recovered
 
-    def want_patches(self, channel: str, seq: int) -> bool:
-        """Send ``channel`` as merge patches from now on; ``seq``: what the peer has. Return whether it is new."""
+    def want_patches(self, channel: str, seq: int) -> None:
+        """Send ``channel`` as merge patches from now on; ``seq``: what the peer has."""
         if self._patching is None:
             self._patching = {}
-        new = channel not in self._patching
         self._patching[channel] = seq
-        return new
 
     def patches(self, channel: str) -> bool:
         """Return whether ``channel`` goes to this client as merge patches."""

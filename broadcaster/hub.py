@@ -44,6 +44,7 @@ class Hub:
         self._fresh_frames: dict[str, tuple[float, Frame, Frame]] = {}  # channel -> (made at, of, fresh)
         self._sent_at: dict[str, float] = {}  # channel -> when its subscribers last got a frame
         self._fresh_failed: set[str] = set()
+        self._patch_failed: set[str] = set()
         self._current: dict[str, Frame] = {}
         self._subscribers: dict[str, set[Client]] = {}
         self._clients: dict[Client, set[str]] = {}  # client -> its channels
@@ -68,15 +69,26 @@ class Hub:
             return
         patching = self._patchers.get(event.channel)
         if patching is not None:
-            patcher = patching[0]
-            base_seq = patcher.seq
-            patch = patcher.patch(event.data, event.seq)
-            if patch is not None:
-                frame.set_patch(base_seq, patch)
+            self._add_patch(patching[0], frame)
         for client in self._subscribers.get(event.channel, ()):
             if client.post(event.channel, frame):
                 self._park(client)
         self._sent_at[event.channel] = self._tick()
+
+    def _add_patch(self, patcher: Patcher, frame: Frame) -> None:
+        """Give ``frame`` its merge patch for patch subscribers; without one they get it whole."""
+        event = frame.event
+        base_seq = patcher.seq
+        try:
+            patch = patcher.patch(event.data, event.seq)
+        except Exception:  # never worse than before: the whole message
+            if event.channel not in self._patch_failed:
+                self._patch_failed.add(event.channel)
+                logger.exception("%s: cannot make a patch; sending it whole", event.channel)
+            patcher.start(event.data, event.seq)
+            return
+        if patch is not None:
+            frame.set_patch(base_seq, patch)
 
     def seed(self, events: Iterable[Event]) -> None:
         """Take stored events as the current state (at start-up, before any client)."""
