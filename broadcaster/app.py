@@ -30,21 +30,21 @@ from .fetch import HttpFetch
 from .fresh import CLOCK_FAMILIES, Fresh
 from .guards import HANDSHAKES_KEY, Handshakes, host_check, origin_policy
 from .health import Health
-from .http import add_http_routes
 from .hub import Hub
 from .keys import ADW_FILES, CONFIG, DATABASES, EVENT_LOG, FEEDS, FETCH, HUB, PIPELINE, STATUS, SUPERVISOR
-from .mux import add_mux_routes
 from .pipeline import Pipeline
 from .problems import json_errors
-from .protocol_docs import add_doc_routes
-from .proxy import add_proxy
 from .sqlite_store import SqliteEventStore
-from .static_files import add_static_routes
 from .status import SELF, SystemStatus
 from .store import EventStore, MemoryEventStore
 from .supervisor import Supervisor
 from .throttle import Throttle
-from .ws import add_routes
+from .web.http import add_http_routes
+from .web.mux import add_mux_routes
+from .web.protocol_docs import add_doc_routes
+from .web.proxy import add_proxy
+from .web.static_files import add_static_routes
+from .web.ws import add_routes
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -25,7 +25,7 @@ from aiohttp import web
 from .config import ServerConfig
 from .keys import CONFIG
 from .problems import problem
-from .proxy import UPSTREAM_ROUTE
+from .web.proxy import UPSTREAM_ROUTE
 
 logger = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ import aiohttp
 import orjson
 
 from .channels import spec_of
-from .mux import channel_name
 from .patches import apply_merge_patch, keyed_form, list_form
+from .web.mux import channel_name
 
 logger = logging.getLogger(__name__)
 FIRST_RETRY = 1.0  # seconds: the first reconnect comes within this

@@ -15,9 +15,9 @@ import orjson
 from aiohttp import web
 from jsonschema import Draft202012Validator
 
-from broadcaster.protocol_docs import openapi
-from broadcaster.proxy import UPSTREAM_ROUTE
 from broadcaster.schemas import components, schema_name
+from broadcaster.web.protocol_docs import openapi
+from broadcaster.web.proxy import UPSTREAM_ROUTE
 
 PREFIXES = ("", "/api/v1")
 

@@ -10,8 +10,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from broadcaster.channels import SPECS
-from broadcaster.proxy import UPSTREAM_ROUTE
 from broadcaster.schemas import components, schema_name
+from broadcaster.web.proxy import UPSTREAM_ROUTE
 from tests.agents_db import AgentsDb
 from tests.conftest import receive, receive_until
 

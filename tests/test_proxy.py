@@ -204,7 +204,7 @@ async def test_an_upstream_that_breaks_off_mid_answer_cuts_the_clients_answer_to
     with pytest.raises(aiohttp.ClientPayloadError):
         await answer.read()  # never a short body that looks whole
     assert (await (await client.get("/api/v1/queue")).json())["total"] == 0  # the service goes on
-    said = [r.getMessage() for r in caplog.records if r.name == "broadcaster.proxy"]
+    said = [r.getMessage() for r in caplog.records if r.name == "broadcaster.web.proxy"]
     base = str(upstream.make_url("")).rstrip("/")
     assert len(said) == 1 and said[0].startswith(f"upstream {base} broke off GET /api/v1/cut: ")
     assert not [r for r in caplog.records if r.exc_info]  # one line, no traceback

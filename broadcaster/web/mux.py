@@ -16,14 +16,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .channels import SPECS, validate_adw_id
-from .client import Client
-from .errors import InvalidAdwId
-from .events import EventLog
-from .hub import Hub
-from .keys import CONFIG, EVENT_LOG, HUB
-from .protocol import parse_count, reply_to
-from .service_views import route
+from ..channels import SPECS, validate_adw_id
+from ..client import Client
+from ..errors import InvalidAdwId
+from ..events import EventLog
+from ..hub import Hub
+from ..keys import CONFIG, EVENT_LOG, HUB
+from ..protocol import parse_count, reply_to
+from ..service_views import route
 from .ws import greet, run_socket
 
 logger = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ..service_views import route
 from .http import Handler
-from .service_views import route
 
 FILES = {
     "/client.js": ("client.js", "text/javascript", "The browser client: an ES module, no build step"),

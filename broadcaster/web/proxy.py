@@ -22,8 +22,8 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from .config import UpstreamConfig
-from .problems import Handler, problem
+from ..config import UpstreamConfig
+from ..problems import Handler, problem
 
 logger = logging.getLogger(__name__)
 

@@ -9,14 +9,14 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .channels import SPECS, adw_state_channel, validate_adw_id
-from .client import Client, reset
-from .errors import InvalidAdwId
-from .events import EventLog
-from .hub import Hub
-from .keys import CONFIG, EVENT_LOG, HUB
-from .protocol import parse_count, reply_to
-from .service_views import route
+from ..channels import SPECS, adw_state_channel, validate_adw_id
+from ..client import Client, reset
+from ..errors import InvalidAdwId
+from ..events import EventLog
+from ..hub import Hub
+from ..keys import CONFIG, EVENT_LOG, HUB
+from ..protocol import parse_count, reply_to
+from ..service_views import route
 
 logger = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__
-from .channels import SPECS
-from .db_views import HISTORY_FILTERS
+from .. import __version__
+from ..channels import SPECS
+from ..db_views import HISTORY_FILTERS
+from ..schemas import COUNT, NAMES, TEXT, TIME, Schema, components
+from ..service_views import route
 from .http import HTTP_PREFIXES
-from .schemas import COUNT, NAMES, TEXT, TIME, Schema, components
-from .service_views import route
 
 RESUME = """\
 Resume: every channel frame has a seq (+1 per change of that channel) and a socket's first frame

@@ -1,0 +1,1 @@
+"""The web side: WebSocket endpoints, /ws, the HTTP fallback, the upstream proxy, shipped files."""
