@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -40,3 +45,25 @@ def stop(proc: subprocess.Popen[str], work: Path, *, timeout: float = 10.0, keep
         proc.stdout.close()
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
+
+
+async def launch(
+    work: Path, *, prefix: list[str] | None = None, stderr: int | None = None, timeout: float = 300
+) -> tuple[subprocess.Popen[str], int]:
+    """Start the service on ``work/config.toml`` (cwd ``work``); return it and its port once it listens."""
+    proc = subprocess.Popen(
+        [*(prefix or []), sys.executable, "-m", "broadcaster", "--config", str(work / "config.toml")]
+        + ["--log-level", "warning"],
+        cwd=work,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+    assert proc.stdout is not None
+    banner = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout)
+    match = re.search(r"127\.0\.0\.1:(\d+)", banner)
+    if match is None:
+        proc.kill()
+        raise RuntimeError(f"the service did not start: {banner!r}")
+    return proc, int(match.group(1))

@@ -20,20 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import stop
+from common import launch, stop
 from scale import layout, pause, state, write
 
-ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = ("adw-monitor", "workflows")
 PHASES = ["adw_plan_iso", "adw_build_iso", "adw_test_iso", "adw_review_iso", "adw_document_iso", "adw_ship_iso"]
 
@@ -60,17 +54,8 @@ async def collect(
 async def run(size: int, changes: int, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     work, states = layout(size, rng)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "broadcaster", "--config", str(work / "config.toml"), "--log-level", "warning"],
-        cwd=work,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc, port = await launch(work)
     try:
-        assert proc.stdout is not None
-        banner = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 300)
-        port = int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
         url = f"http://127.0.0.1:{port}/ws?channels={','.join(CHANNELS)}"
         kinds = ("move", "new")
         sizes = {(client, kind): {c: [] for c in CHANNELS} for client in ("whole", "patch") for kind in kinds}

@@ -25,22 +25,17 @@ import asyncio
 import json
 import os
 import random
-import re
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import cpu_seconds, rss_kb, stop
+from common import cpu_seconds, launch, rss_kb, stop
 from common import pin as pin_to
 from watchfiles import awatch
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def state(adw_id: str, n: int, cost: float, rng: random.Random) -> dict[str, Any]:
@@ -151,18 +146,9 @@ async def one_run(size: int, changes: int, rng: random.Random, watch: str) -> di
     work, states = layout(size, rng)
     pin = pin_to(0)
     launched = time.monotonic()
-    proc = subprocess.Popen(
-        [*pin, sys.executable, "-m", "broadcaster", "--config", str(work / "config.toml"), "--log-level", "warning"],
-        cwd=work,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc, port = await launch(work, prefix=pin)
     try:
-        assert proc.stdout is not None
-        banner = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 300)
         startup = time.monotonic() - launched
-        port = int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
         memory = rss_kb(proc.pid) / 1024
         baseline = await watchfiles_baseline(work / "agents", states, rng, changes)
         latencies, cpus = [], []

@@ -34,9 +34,9 @@ import time
 from pathlib import Path
 
 import aiohttp
+from common import launch
 from common import stop as stop_process
 
-ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = ["workflows", "routes", "workflow-history", "adw-monitor", "queue", "system-status", "webhook-status"]
 UPGRADE = (
     "GET /ws/adw-state/{id} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -200,18 +200,8 @@ async def soak(duration: float, report_every: float) -> int:
         "[server]\nport = 0\nwrite_timeout = 3.0\nping_interval = 5.0\n[broadcast]\nmin_interval = 0.2\n"
         '[webhook]\nstatus_url = ""\n[database]\npath = "agents.db"\n[event_log]\npath = "events.db"\n'
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "broadcaster", "--config", str(work / "config.toml"), "--log-level", "warning"],
-        cwd=work,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc, port = await launch(work, stderr=subprocess.DEVNULL, timeout=30)
     try:
-        assert proc.stdout is not None
-        banner = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
-        port = int(re.search(r":(\d+)\s*$", banner).group(1))  # type: ignore[union-attr]
         base = f"http://127.0.0.1:{port}"
         counts = dict.fromkeys(["writes", "commits", "connects", "connect_errors", "messages", "stalled"], 0)
         warmup = min(30.0, duration / 10)
