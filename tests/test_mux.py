@@ -216,3 +216,16 @@ async def test_a_malformed_query_is_refused_before_the_upgrade(start) -> None:
     ]:
         response = await client.get(f"/ws?channels=queue&{query}")
         assert (response.status, await response.json()) == (400, {"detail": detail})
+
+
+async def test_one_message_causes_at_most_twenty_error_frames(start) -> None:
+    client = await start()
+    bad = [f"nope{i}" for i in range(50)]
+    for url, send in [("/ws", True), (f"/ws?channels={','.join(bad)},queue", False)]:
+        async with client.ws_connect(url) as ws:
+            if send:
+                await ws.send_json({"type": "subscribe", "channels": [*bad, "queue"]})
+            errors = [await receive(ws) for _ in range(20)]
+            assert [e["channel"] for e in errors] == bad[:20]
+            assert await receive(ws) == {"type": "error", "detail": "30 more error(s) in that message not shown"}
+            assert await receive(ws) == {"type": "subscribed", "channels": ["queue"], "epoch": EPOCH}

@@ -10,7 +10,7 @@ never its other subscriptions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -28,6 +28,7 @@ from .ws import greet, run_socket
 
 logger = logging.getLogger(__name__)
 ECHO_LIMIT = 100  # characters of a client's own text repeated in an error frame
+ERRORS_PER_MESSAGE = 20  # error frames one message may cause; the rest are counted in one more
 
 
 def channel_name(name: Any) -> str:
@@ -64,6 +65,8 @@ class Subscriptions:
         self._log = log
         self._client = client
         self._limit = limit
+        self._errors_left = ERRORS_PER_MESSAGE
+        self._unshown = 0
 
     def subscribe(
         self, channels: Iterable[Any], since: Mapping[str, Any], epoch: str | None, *, patches: bool = False
@@ -76,11 +79,11 @@ class Subscriptions:
             try:
                 channel = channel_name(name)
             except ValueError as exc:
-                self._send(error(str(exc), name))
+                self._refuse(str(exc), name)
                 continue
             seq = since.get(channel)
             if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
-                self._send(error(f"since must be a non-negative integer (a seq), got {_short(seq)}", channel))
+                self._refuse(f"since must be a non-negative integer (a seq), got {_short(seq)}", channel)
                 continue
             if channel not in taken and not self._hub.subscribed(self._client, channel):
                 if room <= 0:
@@ -88,6 +91,7 @@ class Subscriptions:
                     continue
                 room -= 1
             taken[channel] = seq
+        self._count_unshown()
         if refused:
             self._send(error(f"at most {self._limit} subscriptions per socket: {refused} channel(s) not subscribed"))
         self._send(orjson.dumps({"type": "subscribed", "channels": list(taken), "epoch": self._hub.epoch}))
@@ -100,14 +104,35 @@ class Subscriptions:
         gone = []
         for name in channels:
             if not isinstance(name, str) or not self._hub.detach(self._client, name):
-                self._send(error("not subscribed", name))
+                self._refuse("not subscribed", name)
             else:
                 gone.append(name)
         if gone:
             self._send(orjson.dumps({"type": "unsubscribed", "channels": gone}))
 
+    def answer(self, action: Callable[[], None]) -> None:
+        """Run ``action`` (the handling of one request): at most ERRORS_PER_MESSAGE error frames, then a count."""
+        self._errors_left, self._unshown = ERRORS_PER_MESSAGE, 0
+        action()
+        self._count_unshown()
+
+    def _count_unshown(self) -> None:
+        if self._unshown:
+            self._send(error(f"{self._unshown} more error(s) in that message not shown"))
+            self._unshown = 0
+
     def on_text(self, client: Client, text: str) -> None:
         """Answer one text message of the client."""
+        self.answer(lambda: self._on_text(client, text))
+
+    def _refuse(self, detail: str, channel: Any) -> None:
+        if self._errors_left > 0:
+            self._errors_left -= 1
+            self._send(error(detail, channel))
+        else:
+            self._unshown += 1
+
+    def _on_text(self, client: Client, text: str) -> None:
         reply = reply_to(text)
         if reply is not None:
             client.post_control(reply)
@@ -191,7 +216,7 @@ async def serve_mux(request: web.Request) -> web.WebSocketResponse:
         nonlocal subs
         subs = Subscriptions(hub, request.app[EVENT_LOG], client, limit=limit)
         if channels:
-            subs.subscribe(channels, since, epoch, patches=patches)
+            subs.answer(lambda: subs.subscribe(channels, since, epoch, patches=patches) if subs else None)
 
     def on_text(client: Client, text: str) -> None:
         assert subs is not None
