@@ -96,7 +96,9 @@ async def origin_policy(request: web.Request, handler: Handler) -> web.StreamRes
     if await _upstreams(request):
         return await handler(request)  # the upstream's paths: its own CORS answers (preflights too)
     server = request.app[CONFIG].server
-    if not origin_allowed(origin, server):
+    # The service's own pages (the dashboard) are always its own origin, whatever name it is reached by.
+    same_origin = origin == f"{request.scheme}://{request.host}"
+    if not same_origin and not origin_allowed(origin, server):
         return problem(403, f"origin {origin} is not allowed (see [server] cors_origins)")
     cors = {
         "Access-Control-Allow-Origin": origin,

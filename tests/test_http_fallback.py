@@ -166,6 +166,14 @@ async def test_pages_from_localhost_may_read_and_others_may_not(start) -> None:
         assert (await receive(ws))["type"] == "adw_monitor_update"
 
 
+async def test_the_services_own_pages_may_always_read_it(start) -> None:
+    client = await start(server__host="0.0.0.0", server__allowed_hosts=["adw.lan"])
+    own = await client.get("/api/v1/queue", headers={"Origin": "http://adw.lan:8002", "Host": "adw.lan:8002"})
+    assert (own.status, own.headers["Access-Control-Allow-Origin"]) == (200, "http://adw.lan:8002")
+    other = await client.get("/api/v1/queue", headers={"Origin": "http://adw.lan:9999", "Host": "adw.lan:8002"})
+    assert other.status == 403
+
+
 async def test_configured_origins(start) -> None:
     client = await start(server__cors_origins=["https://dash.example"])
     assert (await client.get("/api/queue", headers={"Origin": "https://dash.example"})).status == 200
