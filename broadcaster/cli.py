@@ -155,7 +155,7 @@ def print_banner(config: Config, runner: web.AppRunner, demo_workspace: Path | N
             break
     base = f"{f'[{host}]' if ':' in str(host) else host}:{port}"
     prefix = config.server.path_prefixes[-1] if config.server.path_prefixes else ""
-    lines = [f"adw-broadcaster {__version__} listening on http://{base}"]
+    lines = [f"adw-broadcaster {__version__} listening on http://{base}", f"  dashboard http://{base}/   <- open this"]
     if demo_workspace is not None:
         lines.append(f"  demo      simulated agents in {demo_workspace} (removed on exit)")
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import orjson
 import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
+from playwright.async_api import Browser, async_playwright
 
 from broadcaster import Config, create_app, load_config
 from tests.protocol_check import answers_checked, check_frame
@@ -64,6 +65,28 @@ class Workspace:
     root: Path
     agents: Path
     trees: Path
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; tests/system-packages.sh installs it (Playwright cannot download here)
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Chromium, driven by Playwright."""
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield launched
+        await launched.close()
 
 
 @pytest.fixture(autouse=True)

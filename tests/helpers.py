@@ -157,3 +157,13 @@ def send_queue_bytes(port: int) -> int:
         if int(local.split(":")[1], 16) == port:
             total += int(queues.split(":")[0], 16)
     return total
+
+
+def service_config(workspace: Any, port: int) -> str:
+    """A service on ``port`` over ``workspace``: no throttle, heartbeats every 0.5 s, requests logged."""
+    return (
+        f'log_level = "debug"\n[server]\nport = {port}\nheartbeat_interval = 0.5\n'
+        "[broadcast]\nmin_interval = 0\n[webhook]\nstatus_url = ''\n"
+        f"[adw]\nagents_dir = '{workspace.agents}'\ntrees_dir = '{workspace.trees}'\n"
+        f"[event_log]\npath = '{workspace.root / 'events.db'}'\n"
+    )

@@ -10,31 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
-from playwright.async_api import Browser, Page, WebSocket, WebSocketRoute, async_playwright
+from playwright.async_api import Page, WebSocket, WebSocketRoute
 
 from broadcaster.channels import SPECS
 from broadcaster.patches import Patcher
-from tests.conftest import Workspace
-from tests.helpers import Service, eventually
+from tests.helpers import Service, eventually, service_config
 from tests.protocol_check import check_frame
 from tests.test_subscriber import free_port
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's; tests/system-packages installs it
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # The module a page would hold. It runs in a page the service itself served (a page Playwright
 # made up has no network address, and Chromium then refuses its sockets to loopback).
 SCRIPT = """import { connect } from "/client.js";
@@ -48,23 +34,6 @@ live.subscribe("adw-state:a1", (m) => window.messages.push(m));
 live.subscribe("adw-monitor", (m) => window.messages.push(m));
 window.live = live;
 """
-
-
-def service_config(workspace: Workspace, port: int) -> str:
-    return (
-        f'log_level = "debug"\n[server]\nport = {port}\nheartbeat_interval = 0.5\n'
-        "[broadcast]\nmin_interval = 0\n[webhook]\nstatus_url = ''\n"
-        f"[adw]\nagents_dir = '{workspace.agents}'\ntrees_dir = '{workspace.trees}'\n"
-        f"[event_log]\npath = '{workspace.root / 'events.db'}'\n"
-    )
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        await browser.close()
 
 
 async def messages(page: Page, channel: str) -> list[dict[str, Any]]:

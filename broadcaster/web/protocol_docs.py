@@ -16,6 +16,7 @@ from ..db_views import HISTORY_FILTERS
 from ..schemas import COUNT, NAMES, TEXT, TIME, Schema, components
 from ..service_views import route
 from .http import HTTP_PREFIXES
+from .static_files import content_type, shipped
 
 RESUME = """\
 Resume: every channel frame has a seq (+1 per change of that channel) and a socket's first frame
@@ -276,10 +277,12 @@ def openapi(prefixes: tuple[str, ...]) -> dict[str, Any]:
             path = f"{prefix}/ws/adw-state/{{adw_id}}" if family == "adw-state" else f"{prefix}/ws/{family}"
             paths[path] = _get(upgrade, None, params=[ADW_PARAM] if family == "adw-state" else None)
         paths[f"{prefix}/ws"] = _get(upgrade, None)
-    files = {"text/javascript": "/client.js", "application/typescript": "/client.d.ts"}
-    for kind, path in files.items():
-        paths[path] = _get(f"{path}: shipped with the service", None, etag=True)
-        paths[path]["get"]["responses"]["200"] = {"description": "OK", "content": {kind: {"schema": TEXT}}}
+    for path, (name, summary) in shipped().items():
+        paths[path] = _get(summary, None, etag=True)
+        paths[path]["get"]["responses"]["200"] = {
+            "description": "OK",
+            "content": {content_type(name): {"schema": TEXT}},
+        }
     paths["/asyncapi.json"] = _get("This service's WebSocket protocol (AsyncAPI 3.0)", {"type": "object"})
     paths["/openapi.json"] = _get("This document", {"type": "object"})
     return {
