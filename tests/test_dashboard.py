@@ -71,7 +71,8 @@ async def row_ids(page: Page) -> list[str]:
 
 async def test_the_demo_shows_every_channel_on_one_socket_with_no_console_errors(browser: Browser, tmp_path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "broadcaster", "--config", str(REPO / "config.toml"), "--demo", "--demo-speed", "4", "--port", "0"],
+        [sys.executable, "-m", "broadcaster", "--config", str(REPO / "config.toml"), "--port", "0"]
+        + ["--demo", "--demo-speed", "4"],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE,
