@@ -170,6 +170,12 @@ async def test_a_change_reaches_its_row_and_a_run_replays_across_a_restart(
             and await page.page.evaluate("performance.getEntriesByType('navigation').length") == 1
         )
 
+        # The browser offline: Offline; back online: Live again.
+        await page.page.context.set_offline(True)
+        await wait_for(page.page, "document.getElementById('connection-state').textContent === 'Offline'")
+        await page.page.context.set_offline(False)
+        await wait_for(page.page, "document.getElementById('connection-state').textContent === 'Live'", timeout=20)
+
         # After the restart the run still replays from the event log.
         await page.page.reload()
         await wait_for(page.page, "document.querySelectorAll('#timeline-rows li').length === 4")
