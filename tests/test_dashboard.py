@@ -120,7 +120,7 @@ async def test_a_change_reaches_its_row_and_a_run_replays_across_a_restart(
     browser: Browser, workspace, write_state
 ) -> None:
     write_phase(write_state, "plan")
-    write_state("a2", issue_number=8, status="completed", current_phase="ship")
+    write_state("a2", issue_number=8, status="completed", current_phase="ship", github_url="javascript:alert(1)")
     port = free_port()
     service = await Service(workspace.root, service_config(workspace, port)).start()
     page = Watched(await browser.new_page())
@@ -128,6 +128,7 @@ async def test_a_change_reaches_its_row_and_a_run_replays_across_a_restart(
         await page.page.goto(f"http://127.0.0.1:{port}/")
         await wait_for(page.page, "document.querySelectorAll('#monitor-rows tr').length === 2")
         assert await row_ids(page.page) == ["a1", "a2"]  # running first
+        assert await page.page.get_attribute("tr[data-adw-id='a2'] a", "href") is None  # not a javascript: link
         phase = "tr[data-adw-id='a1'] .phase-name"
         assert await page.page.text_content(phase) == "plan"
 

@@ -54,7 +54,8 @@ class Row {
     setText(this.status, item.status ?? "unknown");
     this.status.className = statusClass(item.status);
     setText(this.issue, item.issue_number === null || item.issue_number === undefined ? item.adw_id : `#${item.issue_number}`);
-    if (item.github_url) this.issue.href = item.github_url;
+    // The URL comes from an agent's state file: only http(s) links, never javascript: or data:.
+    if (typeof item.github_url === "string" && /^https?:\/\//i.test(item.github_url)) this.issue.href = item.github_url;
     else this.issue.removeAttribute("href");
     setText(this.title, item.title || item.adw_id);
     this.title.title = item.title || "";
