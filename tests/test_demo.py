@@ -58,6 +58,7 @@ async def test_demo_moves_every_channel_and_cleans_up(tmp_path: Path) -> None:
         try:
             banner = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)
             port = int(re.search(r"listening on http://127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
+            assert "dashboard" in await asyncio.to_thread(proc.stdout.readline)  # the URL to open, first
             workspace = Path(
                 re.search(
                     r"simulated agents in (\S+)",  # type: ignore[union-attr]
