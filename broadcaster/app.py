@@ -39,7 +39,10 @@ from .status import SELF, SystemStatus
 from .store import EventStore, MemoryEventStore
 from .supervisor import Supervisor
 from .throttle import Throttle
+from .web.auth import TOKEN_KEY, load_token, token_check
+from .web.healthz import add_healthz
 from .web.http import add_http_routes
+from .web.limits import LIMITS, Limits
 from .web.mux import add_mux_routes
 from .web.protocol_docs import add_doc_routes
 from .web.proxy import add_proxy
@@ -58,8 +61,10 @@ def create_app(config: Config) -> web.Application:
     Args:
         config: the validated configuration (see ``load_config``).
     """
-    app = web.Application(middlewares=[host_check, origin_policy, json_errors])
+    app = web.Application(middlewares=[host_check, origin_policy, token_check, json_errors])
     app[CONFIG] = config
+    app[TOKEN_KEY] = load_token(config.server)
+    app[LIMITS] = Limits(config.server.max_connections, config.server.max_connections_per_ip)
     app[HANDSHAKES_KEY] = Handshakes(config.server.handshake_timeout)
     cleaner = Cleaner(config.redaction.keys)
     app[SUPERVISOR] = supervisor = Supervisor()
@@ -118,7 +123,7 @@ def create_app(config: Config) -> web.Application:
 
     prefixes = config.server.path_prefixes
     routes = add_routes(app, prefixes) + add_mux_routes(app, prefixes) + add_http_routes(app)
-    routes += add_static_routes(app) + add_doc_routes(app, prefixes)
+    routes += add_static_routes(app) + add_doc_routes(app, prefixes) + add_healthz(app)
     feeds.own_routes(routes)
     if config.upstream.url:
         add_proxy(app, config.upstream)  # last: the service's own paths always win

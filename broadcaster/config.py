@@ -37,6 +37,12 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback ones; "*": any
     handshake_timeout: float = 10.0
     max_subscriptions: int = 256
+    token: str = ""  # required of every request but /healthz when set (or token_file)
+    token_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_connections: int = 10_000
+    max_connections_per_ip: int = 1_000
 
 
 @dataclass(frozen=True, kw_only=True)

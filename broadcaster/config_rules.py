@@ -42,6 +42,13 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
         raise bad("[server] ping_interval", f"must be >= 0 (0 turns protocol pings off), got {s.ping_interval}")
     if s.max_message_size < 256:
         raise bad("[server] max_message_size", f"must be >= 256 bytes, got {s.max_message_size}")
+    if s.token and s.token_file is not None:
+        raise bad("[server] token_file", "set token or token_file, not both")
+    if (s.tls_cert is None) != (s.tls_key is None):
+        raise bad("[server] tls_key" if s.tls_key is None else "[server] tls_cert", "tls_cert and tls_key go together")
+    for key in ("max_connections", "max_connections_per_ip"):
+        if getattr(s, key) < 1:
+            raise bad(f"[server] {key}", f"must be >= 1, got {getattr(s, key)}")
     if s.max_subscriptions < 1:
         raise bad("[server] max_subscriptions", f"must be >= 1, got {s.max_subscriptions}")
     if config.broadcast.min_interval < 0:

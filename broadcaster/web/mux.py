@@ -205,7 +205,7 @@ def query_subscription(request: web.Request) -> tuple[list[str], dict[str, Any],
     return channels, since, query.get("epoch"), patches in ("1", "true")
 
 
-async def serve_mux(request: web.Request) -> web.WebSocketResponse:
+async def serve_mux(request: web.Request) -> web.StreamResponse:
     """Upgrade ``request`` to a multiplexed socket."""
     channels, since, epoch, patches = query_subscription(request)
     hub = request.app[HUB]

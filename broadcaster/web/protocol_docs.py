@@ -283,6 +283,11 @@ def openapi(prefixes: tuple[str, ...]) -> dict[str, Any]:
             "description": "OK",
             "content": {content_type(name): {"schema": TEXT}},
         }
+    paths["/healthz"] = _get(
+        "Liveness: 200 while the event loop turns and the pipeline runs, else 503 with the reason (no token)",
+        {"type": "object", "properties": {"status": {"const": "ok"}}, "required": ["status"]},
+    )
+    paths["/healthz"]["get"]["security"] = []
     paths["/asyncapi.json"] = _get("This service's WebSocket protocol (AsyncAPI 3.0)", {"type": "object"})
     paths["/openapi.json"] = _get("This document", {"type": "object"})
     return {
@@ -295,7 +300,15 @@ def openapi(prefixes: tuple[str, ...]) -> dict[str, Any]:
             'ETag), the event log, and the shipped files. Errors answer {"detail": "..."}.',
         },
         "paths": paths,
-        "components": {"schemas": components()},
+        # With [server] token set, every request but /healthz carries it (a 401 otherwise).
+        "security": [{"bearer": []}, {"query_token": []}, {}],
+        "components": {
+            "schemas": components(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "query_token": {"type": "apiKey", "in": "query", "name": "token"},
+            },
+        },
     }
 
 

@@ -24,6 +24,7 @@ from yarl import URL
 
 from ..config import UpstreamConfig
 from ..problems import Handler, problem
+from .auth import strip_token
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,7 @@ def _handler(config: UpstreamConfig) -> Handler:
     async def forward(request: web.Request) -> web.StreamResponse:
         if not request.raw_path.startswith("/"):  # an absolute-form target ("GET http://other/"): not ours to relay
             return problem(400, "the request target must be a path")
-        target = URL(base + request.raw_path, encoded=True)
-        headers = _outgoing(request)
+        headers, target = strip_token(request, _outgoing(request), URL(base + request.raw_path, encoded=True))
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await _relay(request, target, headers, base, config.timeout)
         session = request.app[UPSTREAM_SESSION]

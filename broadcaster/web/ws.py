@@ -17,6 +17,7 @@ from ..hub import Hub
 from ..keys import CONFIG, EVENT_LOG, HUB
 from ..protocol import parse_count, reply_to
 from ..service_views import route
+from .limits import LIMITS
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def greet(
     hub.attach(client, channel, recovered=recovered, patches=patches)
 
 
-async def serve(request: web.Request, channel: str) -> web.WebSocketResponse:
+async def serve(request: web.Request, channel: str) -> web.StreamResponse:
     """Upgrade ``request`` and stream ``channel`` to it until either side closes."""
     resume = resume_point(request)
     hub, log = request.app[HUB], request.app[EVENT_LOG]
@@ -117,13 +118,31 @@ async def run_socket(
     start: Callable[[Client], None],
     on_text: Callable[[Client, str], None],
     on_binary: Callable[[Client], None] | None = None,
-) -> web.WebSocketResponse:
+) -> web.StreamResponse:
     """Upgrade ``request``, call ``start`` with its Client, then hand it each message until either side closes.
 
     The rules every socket shares: the flood limit (close 1008), the inbound size limit (1009,
     from aiohttp), pongs to pings, and a reset of a connection that ends with unsent bytes.
     ``label`` names the socket in the log.
     """
+    limits = request.app[LIMITS]
+    address = request.remote or ""
+    refusal = limits.admit(address)
+    if refusal is not None:
+        return refusal
+    try:
+        return await _run(request, label, start, on_text, on_binary)
+    finally:
+        limits.release(address)
+
+
+async def _run(
+    request: web.Request,
+    label: str,
+    start: Callable[[Client], None],
+    on_text: Callable[[Client, str], None],
+    on_binary: Callable[[Client], None] | None,
+) -> web.WebSocketResponse:
     server = request.app[CONFIG].server
     hub = request.app[HUB]
     ws = web.WebSocketResponse(

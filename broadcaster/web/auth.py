@@ -1,0 +1,121 @@
+"""The token (``[server] token`` / ``token_file``): required of every request but ``/healthz``.
+
+A request carries it as ``Authorization: Bearer <token>``, or as ``?token=`` (browsers cannot set
+headers on a WebSocket); when both are there the header wins. Opening the dashboard with
+``/?token=...`` also sets an HttpOnly, SameSite=Strict cookie, so the page's own modules, fetches
+and socket carry it without repeating it in every URL. Compared in constant time; never logged
+(the access log shows ``token=***``) and never forwarded to the upstream.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from multidict import CIMultiDict
+from yarl import URL
+
+from ..config import ServerConfig
+from ..errors import ConfigError
+from ..problems import Handler, problem
+
+TOKEN_KEY = web.AppKey("token", bytes)
+COOKIE = "adw_broadcaster_token"
+OPEN_PATHS = frozenset({"/healthz"})
+_QUERY_TOKEN = re.compile(r"([?&]token=)[^&#]*")
+
+
+def load_token(server: ServerConfig) -> bytes:
+    """Return the configured token (b"" when none); raise ConfigError naming the key if it cannot be read."""
+    if server.token_file is None:
+        return server.token.strip().encode()
+    try:
+        text = server.token_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"[server] token_file: cannot read {server.token_file}: {reason}") from None
+    token = text.strip()
+    if not token:
+        raise ConfigError(f"[server] token_file: {server.token_file} is empty")
+    return token.encode()
+
+
+def presented(request: web.Request) -> tuple[str, str]:
+    """Return the token a request carries and where it came from (header, query, cookie, or none)."""
+    header = request.headers.get("Authorization")
+    if header is not None:  # the header wins, even when a query token is there too
+        scheme, _, value = header.strip().partition(" ")
+        return (value.strip() if scheme.lower() == "bearer" else ""), "header"
+    if "token" in request.query:
+        return request.query["token"], "query"
+    cookie = request.cookies.get(COOKIE)
+    if cookie is not None:
+        return cookie, "cookie"
+    return "", "none"
+
+
+@web.middleware
+async def token_check(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer 401 before any data or upgrade unless the request carries the token."""
+    token = request.app[TOKEN_KEY]
+    if not token or request.path in OPEN_PATHS:
+        return await handler(request)
+    given, where = presented(request)
+    if not hmac.compare_digest(given.encode(), token):
+        detail = "a valid token is required: Authorization: Bearer <token>, or ?token= (see [server] token)"
+        answer = problem(401, detail)
+        answer.headers["WWW-Authenticate"] = 'Bearer realm="adw-broadcaster"'
+        return answer
+    response = await handler(request)
+    if where == "query" and request.path == "/" and not response.prepared:
+        response.set_cookie(COOKIE, given, httponly=True, samesite="Strict", path="/", secure=request.secure)
+    return response
+
+
+def strip_token(request: web.Request, headers: CIMultiDict[str], target: URL) -> tuple[CIMultiDict[str], URL]:
+    """Return what a proxied request forwards, without this service's token (header, query, cookie)."""
+    token = request.app[TOKEN_KEY]
+    if not token:
+        return headers, target
+    scheme, _, value = headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token):
+        del headers["Authorization"]  # another Authorization is the upstream's own: it goes on
+    if COOKIE in request.cookies:
+        kept = [c.strip() for c in headers.get("Cookie", "").split(";") if c.strip()]
+        kept = [c for c in kept if not c.startswith(f"{COOKIE}=")]
+        headers.popall("Cookie", None)
+        if kept:
+            headers["Cookie"] = "; ".join(kept)
+    if "token" in request.query:
+        rest = [(k, v) for k, v in request.query.items() if k != "token"]
+        target = target.with_query(rest or None)
+    return headers, target
+
+
+def redact(text: str) -> str:
+    """Return a request target with its token replaced by ***."""
+    return _QUERY_TOKEN.sub(r"\1***", text)
+
+
+class AccessLog(AbstractAccessLogger):
+    """One line per request (with --log-level debug), the token in a query shown as ***."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s HTTP/%d.%d" %d %d %.3fs',
+            request.remote,
+            request.method,
+            redact(request.path_qs),
+            request.version.major,
+            request.version.minor,
+            response.status,
+            response.body_length,
+            time,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
