@@ -8,6 +8,7 @@ import importlib.metadata
 import logging
 import resource
 import signal
+import ssl
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -22,8 +23,10 @@ from .config import Config, load_config
 from .config_rules import LOG_LEVELS
 from .demo import run_demo
 from .errors import ConfigError, StartupError
-from .guards import HANDSHAKES_KEY
+from .guards import HANDSHAKES_KEY, is_loopback
 from .site import GuardedSite, LoopErrors, quiet_server_log
+from .web.auth import TOKEN_KEY, AccessLog, load_token
+from .web.tls import tls_context
 
 logger = logging.getLogger("broadcaster")
 
@@ -75,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         path = Path("config.toml")
     try:
         config = load_config(path, overrides=overrides)
+        load_token(config.server)  # a token file that cannot be read stops here, in one line
+        tls = tls_context(config.server)
     except ConfigError as exc:
         print(f"adw-broadcaster: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _raise_descriptor_limit()
     try:
-        run(run_demo(config, speed=args.demo_speed) if args.demo else serve(config))
+        run(run_demo(config, speed=args.demo_speed, tls=tls) if args.demo else serve(config, tls=tls))
     except StartupError as exc:
         print(f"adw-broadcaster: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -102,19 +107,31 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def serve(config: Config, *, banner: bool = True, demo_workspace: Path | None = None) -> None:
+async def serve(
+    config: Config, *, banner: bool = True, demo_workspace: Path | None = None, tls: ssl.SSLContext | None = None
+) -> None:
     """Serve ``config`` until SIGINT or SIGTERM, then close sockets (1001) and stop every source."""
     asyncio.get_running_loop().set_exception_handler(LoopErrors())
     app = create_app(config)
-    # Requests are logged only with --log-level debug (one line each would swamp polling clients).
+    # Requests are logged only with --log-level debug (one line each would swamp polling clients),
+    # the token in a query shown as ***.
     access = logging.getLogger("broadcaster.access") if config.log_level == "debug" else None
-    runner = web.AppRunner(app, access_log=access, shutdown_timeout=SHUTDOWN_TIMEOUT, logger=quiet_server_log())
+    runner = web.AppRunner(
+        app,
+        access_log=access,
+        access_log_class=AccessLog,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        logger=quiet_server_log(),
+    )
     await runner.setup()
     try:
-        site = GuardedSite(runner, config.server.host, config.server.port, handshakes=app[HANDSHAKES_KEY])
+        site = GuardedSite(
+            runner, config.server.host, config.server.port, handshakes=app[HANDSHAKES_KEY], ssl_context=tls
+        )
         await site.start()
+        log_start(config, runner, tls is not None, bool(app[TOKEN_KEY]))
         if banner:
-            print_banner(config, runner, demo_workspace)
+            print_banner(config, runner, demo_workspace, tls is not None, bool(app[TOKEN_KEY]))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -146,27 +163,63 @@ def _raise_descriptor_limit() -> None:
         logger.debug("cannot raise the descriptor limit: %s", exc)
 
 
-def print_banner(config: Config, runner: web.AppRunner, demo_workspace: Path | None = None) -> None:
-    """Tell the user where to connect."""
+def _bound(config: Config, runner: web.AppRunner) -> str:
     host, port = config.server.host, config.server.port
     for address in runner.addresses:
         if isinstance(address, tuple) and len(address) >= 2:
             host, port = address[0], address[1]
             break
-    base = f"{f'[{host}]' if ':' in str(host) else host}:{port}"
+    return f"{f'[{host}]' if ':' in str(host) else host}:{port}"
+
+
+def log_start(config: Config, runner: web.AppRunner, tls: bool, token: bool) -> None:
+    """Log one line per start: version, address, sources, and whether a token and TLS are on."""
+    sources = [f"agents {config.adw.agents_dir}"]
+    if config.database.path is not None:
+        sources.append(f"database {config.database.path}")
+    if config.webhook.status_url:
+        sources.append(f"webhook {config.webhook.status_url}")
+    if config.upstream.url:
+        sources.append(f"upstream {config.upstream.url}")
+    logger.info(
+        "adw-broadcaster %s on %s://%s; %s; token %s; TLS %s",
+        __version__,
+        "https" if tls else "http",
+        _bound(config, runner),
+        ", ".join(sources),
+        "on" if token else "off",
+        "on" if tls else "off",
+    )
+    if not token and not is_loopback(config.server.host):
+        logger.warning(
+            "listening on %s without a token: anyone who reaches the port reads the agents' state "
+            "(set [server] token or token_file)",
+            config.server.host,
+        )
+
+
+def print_banner(
+    config: Config, runner: web.AppRunner, demo_workspace: Path | None = None, tls: bool = False, token: bool = False
+) -> None:
+    """Tell the user where to connect."""
+    base = _bound(config, runner)
     prefix = config.server.path_prefixes[-1] if config.server.path_prefixes else ""
-    lines = [f"adw-broadcaster {__version__} listening on http://{base}", f"  dashboard http://{base}/   <- open this"]
+    http, ws = ("https", "wss") if tls else ("http", "ws")
+    lines = [
+        f"adw-broadcaster {__version__} listening on {http}://{base}",
+        f"  dashboard {http}://{base}/   <- open this",
+    ]
     if demo_workspace is not None:
         lines.append(f"  demo      simulated agents in {demo_workspace} (removed on exit)")
     else:
         lines.append(f"  watching  {config.adw.agents_dir}")
     lines += [
-        f"  live      ws://{base}{prefix}/ws/adw-monitor   (any of: {', '.join(_ws_names())})",
-        f"  one socket ws://{base}{prefix}/ws?channels=adw-monitor,queue   (or subscribe by message)",
-        f"  snapshot  http://{base}/api/v1/adw-monitor   (same data over HTTP, JSON)",
-        f"  status    http://{base}/api/v1/system-status",
-        f"  clients   http://{base}/client.js   adw-broadcaster watch adw-monitor --url http://{base}",
-        f"  protocol  http://{base}/asyncapi.json   http://{base}/openapi.json",
+        f"  live      {ws}://{base}{prefix}/ws/adw-monitor   (any of: {', '.join(_ws_names())})",
+        f"  one socket {ws}://{base}{prefix}/ws?channels=adw-monitor,queue   (or subscribe by message)",
+        f"  snapshot  {http}://{base}/api/v1/adw-monitor   (same data over HTTP, JSON)",
+        f"  status    {http}://{base}/api/v1/system-status",
+        f"  clients   {http}://{base}/client.js   adw-broadcaster watch adw-monitor --url {http}://{base}",
+        f"  protocol  {http}://{base}/asyncapi.json   {http}://{base}/openapi.json",
         "  Ctrl-C to stop",
     ]
     print("\n".join(lines), flush=True)

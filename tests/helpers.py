@@ -62,7 +62,7 @@ class Service:
         self._reader = threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True)
         self._reader.start()
         banner = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), timeout)
-        match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", banner)
+        match = re.search(r"listening on https?://127\.0\.0\.1:(\d+)", banner)
         assert match, f"no banner: {banner!r}; stderr: {''.join(self.stderr)}"
         self.port = int(match.group(1))
         threading.Thread(target=self._drain, args=(self.proc.stdout, []), daemon=True).start()

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import random
 import shutil
+import ssl
 import tempfile
 from pathlib import Path
 
@@ -36,12 +37,13 @@ def demo_config(config: Config, root: Path, backend_url: str) -> Config:
     )
 
 
-async def run_demo(config: Config, *, speed: float = 1.0) -> None:
+async def run_demo(config: Config, *, speed: float = 1.0, tls: ssl.SSLContext | None = None) -> None:
     """Serve ``config`` on simulated agents until SIGINT or SIGTERM, then remove the workspace.
 
     Args:
         config: the configuration; its server settings (host, port, ...) are used as they are.
         speed: how much faster than the default pace the simulated agents work.
+        tls: the server's TLS context, if it serves https.
     """
     from ..cli import serve  # the CLI module imports this one for --demo
 
@@ -57,7 +59,7 @@ async def run_demo(config: Config, *, speed: float = 1.0) -> None:
         port = runner.addresses[0][1]
         simulation = asyncio.create_task(agents.run(), name="demo agents")
         try:
-            await serve(demo_config(config, root, f"http://127.0.0.1:{port}"), demo_workspace=root)
+            await serve(demo_config(config, root, f"http://127.0.0.1:{port}"), demo_workspace=root, tls=tls)
         finally:
             await cancel_and_wait(simulation)
     finally:

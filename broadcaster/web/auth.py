@@ -1,7 +1,8 @@
 """The token (``[server] token`` / ``token_file``): required of every request but ``/healthz``.
 
 A request carries it as ``Authorization: Bearer <token>``, or as ``?token=`` (browsers cannot set
-headers on a WebSocket); when both are there the header wins. Opening the dashboard with
+headers on a WebSocket); when both are there the header wins. An Authorization of another
+scheme (``Basic``) is taken to be the upstream's and passed on. Opening the dashboard with
 ``/?token=...`` also sets an HttpOnly, SameSite=Strict cookie, so the page's own modules, fetches
 and socket carry it without repeating it in every URL. Compared in constant time; never logged
 (the access log shows ``token=***``) and never forwarded to the upstream.
@@ -45,10 +46,10 @@ def load_token(server: ServerConfig) -> bytes:
 
 def presented(request: web.Request) -> tuple[str, str]:
     """Return the token a request carries and where it came from (header, query, cookie, or none)."""
-    header = request.headers.get("Authorization")
-    if header is not None:  # the header wins, even when a query token is there too
-        scheme, _, value = header.strip().partition(" ")
-        return (value.strip() if scheme.lower() == "bearer" else ""), "header"
+    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer":  # the header wins, even when a query token is there too
+        return value.strip(), "header"
+    # Another scheme (Basic ...) is a credential for the upstream, not for us: look further.
     if "token" in request.query:
         return request.query["token"], "query"
     cookie = request.cookies.get(COOKIE)

@@ -23,7 +23,8 @@ STALLED = 5.0  # a tick this late means the loop did not turn
 class LoopWatch:
     """Notice a stalled event loop: a tick every TICK seconds, and how late the latest one was."""
 
-    def __init__(self) -> None:
+    def __init__(self, stalled_after: float = STALLED) -> None:
+        self.stalled_after = stalled_after
         self.last = time.monotonic()
         self.worst_late = 0.0
         self._handle: asyncio.TimerHandle | None = None
@@ -43,9 +44,9 @@ class LoopWatch:
         self._handle = asyncio.get_running_loop().call_later(TICK, self._tick)
 
     def stalled(self) -> float | None:
-        """Return how long the loop did not turn, if that was more than STALLED seconds."""
+        """Return how long the loop did not turn, if that was more than ``stalled_after`` seconds."""
         late = max(self.worst_late, time.monotonic() - self.last - TICK)
-        return late if late > STALLED else None
+        return late if late > self.stalled_after else None
 
 
 WATCH = web.AppKey("loop_watch", LoopWatch)
