@@ -10,6 +10,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from sources.tasks import cancel_and_wait
 from sources.values import Cleaner
 
 from .config import Config
+from .counters import Counters
 from .events import EventLog
 from .feeds import ADW_PART, Feeds, database_part
 from .fetch import HttpFetch
@@ -31,7 +33,7 @@ from .fresh import CLOCK_FAMILIES, Fresh
 from .guards import HANDSHAKES_KEY, Handshakes, host_check, origin_policy
 from .health import Health
 from .hub import Hub
-from .keys import ADW_FILES, CONFIG, DATABASES, EVENT_LOG, FEEDS, FETCH, HUB, PIPELINE, STATUS, SUPERVISOR
+from .keys import ADW_FILES, CONFIG, COUNTERS, DATABASES, EVENT_LOG, FEEDS, FETCH, HUB, PIPELINE, STATUS, SUPERVISOR
 from .pipeline import Pipeline
 from .problems import json_errors
 from .sqlite_store import SqliteEventStore
@@ -43,6 +45,7 @@ from .web.auth import TOKEN_KEY, load_token, token_check
 from .web.healthz import add_healthz
 from .web.http import add_http_routes
 from .web.limits import LIMITS, Limits
+from .web.metrics import add_metrics
 from .web.mux import add_mux_routes
 from .web.protocol_docs import add_doc_routes
 from .web.proxy import add_proxy
@@ -72,7 +75,8 @@ def create_app(config: Config) -> web.Application:
     fresh = Fresh(status, lambda: app[FEEDS].history_rows)  # the rows the feeds read last
     app[HUB] = hub = Hub(fresh=fresh, fresh_families=CLOCK_FAMILIES, refresh_interval=config.broadcast.refresh_interval)
     app[EVENT_LOG] = log = EventLog(_store(config, cleaner))
-    app[PIPELINE] = pipeline = Pipeline(log, Throttle(config.broadcast.min_interval), hub)
+    app[COUNTERS] = counters = Counters()
+    app[PIPELINE] = pipeline = Pipeline(log, Throttle(config.broadcast.min_interval), hub, counters)
     adw = config.adw
     app[ADW_FILES] = AdwFiles(
         adw.agents_dir,
@@ -124,6 +128,7 @@ def create_app(config: Config) -> web.Application:
     prefixes = config.server.path_prefixes
     routes = add_routes(app, prefixes) + add_mux_routes(app, prefixes) + add_http_routes(app)
     routes += add_static_routes(app) + add_doc_routes(app, prefixes) + add_healthz(app)
+    routes += add_metrics(app, counters, upstream=bool(config.upstream.url))
     feeds.own_routes(routes)
     if config.upstream.url:
         add_proxy(app, config.upstream)  # last: the service's own paths always win
@@ -274,6 +279,8 @@ def feed(
         supervisor = app[SUPERVISOR]
         first = asyncio.Event()
 
+        counters = app[COUNTERS]
+
         async def follow() -> None:
             stream = changes()
             try:
@@ -283,6 +290,11 @@ def feed(
                         await done
                     supervisor.ok(name)
                     first.set()
+                    counters.count(counters.reads, name)
+                    if failed(item):
+                        counters.count(counters.read_errors, name)
+                    else:
+                        counters.last_read[name] = time.time()
             finally:
                 first.set()  # a crash counts as the first report: start-up goes on, status says why
                 await stream.aclose()
@@ -303,3 +315,15 @@ def feed(
 
 async def _close_sockets(app: web.Application) -> None:
     await app[HUB].close_all()
+
+
+def failed(item: Any) -> bool:
+    """Return whether a source's read failed (a poll answered badly, a database reader failed)."""
+    if isinstance(item, dict):
+        for value in item.values():
+            problem = getattr(value, "problem", None)
+            if callable(problem) and problem() is not None:  # an HTTP Reply
+                return True
+            if isinstance(getattr(value, "error", None), str):  # a database reader's Part
+                return True
+    return False

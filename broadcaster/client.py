@@ -39,6 +39,7 @@ class Client:
         "_over_since",
         "_parked",
         "_patching",
+        "_sent",
         "_ping_out",
         "_transport",
         "closed_reason",
@@ -58,6 +59,7 @@ class Client:
         transport: asyncio.Transport | None,
         high_water: int = HIGH_WATER,
         clock: Callable[[], float] = time.monotonic,
+        sent: dict[str, list[int]] | None = None,
     ) -> None:
         self.ws = ws
         self.heartbeat_interval = heartbeat_interval
@@ -69,6 +71,7 @@ class Client:
         self._openings: dict[str, bool | None] = {}
         self._patching: dict[str, int] | None = None  # channel -> last seq written, for patch subscribers
         self._transport = transport
+        self._sent = sent  # family -> [frames, bytes] written (the service's counters), if counted
         self._clock = clock
         self._parked: dict[str, Frame] = {}
         self._over_since: float | None = None
@@ -107,7 +110,7 @@ class Client:
             self._parked.pop(channel, None)  # re-insert so parked frames go out in the order they changed
             self._parked[channel] = frame
             return True
-        self._write(self._wire(channel, frame))
+        self._write_frame(channel, frame)
         return False
 
     @property
@@ -124,7 +127,7 @@ class Client:
         """Write parked frames while the socket takes them (the sweep calls this)."""
         while self._parked and self._writable():
             channel = next(iter(self._parked))
-            self._write(self._wire(channel, self._parked.pop(channel)))
+            self._write_frame(channel, self._parked.pop(channel))
 
     def heard(self) -> None:
         """Record that the peer sent something: it is alive."""
@@ -190,6 +193,17 @@ class Client:
         assert self._transport is not None
         self._transport.write(data)
         self.last_write = self._clock()
+
+    def _write_frame(self, channel: str, frame: Frame) -> None:
+        wire = self._wire(channel, frame)
+        self._write(wire)
+        sent = self._sent
+        if sent is not None:
+            tally = sent.get(frame.family)
+            if tally is None:
+                tally = sent[frame.family] = [0, 0]
+            tally[0] += 1
+            tally[1] += len(wire)
 
     def _wire(self, channel: str, frame: Frame) -> bytes:
         patching = self._patching

@@ -225,6 +225,10 @@ class Hub:
             if not patching[1]:
                 del self._patchers[channel]  # nobody wants patches: stop computing them
 
+    def subscriber_counts(self) -> dict[str, int]:
+        """Return how many clients listen on each channel that has any."""
+        return {channel: len(clients) for channel, clients in self._subscribers.items()}
+
     def subscriber_count(self, channel: str) -> int:
         """Return how many clients listen on ``channel``."""
         return len(self._subscribers.get(channel, ()))

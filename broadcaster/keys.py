@@ -9,6 +9,7 @@ from sources.http import Fetch
 from sources.sqlite import SqliteWatch
 
 from .config import Config
+from .counters import Counters
 from .events import EventLog
 from .feeds import Feeds
 from .hub import Hub
@@ -26,4 +27,5 @@ FETCH = web.AppKey("fetch", Fetch)
 STATUS = web.AppKey("status", SystemStatus)
 EVENT_LOG = web.AppKey("event_log", EventLog)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
+COUNTERS = web.AppKey("counters", Counters)
 # The handshake deadlines' key lives beside them: guards.HANDSHAKES_KEY (guards reads CONFIG from here).

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
+from .counters import Counters, family
 from .events import Event, EventLog
 from .hub import Hub
 from .throttle import Throttle
@@ -13,20 +15,27 @@ from .throttle import Throttle
 class Pipeline:
     """Turn fresh channel data into throttled, encoded-once messages."""
 
-    def __init__(self, log: EventLog, throttle: Throttle, hub: Hub) -> None:
+    def __init__(self, log: EventLog, throttle: Throttle, hub: Hub, counters: Counters | None = None) -> None:
         self.log = log
         self.throttle = throttle
         self.hub = hub
+        self.counters = counters or Counters()
         self._wake = asyncio.Event()
+        self._noticed: dict[str, float] = {}  # channel -> when its oldest unpublished change came in
 
     def update(self, channel: str, data: Any, *, known_digest: str | None = None) -> Event | None:
         """Offer the newest ``data`` of ``channel``; return the event if it was a real change."""
         event = self.log.record(channel, data, known_digest=known_digest)  # same digest -> None, nothing else
         if event is None:
             return None
+        counters = self.counters
+        counters.count(counters.recorded, family(channel))
+        self._noticed.setdefault(channel, time.monotonic())
+        if self.throttle.holds(channel):
+            counters.count(counters.coalesced, family(channel))
         ready = self.throttle.offer(event)
         if ready is not None:
-            self.hub.publish(ready)
+            self._publish(ready)
         else:
             self._wake.set()  # a new deadline may be earlier than the one run() sleeps towards
         return event
@@ -45,4 +54,10 @@ class Pipeline:
                     pass
             self._wake.clear()
             for event in self.throttle.due():
-                self.hub.publish(event)
+                self._publish(event)
+
+    def _publish(self, event: Event) -> None:
+        self.hub.publish(event)
+        noticed = self._noticed.pop(event.channel, None)
+        if noticed is not None and self.counters.latency is not None:
+            self.counters.latency(time.monotonic() - noticed)

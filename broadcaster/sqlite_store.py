@@ -238,6 +238,15 @@ class SqliteEventStore:
         finally:
             self._inflight = 0
 
+    async def size(self) -> tuple[int, int]:
+        """Return the events the log holds (stored and pending) and its files' bytes (database and WAL)."""
+        [(stored,)] = await self._connection().execute_fetchall("SELECT COUNT(*) FROM events")
+        files = 0
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            with contextlib.suppress(OSError):
+                files += path.stat().st_size
+        return int(stored) + len(self._pending) - self._inflight, files
+
     async def trim(self) -> int:
         """Drop events past each channel's count and age limits (never a channel's newest); return how many.
 

@@ -58,6 +58,10 @@ class EventStore(Protocol):
 
     async def run(self) -> None: ...
 
+    async def size(self) -> tuple[int, int]:
+        """Return the events the store holds and the bytes of its files (0 in memory)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -114,6 +118,9 @@ class MemoryEventStore:
 
     async def run(self) -> None:
         await asyncio.Event().wait()
+
+    async def size(self) -> tuple[int, int]:
+        return sum(len(held) for held in self._channels.values()), 0
 
     async def close(self) -> None:
         return None

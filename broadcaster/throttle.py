@@ -39,6 +39,10 @@ class Throttle:
         self._pending[channel] = (last + self.interval, event)
         return None
 
+    def holds(self, channel: str) -> bool:
+        """Return whether an event of ``channel`` waits for its window (a new one would replace it)."""
+        return channel in self._pending
+
     def due(self) -> list[Event]:
         """Return (and forget) the held events whose window has ended, oldest deadline first."""
         now = self.clock()

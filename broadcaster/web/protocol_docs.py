@@ -288,6 +288,8 @@ def openapi(prefixes: tuple[str, ...]) -> dict[str, Any]:
         {"type": "object", "properties": {"status": {"const": "ok"}}, "required": ["status"]},
     )
     paths["/healthz"]["get"]["security"] = []
+    paths["/metrics"] = _get("Prometheus metrics (the text format; adw_broadcaster_* names)", None)
+    paths["/metrics"]["get"]["responses"]["200"] = {"description": "OK", "content": {"text/plain": {"schema": TEXT}}}
     paths["/asyncapi.json"] = _get("This service's WebSocket protocol (AsyncAPI 3.0)", {"type": "object"})
     paths["/openapi.json"] = _get("This document", {"type": "object"})
     return {

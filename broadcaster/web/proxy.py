@@ -23,6 +23,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from ..config import UpstreamConfig
+from ..keys import COUNTERS
 from ..problems import Handler, problem
 from .auth import strip_token
 
@@ -78,6 +79,7 @@ def _handler(config: UpstreamConfig) -> Handler:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await _relay(request, target, headers, base, config.timeout)
         session = request.app[UPSTREAM_SESSION]
+        counters = request.app[COUNTERS]
         try:
             async with asyncio.timeout(config.timeout):
                 answer = await session.request(
@@ -88,9 +90,12 @@ def _handler(config: UpstreamConfig) -> Handler:
                     allow_redirects=False,
                 )
         except TimeoutError:
+            counters.count(counters.upstream, "timeout")
             return problem(504, f"upstream {base} did not answer within {config.timeout:g}s")
         except aiohttp.ClientError as exc:
+            counters.count(counters.upstream, "unreachable")
             return problem(502, f"upstream {base} cannot be reached: {exc}")
+        counters.count(counters.upstream, f"{answer.status // 100}xx")
         async with answer:
             response = web.StreamResponse(status=answer.status, reason=answer.reason)
             for name, value in answer.headers.items():

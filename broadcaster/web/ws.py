@@ -14,7 +14,7 @@ from ..client import Client, reset
 from ..errors import InvalidAdwId
 from ..events import EventLog
 from ..hub import Hub
-from ..keys import CONFIG, EVENT_LOG, HUB
+from ..keys import CONFIG, COUNTERS, EVENT_LOG, HUB
 from ..protocol import parse_count, reply_to
 from ..service_views import route
 from .limits import LIMITS
@@ -157,11 +157,13 @@ async def _run(
     )
     await ws.prepare(request)
     transport = request.transport
+    counters = request.app[COUNTERS]
     client = Client(
         ws,
         heartbeat_interval=server.heartbeat_interval,
         write_timeout=server.write_timeout,
         transport=transport,
+        sent=counters.sent,
     )
     if hub.closing:  # upgraded while shutdown closes the others: this one goes away too
         await client.close(WSCloseCode.GOING_AWAY, b"server shutdown", timeout=CLOSE_TIMEOUT)
@@ -185,16 +187,34 @@ async def _run(
             elif msg.type is WSMsgType.PING:
                 client.post_control(msg.data, WSMsgType.PONG)
             elif msg.type is WSMsgType.ERROR:
+                client.closed_reason = client.closed_reason or "oversized"
                 break  # aiohttp already closed the socket (1009 for an oversized frame)
     except ConnectionError:
         pass  # the peer reset the connection: nothing to answer
     finally:
+        counters.count(counters.closed, close_reason(client.closed_reason))
         hub.detach(client)
         if transport is not None and transport.get_write_buffer_size():
             # Whatever ended the socket, bytes the peer never read would hold buffers until TCP
             # gives up (a graceful close waits for them): drop the connection now.
             reset(transport)
     return ws
+
+
+def close_reason(why: str | None) -> str:
+    """Return the metrics label of why a connection ended (``counters.CLOSE_REASONS``)."""
+    if why is None:
+        return "peer"
+    for start, label in (
+        ("slow client", "slow"),
+        ("no answer to a ping", "ping"),
+        ("too many messages", "flood"),
+        ("oversized", "oversized"),
+        ("server shutdown", "shutdown"),
+    ):
+        if why.startswith(start):
+            return label
+    return "peer"
 
 
 def add_routes(app: web.Application, prefixes: tuple[str, ...]) -> list[dict[str, Any]]:
