@@ -27,7 +27,7 @@ PREFIX = "adw_broadcaster_"
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 LOG_SIZE = web.AppKey("metrics_log_size", list)  # [events, bytes, measured at]
 UPSTREAM_SET = web.AppKey("metrics_upstream", bool)  # an upstream is configured: its counter is always shown
-LOG_SIZE_EVERY = 5.0  # seconds a measured event-log size is reused (a COUNT over the log)
+LOG_SIZE_EVERY = 1.0  # seconds a measured event-log size is reused (a COUNT over the log, in its thread)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
