@@ -118,3 +118,13 @@ def test_cli_reports_a_missing_config_file(tmp_path: Path, capsys: pytest.Captur
         capsys.readouterr().err
         == f"adw-broadcaster: configuration error: {tmp_path}/nope.toml: config file not found\n"
     )
+
+
+def test_the_token_comes_from_the_environment_too(tmp_path: Path) -> None:
+    from broadcaster.web.auth import load_token
+
+    config = load_config(None, env={"BROADCASTER_SERVER_TOKEN": " from-env \n"}, cwd=tmp_path)
+    assert load_token(config.server) == b"from-env"
+    (tmp_path / "token").write_text("from-file\n")
+    config = load_config(None, env={"BROADCASTER_SERVER_TOKEN_FILE": str(tmp_path / "token")}, cwd=tmp_path)
+    assert load_token(config.server) == b"from-file"

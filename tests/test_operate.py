@@ -229,3 +229,18 @@ async def test_healthz_says_503_when_the_event_loop_stalls(start) -> None:
     response = await client.get("/healthz")
     assert response.status == 503
     assert (await response.json())["detail"].startswith("the event loop did not turn for ")
+
+
+def test_the_start_line_and_the_warning_for_a_public_address_without_a_token(make_config, caplog) -> None:
+    from broadcaster.cli import log_start
+
+    runner = web.AppRunner(web.Application())  # not started: the configured address is reported
+    caplog.set_level("INFO", logger="broadcaster")
+    log_start(make_config(server__host="0.0.0.0", server__port=8002), runner, tls=False, token=False)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("adw-broadcaster 0.1.0 on http://0.0.0.0:8002; agents ")
+    assert lines[0].endswith("; token off; TLS off")
+    assert lines[1].startswith("listening on 0.0.0.0 without a token: anyone who reaches the port reads")
+    caplog.clear()
+    log_start(make_config(server__host="0.0.0.0", server__port=8002), runner, tls=True, token=True)
+    assert [r.getMessage().endswith("; token on; TLS on") for r in caplog.records] == [True]  # no warning
