@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,3 +69,13 @@ async def launch(
         proc.kill()
         raise RuntimeError(f"the service did not start: {banner!r}")
     return proc, int(match.group(1))
+
+
+def run_sized(doc: str, bench: Callable[[int, int, int], Awaitable[None]], *, changes: int) -> None:
+    """Parse ``--size --changes --seed`` (``doc`` as the help) and run ``bench(size, changes, seed)``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=1000)
+    parser.add_argument("--changes", type=int, default=changes)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    asyncio.run(bench(args.size, args.changes, args.seed))

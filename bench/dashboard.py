@@ -15,7 +15,6 @@ Target (issue 11): a change drawn in under 100 ms with 1,000 ADWs.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import statistics
@@ -23,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common import launch, stop
+from common import launch, run_sized, stop
 from playwright.async_api import async_playwright
 from scale import layout, pause, write
 
@@ -110,12 +109,7 @@ async def bench(size: int, changes: int, seed: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=1000)
-    parser.add_argument("--changes", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
-    asyncio.run(bench(args.size, args.changes, args.seed))
+    run_sized(__doc__ or "", bench, changes=20)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ whole message.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import random
@@ -25,7 +24,7 @@ import time
 from typing import Any
 
 import aiohttp
-from common import launch, stop
+from common import launch, run_sized, stop
 from scale import layout, pause, state, write
 
 CHANNELS = ("adw-monitor", "workflows")
@@ -117,12 +116,7 @@ async def bench(size: int, changes: int, seed: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=1000)
-    parser.add_argument("--changes", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
-    asyncio.run(bench(args.size, args.changes, args.seed))
+    run_sized(__doc__ or "", bench, changes=24)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,19 @@ async def test_the_token_guards_every_request_but_healthz(workspace, write_state
     assert "; token on; TLS off" in log
 
 
+async def start_once(workspace: Any, setting: str) -> subprocess.CompletedProcess[str]:
+    """Run the service on a config with ``setting`` in [server]; it is expected to refuse to start."""
+    (workspace.root / "config.toml").write_text(config(workspace, setting))
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "broadcaster", "--config", str(workspace.root / "config.toml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+
+
 async def test_a_token_file_that_cannot_be_read_is_one_line_without_the_token(workspace) -> None:
     for setting, expected in [
         (
@@ -86,15 +99,7 @@ async def test_a_token_file_that_cannot_be_read_is_one_line_without_the_token(wo
         ),
         (f"token = '{TOKEN}'\ntoken_file = 'x'", "[server] token_file: set token or token_file, not both"),
     ]:
-        (workspace.root / "config.toml").write_text(config(workspace, setting))
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "broadcaster", "--config", str(workspace.root / "config.toml")],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-        )
+        done = await start_once(workspace, setting)
         assert done.returncode == 2
         [line] = done.stderr.splitlines()
         assert expected in line and TOKEN not in line
@@ -163,15 +168,7 @@ async def test_unusable_tls_files_stop_start_up_in_one_line(workspace) -> None:
         (f"tls_cert = '{cert}'\ntls_key = '{workspace.root / 'none.key'}'", "[server] tls_key: cannot read"),
         (f"tls_cert = '{cert}'", "[server] tls_key: tls_cert and tls_key go together"),
     ]:
-        (workspace.root / "config.toml").write_text(config(workspace, setting))
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "broadcaster", "--config", str(workspace.root / "config.toml")],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-        )
+        done = await start_once(workspace, setting)
         assert (done.returncode, len(done.stderr.splitlines())) == (2, 1), done.stderr
         assert expected in done.stderr
 
