@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .guards import Handshakes
+from .web.auth import redact
 
 SERVER_LOG = "broadcaster.server"
 
@@ -66,7 +67,8 @@ class _InputErrors(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError | ConnectionError):
             record.msg = f"{record.msg}: %s"
-            record.args = (*(record.args if isinstance(record.args, tuple) else ()), exc)
+            # The offending request line may hold a ?token=: never in the log.
+            record.args = (*(record.args if isinstance(record.args, tuple) else ()), redact(str(exc)))
             record.exc_info = record.exc_text = None
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True

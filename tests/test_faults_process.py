@@ -207,6 +207,7 @@ async def test_resets_and_over_long_request_lines_log_no_traceback(workspace) ->
             reset(sock)
         for request in (
             b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            b"GET /?token=leak-me&x=" + b"a" * 20000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: " + b"b" * 20000 + b"\r\n\r\n",
         ):
             with socket.create_connection(("127.0.0.1", service.port)) as sock:
@@ -217,6 +218,7 @@ async def test_resets_and_over_long_request_lines_log_no_traceback(workspace) ->
     finally:
         assert await service.stop() == 0
     assert "Traceback" not in service.log
+    assert "token=***" in service.log and "leak-me" not in service.log  # the bad line is logged, redacted
 
 
 async def test_a_multiplexed_client_that_stops_reading_is_dropped_alone(workspace, write_state) -> None:
