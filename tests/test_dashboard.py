@@ -201,3 +201,29 @@ async def shown_phase(page: Page) -> str | None:
         "?.nextElementSibling.textContent"
     )
     return value
+
+
+async def test_with_a_token_the_dashboard_opens_once_with_it_and_then_runs_on_its_cookie(
+    browser: Browser, workspace, write_state
+) -> None:
+    write_phase(write_state, "plan")
+    port = free_port()
+    text = service_config(workspace, port).replace("[server]\n", "[server]\ntoken = 'dash-s3cret'\n")
+    service = await Service(workspace.root, text).start()
+    page = Watched(await browser.new_page())
+    try:
+        await page.page.goto(f"http://127.0.0.1:{port}/?token=dash-s3cret")
+        await wait_for(page.page, "document.getElementById('connection-state').textContent === 'Live'")
+        await wait_for(page.page, "document.querySelector(\"tr[data-adw-id='a1']\") !== null")
+        write_phase(write_state, "build")
+        await wait_for(
+            page.page, "document.querySelector(\"tr[data-adw-id='a1'] .phase-name\").textContent === 'build'"
+        )
+        assert page.problems == []
+        other = await browser.new_page()  # another browser profile without the cookie: refused
+        response = await other.goto(f"http://127.0.0.1:{port}/")
+        assert response is not None and response.status == 401
+        await other.close()
+    finally:
+        await page.page.close()
+        await service.stop()
