@@ -24,6 +24,7 @@ from sources.sqlite import Reader, SqliteWatch
 from sources.tasks import cancel_and_wait
 from sources.values import Cleaner
 
+from .cluster import add_backplane
 from .config import Config
 from .counters import Counters
 from .events import EventLog
@@ -110,6 +111,16 @@ def create_app(config: Config) -> web.Application:
         _sweep, hub, config.server.ping_interval, config.server.heartbeat_interval, config.broadcast.refresh_interval
     )
     app.cleanup_ctx.append(background("client sweep", SELF, sweep))
+    if config.backplane.url:
+        publisher = add_backplane(
+            app,
+            config,
+            current=hub.channels,
+            listeners=pipeline.listeners,
+            health=health,
+            refresh_status=feeds.refresh_status,
+        )
+        app.cleanup_ctx.append(background("backplane", "backplane", publisher.run))
     app.cleanup_ctx.append(_http_session)
     for db in databases:  # before the ADW files, so the first monitor already knows queue statuses
         app.cleanup_ctx.append(

@@ -115,6 +115,17 @@ class EventLogConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BackplaneConfig:
+    url: str = ""  # redis://host:6379/0: publish every event to Redis Streams ("" = one machine)
+    node: str = ""  # this node's name ("" = the host name)
+    view: str = ""  # "cluster": serve the union of every node's channels (see cluster/)
+    node_timeout: float = 15.0  # a node record not refreshed for this long marks the node unreachable
+    forget_after: float = 3600.0  # an unreachable node's items leave the view after this long
+    refresh_interval: float = 3.0  # seconds between refreshes of this node's record
+    queue_max: int = 10_000  # events waiting for Redis; past it the oldest waiting ones are dropped
+
+
+@dataclass(frozen=True, kw_only=True)
 class RedactionConfig:
     keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
 
@@ -132,6 +143,7 @@ class Config:
     system_status: SystemStatusConfig = field(default_factory=SystemStatusConfig)
     event_log: EventLogConfig = field(default_factory=EventLogConfig)
     redaction: RedactionConfig = field(default_factory=RedactionConfig)
+    backplane: BackplaneConfig = field(default_factory=BackplaneConfig)
     source: Path | None = None  # the file this came from, for messages; not a key
 
 
@@ -146,6 +158,7 @@ SECTIONS: dict[str, type[Any]] = {
     "system_status": SystemStatusConfig,
     "event_log": EventLogConfig,
     "redaction": RedactionConfig,
+    "backplane": BackplaneConfig,
 }
 TOP_LEVEL_KEYS = ("log_level",)
 

@@ -49,6 +49,20 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
     for key in ("max_connections", "max_connections_per_ip"):
         if getattr(s, key) < 1:
             raise bad(f"[server] {key}", f"must be >= 1, got {getattr(s, key)}")
+    b = config.backplane
+    if b.url and not re.fullmatch(r"rediss?://\S+", b.url):
+        raise bad("[backplane] url", f"must be redis://host:port/db (or rediss://), got {b.url[:80]!r}")
+    if b.node and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", b.node):
+        raise bad("[backplane] node", f"use 1-64 letters, digits, '_', '.', '-', got {b.node[:80]!r}")
+    if b.view == "cluster":  # issue 13, in progress: nodes publish; the view that reads them is not built yet
+        raise bad("[backplane] view", '"cluster" is not available yet: nodes publish, no view reads them so far')
+    if b.view:
+        raise bad("[backplane] view", f'must be "" (a node), got {b.view[:40]!r}')
+    for key in ("node_timeout", "forget_after", "refresh_interval"):
+        if getattr(b, key) <= 0:
+            raise bad(f"[backplane] {key}", f"must be > 0, got {getattr(b, key)}")
+    if b.queue_max < 1:
+        raise bad("[backplane] queue_max", f"must be >= 1, got {b.queue_max}")
     if s.max_subscriptions < 1:
         raise bad("[server] max_subscriptions", f"must be >= 1, got {s.max_subscriptions}")
     if config.broadcast.min_interval < 0:

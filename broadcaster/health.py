@@ -56,6 +56,7 @@ class Health:
         self.webhook: Reply | None = None
         self.checks: dict[str, Reply] = {}
         self.upstream: Reply | None = None
+        self.backplane: tuple[str, str] | None = None  # (level, message) from the backplane publisher
         self.api_problem: str | None = None
         self.api_routes = 0
         self.channel_problems: dict[str, str] = {}  # channel -> why its newest data could not be published
@@ -69,6 +70,7 @@ class Health:
             self._webhook(),
             self._openapi(),
             self._upstream(),
+            self._backplane(),
             *self._checks(),
         ]
         problems = {service: list(p) for service, p in self._supervisor_problems().items()}
@@ -148,6 +150,12 @@ class Health:
         if self.upstream.error is not None:
             return "upstream", "error", self.upstream.error, {"url": url}
         return "upstream", "healthy", f"{url} answers (HTTP {self.upstream.status})", {"url": url}
+
+    def _backplane(self) -> tuple[str, str, str, dict[str, Any]] | None:
+        if self.backplane is None:
+            return None
+        level, message = self.backplane
+        return "backplane", level, message, {}
 
     def _checks(self) -> list[tuple[str, str, str, dict[str, Any]] | None]:
         out: list[tuple[str, str, str, dict[str, Any]] | None] = []

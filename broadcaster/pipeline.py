@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .counters import Counters, family
@@ -22,6 +23,7 @@ class Pipeline:
         self.counters = counters or Counters()
         self._wake = asyncio.Event()
         self._noticed: dict[str, float] = {}  # channel -> when its oldest unpublished change came in
+        self.listeners: list[Callable[[Event], None]] = []  # told of every recorded event (the backplane)
 
     def update(self, channel: str, data: Any, *, known_digest: str | None = None) -> Event | None:
         """Offer the newest ``data`` of ``channel``; return the event if it was a real change."""
@@ -30,6 +32,8 @@ class Pipeline:
             return None
         counters = self.counters
         counters.count(counters.recorded, family(channel))
+        for listener in self.listeners:
+            listener(event)
         self._noticed.setdefault(channel, time.monotonic())
         if self.throttle.holds(channel):
             counters.count(counters.coalesced, family(channel))

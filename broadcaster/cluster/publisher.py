@@ -1,0 +1,147 @@
+"""A node publishes: every event of its channels appended to a Redis Stream per channel.
+
+Stream ``adwb:ch:{channel}`` gets ``XADD ... MAXLEN ~ keep_per_channel`` entries with fields
+``node``, ``seq``, ``type``, ``data`` (JSON), ``timestamp``; the node's record ``adwb:node:{name}``
+(JSON: name, version, address, last_seen, channels) is refreshed every ``refresh_interval`` with
+an expiry of ``node_timeout``. Publishing never blocks local delivery: the pipeline hands events
+to ``offer``, which keeps the newest waiting event per channel (a newest-state system needs no
+history of what it could not send) in a bounded set, and one task writes them. While Redis
+cannot be reached the node serves locally and reports ``backplane`` as error; once it is back
+it publishes the current state of every channel, then goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ..events import Event
+
+logger = logging.getLogger(__name__)
+STREAM = "adwb:ch:"
+NODE = "adwb:node:"
+RETRY = (0.5, 1.0, 2.0, 5.0)  # seconds between attempts to reach Redis, then every 5 s
+
+
+def safe_url(url: str) -> str:
+    """Return ``url`` without a password (for logs and system status)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def entry(node: str, event: Event) -> dict[Any, Any]:
+    """Return the stream fields of one event."""
+    return {
+        "node": node,
+        "seq": event.seq,
+        "type": event.type,
+        "data": orjson.dumps(event.data, option=orjson.OPT_NON_STR_KEYS),
+        "timestamp": repr(event.timestamp),
+    }
+
+
+class Publisher:
+    """Hand this node's events to Redis without ever making local delivery wait."""
+
+    def __init__(
+        self,
+        url: str,
+        node: str,
+        *,
+        current: Callable[[], list[Event]],
+        record: Callable[[], dict[str, Any]],
+        keep: int,
+        queue_max: int,
+        refresh_interval: float,
+        node_timeout: float,
+        on_state: Callable[[str, str], None],
+    ) -> None:
+        self.url = url
+        self.node = node
+        self._current = current  # every channel's newest event, to publish after (re)connecting
+        self._record = record
+        self._keep = keep
+        self._queue_max = queue_max
+        self._refresh = refresh_interval
+        self._timeout = node_timeout
+        self._on_state = on_state
+        self._waiting: dict[str, Event] = {}
+        self._wake = asyncio.Event()
+        self.published = 0
+        self.dropped = 0
+        self.state: tuple[str, str] = ("degraded", f"connecting to {safe_url(url)}")
+
+    def offer(self, event: Event) -> None:
+        """Queue ``event`` for Redis (replacing a waiting one of its channel); never blocks."""
+        waiting = self._waiting
+        waiting.pop(event.channel, None)
+        if len(waiting) >= self._queue_max:
+            waiting.pop(next(iter(waiting)))  # the oldest waiting channel's event goes: counted
+            self.dropped += 1
+        waiting[event.channel] = event
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Connect, publish, refresh the node record; reconnect forever. Runs until cancelled."""
+        attempt = 0
+        while True:
+            client = aioredis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5)
+            try:
+                await client.ping()
+                for event in self._current():  # what changed while away: the newest state of each
+                    self.offer(event)
+                self._set("healthy", f"publishing to {safe_url(self.url)} as {self.node}")
+                attempt = 0
+                await self._serve(client)
+            except (RedisError, OSError) as exc:
+                delay = RETRY[min(attempt, len(RETRY) - 1)]
+                attempt += 1
+                self._set("error", f"cannot reach {safe_url(self.url)}: {exc}; serving locally, retrying")
+                await asyncio.sleep(delay)
+            finally:
+                await client.aclose()
+
+    async def _serve(self, client: aioredis.Redis) -> None:
+        next_record = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_record:
+                await client.set(NODE + self.node, orjson.dumps(self._record()), px=int(self._timeout * 1000))
+                next_record = now + self._refresh
+            if self._waiting:
+                batch, self._waiting = self._waiting, {}
+                try:
+                    async with client.pipeline(transaction=False) as pipe:
+                        for channel, event in batch.items():
+                            pipe.xadd(STREAM + channel, entry(self.node, event), maxlen=self._keep, approximate=True)
+                        await pipe.execute()
+                except BaseException:
+                    for channel, event in batch.items():  # not sent: they wait again (newer ones win)
+                        self._waiting.setdefault(channel, event)
+                    raise
+                self.published += len(batch)
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(0.05, next_record - time.monotonic()))
+            except TimeoutError:
+                pass
+
+    def _set(self, level: str, message: str) -> None:
+        if (level, message) != self.state:
+            if level == "error":
+                logger.warning("backplane: %s", message)
+            else:
+                logger.info("backplane: %s", message)
+            self.state = (level, message)
+            self._on_state(level, message)
