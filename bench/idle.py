@@ -61,7 +61,7 @@ def workspace(adws: int) -> Path:
         db.executemany("INSERT INTO phase_queue VALUES (?, ?, ?)", [(f"q{n}", n, 1) for n in range(100)])
     db.close()
     (work / "config.toml").write_text(
-        '[server]\nport = 0\nmax_connections_per_ip = 100000\n'  # the clients all come from 127.0.0.1
+        "[server]\nport = 0\nmax_connections_per_ip = 100000\n"  # the clients all come from 127.0.0.1
         '[webhook]\nstatus_url = ""\n[database]\npath = "agents.db"\n'
         '[event_log]\npath = "events.db"\n'
     )

@@ -74,9 +74,14 @@ def create_app(config: Config) -> web.Application:
     app[SUPERVISOR] = supervisor = Supervisor()
     app[STATUS] = status = SystemStatus()
     fresh = Fresh(status, lambda: app[FEEDS].history_rows)  # the rows the feeds read last
-    app[HUB] = hub = Hub(fresh=fresh, fresh_families=CLOCK_FAMILIES, refresh_interval=config.broadcast.refresh_interval)
-    app[EVENT_LOG] = log = EventLog(_store(config, cleaner))
     app[COUNTERS] = counters = Counters()
+    app[HUB] = hub = Hub(
+        fresh=fresh,
+        fresh_families=CLOCK_FAMILIES,
+        refresh_interval=config.broadcast.refresh_interval,
+        sent=counters.sent,
+    )
+    app[EVENT_LOG] = log = EventLog(_store(config, cleaner))
     app[PIPELINE] = pipeline = Pipeline(log, Throttle(config.broadcast.min_interval), hub, counters)
     adw = config.adw
     app[ADW_FILES] = AdwFiles(

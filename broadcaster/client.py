@@ -39,7 +39,6 @@ class Client:
         "_over_since",
         "_parked",
         "_patching",
-        "_sent",
         "_ping_out",
         "_transport",
         "closed_reason",
@@ -59,7 +58,6 @@ class Client:
         transport: asyncio.Transport | None,
         high_water: int = HIGH_WATER,
         clock: Callable[[], float] = time.monotonic,
-        sent: dict[str, list[int]] | None = None,
     ) -> None:
         self.ws = ws
         self.heartbeat_interval = heartbeat_interval
@@ -71,7 +69,6 @@ class Client:
         self._openings: dict[str, bool | None] = {}
         self._patching: dict[str, int] | None = None  # channel -> last seq written, for patch subscribers
         self._transport = transport
-        self._sent = sent  # family -> [frames, bytes] written (the service's counters), if counted
         self._clock = clock
         self._parked: dict[str, Frame] = {}
         self._over_since: float | None = None
@@ -110,7 +107,12 @@ class Client:
             self._parked.pop(channel, None)  # re-insert so parked frames go out in the order they changed
             self._parked[channel] = frame
             return True
-        self._write_frame(channel, frame)
+        wire = self._wire(channel, frame)  # (inlined _write_frame: this is the per-client path of every event)
+        self._write(wire)
+        tally = frame.tally
+        if tally is not None:
+            tally[0] += 1
+            tally[1] += len(wire)
         return False
 
     @property
@@ -197,11 +199,8 @@ class Client:
     def _write_frame(self, channel: str, frame: Frame) -> None:
         wire = self._wire(channel, frame)
         self._write(wire)
-        sent = self._sent
-        if sent is not None:
-            tally = sent.get(frame.family)
-            if tally is None:
-                tally = sent[frame.family] = [0, 0]
+        tally = frame.tally
+        if tally is not None:  # counted where the frame was made: two adds, no lookups
             tally[0] += 1
             tally[1] += len(wire)
 

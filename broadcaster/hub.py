@@ -34,8 +34,10 @@ class Hub:
         fresh: Callable[[str, Any], Any] | None = None,
         fresh_families: frozenset[str] = frozenset(),
         refresh_interval: float = 0.0,
+        sent: dict[str, list[int]] | None = None,
     ) -> None:
         self.epoch = epoch  # of the event log; every connection's first frame carries it
+        self.sent = {} if sent is None else sent  # family -> [frames, bytes] written to sockets
         self._clock = clock
         self._tick = tick
         self._fresh = fresh  # recomputes a channel's clock-derived fields (see fresh.py)
@@ -61,7 +63,7 @@ class Hub:
     def publish(self, event: Event) -> None:
         """Make ``event`` the channel's current state and queue its frame for every subscriber."""
         unchanged = event.digest == self.current(event.channel).digest
-        frame = Frame(event, self.epoch)
+        frame = Frame(event, self.epoch, self._tally(event.channel))
         self._current[event.channel] = frame
         if unchanged:
             # A change and its undoing inside one throttle window: the subscribers already
@@ -90,10 +92,17 @@ class Hub:
         if patch is not None:
             frame.set_patch(base_seq, patch)
 
+    def _tally(self, channel: str) -> list[int]:
+        family = channel.partition(":")[0]
+        tally = self.sent.get(family)
+        if tally is None:
+            tally = self.sent[family] = [0, 0]
+        return tally
+
     def seed(self, events: Iterable[Event]) -> None:
         """Take stored events as the current state (at start-up, before any client)."""
         for event in events:
-            self._current[event.channel] = Frame(event, self.epoch)
+            self._current[event.channel] = Frame(event, self.epoch, self._tally(event.channel))
 
     def current(self, channel: str) -> Event:
         """Return the newest published event of ``channel`` (its empty shape at seq 0 if none)."""
@@ -102,7 +111,9 @@ class Hub:
     def frame(self, channel: str) -> Frame:
         """Return the current frame of ``channel`` (its empty shape at seq 0 if none)."""
         held = self._current.get(channel)
-        return held if held is not None else Frame(empty_event(channel, self._clock()), self.epoch)
+        return (
+            held if held is not None else Frame(empty_event(channel, self._clock()), self.epoch, self._tally(channel))
+        )
 
     def fresh_frame(self, channel: str, *, reuse: bool = True) -> Frame:
         """Return the current frame of ``channel`` with its clock-derived fields as of now.
@@ -124,7 +135,7 @@ class Hub:
                 self._fresh_failed.add(channel)
                 logger.exception("%s: cannot compute its clock values; sending them as published", channel)
             return frame
-        fresh = Frame(dataclasses.replace(frame.event, data=data), self.epoch)
+        fresh = Frame(dataclasses.replace(frame.event, data=data), self.epoch, frame.tally)
         self._fresh_frames[channel] = (now, frame, fresh)
         return fresh
 

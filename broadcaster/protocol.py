@@ -74,11 +74,11 @@ class Frame:
     event as a merge patch against ``base_seq`` (encoded once for all of them).
     """
 
-    __slots__ = ("_bytes", "_epoch", "_opening", "_wire", "base_seq", "event", "family", "patch_wire")
+    __slots__ = ("_bytes", "_epoch", "_opening", "_wire", "base_seq", "event", "patch_wire", "tally")
 
-    def __init__(self, event: Event, epoch: str) -> None:
+    def __init__(self, event: Event, epoch: str, tally: list[int] | None = None) -> None:
         self.event = event
-        self.family = event.channel.partition(":")[0]  # the label it is counted under
+        self.tally = tally  # [frames, bytes] written, of the channel's family (the service's counters)
         self._epoch = epoch
         self._bytes: bytes | None = None  # encoded on first use: a channel nobody follows costs nothing
         self._opening: bytes | None = None

@@ -163,7 +163,6 @@ async def _run(
         heartbeat_interval=server.heartbeat_interval,
         write_timeout=server.write_timeout,
         transport=transport,
-        sent=counters.sent,
     )
     if hub.closing:  # upgraded while shutdown closes the others: this one goes away too
         await client.close(WSCloseCode.GOING_AWAY, b"server shutdown", timeout=CLOSE_TIMEOUT)
