@@ -118,7 +118,6 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(background("client sweep", SELF, sweep))
     if config.backplane.url:
         publisher = add_backplane(
-            app,
             config,
             current=hub.channels,
             listeners=pipeline.listeners,

@@ -1,6 +1,6 @@
 """Several machines through Redis Streams: nodes publish their channels' events (``publisher``).
 
-``add_backplane`` wires a node's publisher into an app. The cluster view that reads every node's
+``add_backplane`` makes a node's publisher and hooks it to the pipeline. The cluster view that reads every node's
 streams is the rest of issue 13 and not built yet.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
-
-from aiohttp import web
 
 from .. import __version__
 from ..config import Config
+from ..events import Event
 from ..health import Health
 from .publisher import Publisher
 
@@ -27,13 +27,12 @@ def node_name(configured: str) -> str:
 
 
 def add_backplane(
-    app: web.Application,
     config: Config,
     *,
-    current: Any,
-    listeners: list[Any],
+    current: Callable[[], list[Event]],
+    listeners: list[Callable[[Event], None]],
     health: Health,
-    refresh_status: Any,
+    refresh_status: Callable[[], None],
 ) -> Publisher:
     """Publish this node's events to ``[backplane] url``; return the publisher (run it supervised)."""
     b = config.backplane
