@@ -52,17 +52,11 @@ class SystemStatus:
                 "details": s.details,
             }
         statuses = [s["status"] for s in services.values()]
-        overall = "error" if "error" in statuses else "degraded" if "degraded" in statuses else "healthy"
-        healthy = statuses.count("healthy")
         return {
-            "overall_status": overall,
+            "overall_status": overall(statuses),
             "timestamp": iso_utc(now),
             "services": services,
-            "summary": {
-                "healthy_services": healthy,
-                "total_services": len(statuses),
-                "health_percentage": round(healthy / len(statuses) * 100, 1) if statuses else 100.0,
-            },
+            "summary": summary_of(statuses),
         }
 
     def refreshed(self, data: Any) -> Any:
@@ -77,6 +71,21 @@ class SystemStatus:
                 entry = {**entry, **_uptime(s, now)}
             services[name] = entry
         return {**data, "services": services, "timestamp": iso_utc(now)}
+
+
+def overall(statuses: list[str]) -> str:
+    """Return the overall status of services: error if any is, else degraded if any is, else healthy."""
+    return "error" if "error" in statuses else "degraded" if "degraded" in statuses else "healthy"
+
+
+def summary_of(statuses: list[str]) -> dict[str, Any]:
+    """Return ``{healthy_services, total_services, health_percentage}`` of services' statuses."""
+    healthy = statuses.count("healthy")
+    return {
+        "healthy_services": healthy,
+        "total_services": len(statuses),
+        "health_percentage": round(healthy / len(statuses) * 100, 1) if statuses else 100.0,
+    }
 
 
 def _uptime(s: _Service, now: float) -> dict[str, Any]:

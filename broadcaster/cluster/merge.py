@@ -1,0 +1,113 @@
+"""The cluster view's channels: the union of every node's newest data (pure functions).
+
+Each function takes ``{node: that node's newest data of the channel}`` and the nodes whose record
+expired, and returns the channel's data as one node would: same shape, items gaining ``node``
+(and ``"node_status": "unreachable"`` when their node's record expired), summaries and analytics
+recomputed over the union, never summed from the parts. Nodes are taken in name order, so the
+same inputs always give the same data (and the same digest: a republished, unchanged node sends
+nothing). Not wired yet: the view that reads the streams and feeds these into its own pipeline
+is the rest of issue 13.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .. import db_views, views
+from ..channels import empty_summary
+from ..status import overall, summary_of
+
+Nodes = Mapping[str, Any]
+
+
+def _tagged(items: Any, node: str, unreachable: frozenset[str]) -> list[dict[str, Any]]:
+    """Return a node's list items (dicts only) with its name, and its status when it is gone."""
+    if not isinstance(items, list):
+        return []
+    extra: dict[str, Any] = {"node": node}
+    if node in unreachable:
+        extra["node_status"] = "unreachable"
+    return [{**item, **extra} for item in items if isinstance(item, dict)]
+
+
+def workflows(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """Every node's WorkflowExecutions, each with its node."""
+    return [item for node in sorted(nodes) for item in _tagged(nodes[node], node, unreachable)]
+
+
+def monitor(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Every node's ADWs in one monitor: running first, newest first within a status; summary of the union."""
+    items = [
+        item
+        for node in sorted(nodes)
+        if isinstance(nodes[node], dict)
+        for item in _tagged(nodes[node].get("workflows"), node, unreachable)
+    ]
+    items.sort(key=lambda w: str(w.get("start_time") or ""), reverse=True)
+    items.sort(key=lambda w: views.sort_rank(str(w.get("status"))))  # stable: newest first within a status
+    summary = empty_summary()
+    summary["total"] = len(items)
+    for item in items:
+        if item.get("status") in summary and item.get("status") != "total":
+            summary[item["status"]] += 1
+    stamps = [str(d.get("last_updated")) for d in nodes.values() if isinstance(d, dict) and d.get("last_updated")]
+    return {"workflows": items, "summary": summary, "last_updated": max(stamps, default="")}
+
+
+def queue(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Every node's phases; the queue counts as paused when any reachable node's is."""
+    phases = [
+        phase
+        for node in sorted(nodes)
+        if isinstance(nodes[node], dict)
+        for phase in _tagged(nodes[node].get("phases"), node, unreachable)
+    ]
+    paused = any(
+        isinstance(d, dict) and d.get("paused") is True for node, d in nodes.items() if node not in unreachable
+    )
+    return {"phases": phases, "total": len(phases), "paused": paused}
+
+
+def history(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Every node's newest runs, newest first; analytics computed over those rows, counts summed."""
+    rows = [
+        row
+        for node in sorted(nodes)
+        if isinstance(nodes[node], dict)
+        for row in _tagged(nodes[node].get("workflows"), node, unreachable)
+    ]
+    rows.sort(key=lambda r: str(r.get("start_time") or r.get("created_at") or ""), reverse=True)
+    total = sum(
+        d["total_count"] for d in nodes.values() if isinstance(d, dict) and isinstance(d.get("total_count"), int)
+    )
+    return {"workflows": rows, "total_count": total, "analytics": db_views.analytics(rows)}
+
+
+def system_status(nodes: Nodes, unreachable: frozenset[str] = frozenset(), **own: dict[str, Any]) -> dict[str, Any]:
+    """One entry per node and service (``host-a/database``), a node whose record expired in error, plus ``own``."""
+    services: dict[str, Any] = {}
+    for node in sorted(nodes):
+        data = nodes[node]
+        entries = data.get("services") if isinstance(data, dict) else None
+        for name, entry in entries.items() if isinstance(entries, dict) else ():
+            if isinstance(entry, dict):
+                services[f"{node}/{name}"] = {**entry, "name": f"{node}/{name}"}
+        if node in unreachable:
+            services[f"{node}/node"] = {
+                "name": f"{node}/node",
+                "status": "error",
+                "uptime_seconds": 0.0,
+                "uptime_human": "unreachable",
+                "message": f"{node} has not refreshed its record: its items are its last known state",
+                "details": {},
+            }
+    services.update(own)
+    stamps = [str(d.get("timestamp")) for d in nodes.values() if isinstance(d, dict) and d.get("timestamp")]
+    statuses = [str(s.get("status")) for s in services.values()]
+    return {
+        "overall_status": overall(statuses),
+        "timestamp": max(stamps, default=""),
+        "services": services,
+        "summary": summary_of(statuses),
+    }
