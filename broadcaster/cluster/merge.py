@@ -31,6 +31,16 @@ def _tagged(items: Any, node: str, unreachable: frozenset[str]) -> list[dict[str
     return [{**item, **extra} for item in items if isinstance(item, dict)]
 
 
+def _union(nodes: Nodes, field: str, unreachable: frozenset[str]) -> list[dict[str, Any]]:
+    """Return the items of ``field`` of every node's data, tagged, nodes in name order."""
+    return [
+        item
+        for node in sorted(nodes)
+        if isinstance(nodes[node], dict)
+        for item in _tagged(nodes[node].get(field), node, unreachable)
+    ]
+
+
 def workflows(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """Every node's WorkflowExecutions, each with its node."""
     return [item for node in sorted(nodes) for item in _tagged(nodes[node], node, unreachable)]
@@ -38,12 +48,7 @@ def workflows(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> list[d
 
 def monitor(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Every node's ADWs in one monitor: running first, newest first within a status; summary of the union."""
-    items = [
-        item
-        for node in sorted(nodes)
-        if isinstance(nodes[node], dict)
-        for item in _tagged(nodes[node].get("workflows"), node, unreachable)
-    ]
+    items = _union(nodes, "workflows", unreachable)
     items.sort(key=lambda w: str(w.get("start_time") or ""), reverse=True)
     items.sort(key=lambda w: views.sort_rank(str(w.get("status"))))  # stable: newest first within a status
     summary = empty_summary()
@@ -57,12 +62,7 @@ def monitor(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> dict[str
 
 def queue(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Every node's phases; the queue counts as paused when any reachable node's is."""
-    phases = [
-        phase
-        for node in sorted(nodes)
-        if isinstance(nodes[node], dict)
-        for phase in _tagged(nodes[node].get("phases"), node, unreachable)
-    ]
+    phases = _union(nodes, "phases", unreachable)
     paused = any(
         isinstance(d, dict) and d.get("paused") is True for node, d in nodes.items() if node not in unreachable
     )
@@ -71,12 +71,7 @@ def queue(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> dict[str, 
 
 def history(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Every node's newest runs, newest first; analytics computed over those rows, counts summed."""
-    rows = [
-        row
-        for node in sorted(nodes)
-        if isinstance(nodes[node], dict)
-        for row in _tagged(nodes[node].get("workflows"), node, unreachable)
-    ]
+    rows = _union(nodes, "workflows", unreachable)
     rows.sort(key=lambda r: str(r.get("start_time") or r.get("created_at") or ""), reverse=True)
     total = sum(
         d["total_count"] for d in nodes.values() if isinstance(d, dict) and isinstance(d.get("total_count"), int)
