@@ -35,9 +35,6 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
             )
     if len(set(s.path_prefixes)) != len(s.path_prefixes):
         raise bad("[server] path_prefixes", "has duplicates")
-    for key in ("heartbeat_interval", "write_timeout", "handshake_timeout"):
-        if getattr(s, key) <= 0:
-            raise bad(f"[server] {key}", f"must be > 0, got {getattr(s, key)}")
     if s.ping_interval < 0:
         raise bad("[server] ping_interval", f"must be >= 0 (0 turns protocol pings off), got {s.ping_interval}")
     if s.max_message_size < 256:
@@ -46,9 +43,6 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
         raise bad("[server] token_file", "set token or token_file, not both")
     if (s.tls_cert is None) != (s.tls_key is None):
         raise bad("[server] tls_key" if s.tls_key is None else "[server] tls_cert", "tls_cert and tls_key go together")
-    for key in ("max_connections", "max_connections_per_ip"):
-        if getattr(s, key) < 1:
-            raise bad(f"[server] {key}", f"must be >= 1, got {getattr(s, key)}")
     b = config.backplane
     if b.url and not re.fullmatch(r"rediss?://\S+", b.url):
         raise bad("[backplane] url", f"must be redis://host:port/db (or rediss://), got {b.url[:80]!r}")
@@ -58,13 +52,6 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
         raise bad("[backplane] view", '"cluster" is not available yet: nodes publish, no view reads them so far')
     if b.view:
         raise bad("[backplane] view", f'must be "" (a node), got {b.view[:40]!r}')
-    for key in ("node_timeout", "forget_after", "refresh_interval"):
-        if getattr(b, key) <= 0:
-            raise bad(f"[backplane] {key}", f"must be > 0, got {getattr(b, key)}")
-    if b.queue_max < 1:
-        raise bad("[backplane] queue_max", f"must be >= 1, got {b.queue_max}")
-    if s.max_subscriptions < 1:
-        raise bad("[server] max_subscriptions", f"must be >= 1, got {s.max_subscriptions}")
     if config.broadcast.min_interval < 0:
         raise bad("[broadcast] min_interval", f"must be >= 0, got {config.broadcast.min_interval}")
     if config.broadcast.refresh_interval < 0:
@@ -80,13 +67,19 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
         raise bad("[adw] max_state_bytes", f"must be >= 1024, got {a.max_state_bytes}")
     if a.trees_poll_interval <= 0:
         raise bad("[adw] trees_poll_interval", f"must be > 0, got {a.trees_poll_interval}")
-    for section, keys in (
+    for section, keys in (  # every duration, count and limit must be positive
+        (
+            "server",
+            ("heartbeat_interval", "write_timeout", "handshake_timeout")
+            + ("max_subscriptions", "max_connections", "max_connections_per_ip"),
+        ),
         ("database", ("poll_interval",)),
         ("webhook", ("poll_interval", "timeout")),
         ("routes", ("poll_interval", "timeout")),
         ("upstream", ("poll_interval", "timeout")),
         ("system_status", ("poll_interval", "timeout")),
         ("event_log", ("flush_interval", "batch_max", "keep_per_channel", "max_age_hours", "max_pending")),
+        ("backplane", ("node_timeout", "forget_after", "refresh_interval", "queue_max")),
     ):
         for key in keys:
             value = getattr(getattr(config, section), key, None)
