@@ -24,11 +24,11 @@ from sources.sqlite import Reader, SqliteWatch
 from sources.tasks import cancel_and_wait
 from sources.values import Cleaner
 
-from .cluster import add_backplane
+from .cluster import add_backplane, add_cluster_view
 from .config import Config
 from .counters import Counters
 from .events import EventLog
-from .feeds import ADW_PART, Feeds, database_part
+from .feeds import ADW_PART, CLUSTER_PART, Feeds, database_part
 from .fetch import HttpFetch
 from .fresh import CLOCK_FAMILIES, Fresh
 from .guards import HANDSHAKES_KEY, Handshakes, host_check, origin_policy
@@ -83,29 +83,18 @@ def create_app(config: Config) -> web.Application:
     )
     app[EVENT_LOG] = log = EventLog(_store(config, cleaner))
     app[PIPELINE] = pipeline = Pipeline(log, Throttle(config.broadcast.min_interval), hub, counters)
-    adw = config.adw
-    app[ADW_FILES] = AdwFiles(
-        adw.agents_dir,
-        adw.trees_dir,
-        debounce_ms=adw.debounce_ms,
-        step_ms=adw.step_ms,
-        force_polling=adw.force_polling,
-        trees_poll_interval=adw.trees_poll_interval,
-        max_state_bytes=adw.max_state_bytes,
-        cleaner=cleaner,
-    )
-    app[DATABASES] = databases = _databases(config, cleaner)
+    view = config.backplane.view == "cluster"  # a cluster view reads no ADWs of its own: the nodes' come from Redis
+    adw = None if view else _adw_files(config, cleaner)
+    app[DATABASES] = databases = [] if view else _databases(config, cleaner)
     health = Health(
         config,
         status,
-        adw=app[ADW_FILES],
+        adw=adw,
         databases=databases,
         supervisor_problems=supervisor.problems,
         event_log_problem=log.problem,
     )
-    app[FEEDS] = feeds = Feeds(
-        pipeline, config, adw=app[ADW_FILES], health=health, databases=databases, cleaner=cleaner
-    )
+    app[FEEDS] = feeds = Feeds(pipeline, config, adw=adw, health=health, databases=databases, cleaner=cleaner)
     supervisor.on_change = feeds.part_changed
     if isinstance(log.store, SqliteEventStore):
         log.store.on_problem = feeds.refresh_status
@@ -116,7 +105,10 @@ def create_app(config: Config) -> web.Application:
         _sweep, hub, config.server.ping_interval, config.server.heartbeat_interval, config.broadcast.refresh_interval
     )
     app.cleanup_ctx.append(background("client sweep", SELF, sweep))
-    if config.backplane.url:
+    if view:
+        reader, take = add_cluster_view(config, feeds, current=hub.channels, health=health, part=CLUSTER_PART)
+        app.cleanup_ctx.append(feed(CLUSTER_PART, "backplane", reader.changes, take))
+    elif config.backplane.url:
         publisher = add_backplane(
             config,
             current=hub.channels,
@@ -136,8 +128,10 @@ def create_app(config: Config) -> web.Application:
                 task_name=f"database {db.path.name}",
             )
         )
-    app.cleanup_ctx.append(feed(ADW_PART, "adw_files", app[ADW_FILES].changes, feeds.adw_changed))
-    _add_pollers(app, config, feeds)
+    if adw is not None:
+        app[ADW_FILES] = adw
+        app.cleanup_ctx.append(feed(ADW_PART, "adw_files", adw.changes, feeds.adw_changed))
+    _add_pollers(app, config, feeds, webhook=not view)  # a view shows the webhook status its nodes see
     app.on_shutdown.append(_close_sockets)
 
     prefixes = config.server.path_prefixes
@@ -148,6 +142,20 @@ def create_app(config: Config) -> web.Application:
     if config.upstream.url:
         add_proxy(app, config.upstream)  # last: the service's own paths always win
     return app
+
+
+def _adw_files(config: Config, cleaner: Cleaner) -> AdwFiles:
+    adw = config.adw
+    return AdwFiles(
+        adw.agents_dir,
+        adw.trees_dir,
+        debounce_ms=adw.debounce_ms,
+        step_ms=adw.step_ms,
+        force_polling=adw.force_polling,
+        trees_poll_interval=adw.trees_poll_interval,
+        max_state_bytes=adw.max_state_bytes,
+        cleaner=cleaner,
+    )
 
 
 def _store(config: Config, cleaner: Cleaner) -> EventStore:
@@ -193,8 +201,8 @@ def _databases(config: Config, cleaner: Cleaner) -> list[SqliteWatch]:
     return [SqliteWatch(path, readers, poll_interval=config.database.poll_interval) for path, readers in files.items()]
 
 
-def _add_pollers(app: web.Application, config: Config, feeds: Feeds) -> None:
-    """Poll each configured HTTP service; its answers go to its feed."""
+def _add_pollers(app: web.Application, config: Config, feeds: Feeds, *, webhook: bool) -> None:
+    """Poll each configured HTTP service (the webhook's only with ``webhook``); its answers go to its feed."""
     pollers: list[tuple[str, str, dict[str, str], float, float, Callable[[dict[str, Reply]], None]]] = [
         (
             "webhook poll",
@@ -230,7 +238,7 @@ def _add_pollers(app: web.Application, config: Config, feeds: Feeds) -> None:
         ),
     ]
     for name, service, urls, interval, timeout, publish in pollers:
-        if all(urls.values()) and urls:  # "" is "not configured"
+        if all(urls.values()) and urls and (webhook or service != "webhook"):  # "" is "not configured"
             changes = functools.partial(_poll, app, urls, interval, timeout)
             app.cleanup_ctx.append(feed(name, service, changes, publish, wait_first=False))
 

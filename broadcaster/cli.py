@@ -19,6 +19,8 @@ from aiohttp import web
 from . import __version__
 from .app import create_app
 from .channels import SPECS
+from .cluster import node_name
+from .cluster.bus import safe_url
 from .config import Config, load_config
 from .config_rules import LOG_LEVELS
 from .demo import run_demo
@@ -174,11 +176,17 @@ def _bound(config: Config, runner: web.AppRunner) -> str:
 
 def log_start(config: Config, runner: web.AppRunner, tls: bool, token: bool) -> None:
     """Log one line per start: version, address, sources, and whether a token and TLS are on."""
-    sources = [f"agents {config.adw.agents_dir}"]
-    if config.database.path is not None:
-        sources.append(f"database {config.database.path}")
-    if config.webhook.status_url:
-        sources.append(f"webhook {config.webhook.status_url}")
+    b = config.backplane
+    if b.view == "cluster":
+        sources = [f"cluster view of the nodes on {safe_url(b.url)}"]
+    else:
+        sources = [f"agents {config.adw.agents_dir}"]
+        if config.database.path is not None:
+            sources.append(f"database {config.database.path}")
+        if config.webhook.status_url:
+            sources.append(f"webhook {config.webhook.status_url}")
+        if b.url:
+            sources.append(f"publishing to {safe_url(b.url)} as {node_name(b.node)}")
     if config.upstream.url:
         sources.append(f"upstream {config.upstream.url}")
     logger.info(

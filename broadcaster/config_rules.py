@@ -48,10 +48,10 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
         raise bad("[backplane] url", f"must be redis://host:port/db (or rediss://), got {b.url[:80]!r}")
     if b.node and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", b.node):
         raise bad("[backplane] node", f"use 1-64 letters, digits, '_', '.', '-', got {b.node[:80]!r}")
-    if b.view == "cluster":  # issue 13, in progress: nodes publish; the view that reads them is not built yet
-        raise bad("[backplane] view", '"cluster" is not available yet: nodes publish, no view reads them so far')
-    if b.view:
-        raise bad("[backplane] view", f'must be "" (a node), got {b.view[:40]!r}')
+    if b.view not in ("", "cluster"):
+        raise bad("[backplane] view", f'must be "" (a node) or "cluster" (a view of every node), got {b.view[:40]!r}')
+    if b.view and not b.url:
+        raise bad("[backplane] view", '"cluster" reads the nodes from Redis: set [backplane] url too')
     if config.broadcast.min_interval < 0:
         raise bad("[broadcast] min_interval", f"must be >= 0, got {config.broadcast.min_interval}")
     if config.broadcast.refresh_interval < 0:

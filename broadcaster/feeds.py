@@ -33,6 +33,7 @@ from .supervisor import Part as SupervisedPart
 logger = logging.getLogger(__name__)
 
 ADW_PART = "adw files"
+CLUSTER_PART = "cluster view"
 
 
 def database_part(db: SqliteWatch) -> str:
@@ -48,7 +49,7 @@ class Feeds:
         pipeline: Pipeline,
         config: Config,
         *,
-        adw: AdwFiles,
+        adw: AdwFiles | None,
         health: Health,
         databases: Sequence[SqliteWatch] = (),
         cleaner: Cleaner | None = None,
@@ -68,8 +69,12 @@ class Feeds:
         # Aggregates (routes, system status) wait for each source's first report (or its crash),
         # so a start-up never publishes a partial one; after a restart with nothing changed,
         # nothing is sent.
-        self._waiting = {ADW_PART, *(database_part(db) for db in databases)}
-        if config.webhook.status_url:
+        self._waiting = {*(database_part(db) for db in databases)}
+        if adw is not None:
+            self._waiting.add(ADW_PART)
+        else:
+            self._waiting.add(CLUSTER_PART)  # a cluster view: its data comes from the nodes
+        if config.webhook.status_url and adw is not None:
             self._waiting.add("webhook poll")
         if config.routes.openapi_url:
             self._waiting.add("openapi poll")
@@ -91,15 +96,17 @@ class Feeds:
         changed = changed | self._unconfirmed_adws  # restored ADWs whose directory went while we were down
         self._unconfirmed_adws = set()
         self._waiting.discard(ADW_PART)
+        if self._adw is None:
+            raise RuntimeError("adw_changed needs the ADW files: pass adw= to Feeds")
         records = self._adw.records
         for adw_id in sorted(changed):
-            self._update(adw_state_channel(adw_id), functools.partial(views.adw_state, adw_id, records.get(adw_id)))
+            self.offer(adw_state_channel(adw_id), functools.partial(views.adw_state, adw_id, records.get(adw_id)))
         wf_changed, mon_changed = self._index_update(changed)
         # Assembling a list is work per ADW: skip it when nothing of it moved (unless its last
         # publish failed, or this is the first read).
         problems, first = self._health.channel_problems, self._first_adw_read
         if wf_changed or first or "workflows" in problems:
-            self._update("workflows", self._index.workflows)
+            self.offer("workflows", self._index.workflows)
         if mon_changed or first or "adw-monitor" in problems:
             self._monitor()
         self._first_adw_read = False
@@ -115,7 +122,7 @@ class Feeds:
         queue = parts.get("queue")
         if queue is not None and isinstance(queue.data, QueueData):
             data = queue.data
-            self._update("queue", lambda: db_views.queue(data))
+            self.offer("queue", lambda: db_views.queue(data))
             queue_status = db_views.queue_status_by_adw(data.phases)
             if queue_status != self._queue_status:
                 moved = {
@@ -132,17 +139,17 @@ class Feeds:
             try:
                 view = await asyncio.to_thread(db_views.history, rows)
             except Exception as exc:  # shown as this channel's problem, like any failure to build it
-                self._update("workflow-history", functools.partial(_raise, exc))
+                self.offer("workflow-history", functools.partial(_raise, exc))
             else:
                 self.history_rows = rows
-                self._update("workflow-history", lambda: view)
+                self.offer("workflow-history", lambda: view)
         self._system_status()
 
     def webhook_polled(self, replies: dict[str, Reply]) -> None:
         """Update webhook status from a poll of the webhook service."""
         reply = self._health.webhook = replies["webhook"]
         self._waiting.discard("webhook poll")
-        self._update("webhook-status", lambda: service_views.webhook_status(reply, self._cleaner))
+        self.offer("webhook-status", lambda: service_views.webhook_status(reply, self._cleaner))
         self._system_status()
 
     def openapi_polled(self, replies: dict[str, Reply]) -> None:
@@ -191,9 +198,15 @@ class Feeds:
         """Publish system status again (the event log's health moved)."""
         self._system_status()
 
+    def reported(self, part: str) -> None:
+        """Count ``part`` as having made its first report; publish system status once it is the last."""
+        if part in self._waiting:
+            self._waiting.discard(part)
+            self._system_status()
+
     # --- derived channels ---------------------------------------------------------------------
 
-    def _update(self, channel: str, build: Callable[[], Any]) -> None:
+    def offer(self, channel: str, build: Callable[[], Any]) -> None:
         """Offer ``build()`` as the newest data of ``channel``; a failure costs this channel only.
 
         ``build`` returns the data, or ``(data, digest)`` when it knows the digest (see ``adw_index``).
@@ -219,6 +232,8 @@ class Feeds:
         A failure shows as the monitor channel's problem (the items are guarded one by one; this
         is the index's own failure).
         """
+        if self._adw is None:
+            return False, False
         try:
             return self._index.update(
                 ids, self._adw.records, worktrees=self._adw.worktrees, queue_status=self._queue_status
@@ -230,16 +245,16 @@ class Feeds:
             return False, False
 
     def _monitor(self) -> None:
-        self._update("adw-monitor", self._index.monitor)
+        self.offer("adw-monitor", self._index.monitor)
 
     def _routes(self) -> None:
         if "openapi poll" not in self._waiting:
-            self._update("routes", lambda: service_views.merge_routes(self._own_routes, self._api_routes))
+            self.offer("routes", lambda: service_views.merge_routes(self._own_routes, self._api_routes))
 
     def _system_status(self) -> None:
         if self._waiting:
             return
-        self._update("system-status", self._health.report)
+        self.offer("system-status", self._health.report)
 
 
 def _raise(exc: Exception) -> Any:

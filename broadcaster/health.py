@@ -42,7 +42,7 @@ class Health:
         config: Config,
         status: SystemStatus,
         *,
-        adw: AdwFiles,
+        adw: AdwFiles | None,
         databases: Sequence[SqliteWatch],
         supervisor_problems: Callable[[], Mapping[str, list[str]]] = dict,
         event_log_problem: Callable[[], str | None] = lambda: None,
@@ -60,6 +60,8 @@ class Health:
         self.api_problem: str | None = None
         self.api_routes = 0
         self.channel_problems: dict[str, str] = {}  # channel -> why its newest data could not be published
+        self.combine: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        """Turns this service's own report into the published one (the cluster view adds every node's)."""
 
     def report(self) -> dict[str, Any]:
         """Set every service's entry from the current facts; return the system-status data."""
@@ -87,7 +89,8 @@ class Health:
             self._status.set(name, level, message, details)
         for name, down in problems.items():  # a service whose source has no entry of its own yet
             self._status.set(name, "error", _listed(down))
-        return self._status.report()
+        report = self._status.report()
+        return report if self.combine is None else self.combine(report)
 
     def _self(self) -> tuple[str, str, str, dict[str, Any]]:
         server = self._config.server
@@ -97,7 +100,9 @@ class Health:
             return SELF, "error", f"event log: {problem}", details
         return SELF, "healthy", f"serving on {server.host}:{server.port}", details
 
-    def _adw_files(self) -> tuple[str, str, str, dict[str, Any]]:
+    def _adw_files(self) -> tuple[str, str, str, dict[str, Any]] | None:
+        if self._adw is None:
+            return None
         adw = self._adw.health
         details: dict[str, Any] = {"agents_dir": str(self._adw.agents_dir), "errors_total": adw.errors_total}
         if not adw.watching and adw.message.startswith("waiting"):

@@ -41,11 +41,26 @@ def _object(properties: dict[str, Schema], *, required: list[str] | None = None,
     return schema
 
 
+# Items a cluster view serves name the node that holds them (absent on a single node).
+CLUSTER_FIELDS: dict[str, Schema] = {
+    "node": {**TEXT, "description": "cluster view only: the node that holds this item"},
+    "node_status": {
+        "enum": ["unreachable"],
+        "description": "cluster view only: the node's record expired; this is its last known state",
+    },
+}
+
+
+def _item(properties: dict[str, Schema], *, required: list[str] | None = None) -> Schema:
+    """Return an item schema: ``properties`` required (or ``required``), plus the cluster view's fields."""
+    return _object({**properties, **CLUSTER_FIELDS}, required=list(properties) if required is None else required)
+
+
 def _counts() -> Schema:
     return {"type": "object", "additionalProperties": COUNT}
 
 
-WORKFLOW_EXECUTION = _object({"adw_id": ADW_ID, "issue_number": {"type": "integer"}, "phase": TEXT, "github_url": TEXT})
+WORKFLOW_EXECUTION = _item({"adw_id": ADW_ID, "issue_number": {"type": "integer"}, "phase": TEXT, "github_url": TEXT})
 ROUTE = _object(
     {
         "path": TEXT,
@@ -67,7 +82,11 @@ HISTORY = _object(
     {
         "workflows": {
             "type": "array",
-            "items": {"type": "object", "description": "a workflow_history row: every column, JSON columns parsed"},
+            "items": {
+                "type": "object",
+                "description": "a workflow_history row: every column, JSON columns parsed",
+                "properties": CLUSTER_FIELDS,
+            },
         },
         "total_count": COUNT,
         "analytics": ANALYTICS,
@@ -76,9 +95,9 @@ HISTORY = _object(
 ADW_STATE = {
     "type": "object",
     "description": "the ADW's adw_state.json as written ({} before it exists), with adw_id",
-    "properties": {"adw_id": ADW_ID},
+    "properties": {"adw_id": ADW_ID, **CLUSTER_FIELDS},
 }
-MONITOR_ITEM = _object(
+MONITOR_ITEM = _item(
     {
         "adw_id": ADW_ID,
         "issue_number": {"type": ["integer", "null"]},
@@ -110,7 +129,7 @@ MONITOR = _object(
         "last_updated": TIME,
     }
 )
-QUEUE_ITEM = _object(
+QUEUE_ITEM = _item(
     {
         "queue_id": {"description": "the row's queue_id"},
         "phase": {**TEXT, "description": "phase_data's title, else phase_number as text"},

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, async_playwright
 
 from broadcaster import Config, create_app, load_config
+from tests.helpers import RedisServer
 from tests.protocol_check import answers_checked, check_frame
 
 RECEIVE_TIMEOUT = 5.0
@@ -186,3 +187,12 @@ async def receive_until(
             seen.append(await receive(ws, timeout))
             if predicate(seen[-1]):
                 return seen
+
+
+@pytest.fixture
+async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = await RedisServer(directory).start()
+    yield server
+    server.stop()

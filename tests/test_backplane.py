@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,53 +12,6 @@ import redis.asyncio as aioredis
 
 from tests.conftest import receive_until
 from tests.helpers import Service
-from tests.test_subscriber import free_port
-
-
-class RedisServer:
-    """``redis-server`` on a free loopback port, in a directory of its own, nothing persisted."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> RedisServer:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
-            + ["--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = aioredis.from_url(self.url)
-        try:
-            async with asyncio.timeout(10):
-                while True:
-                    try:
-                        await client.ping()
-                        return self
-                    except (OSError, aioredis.ConnectionError):
-                        await asyncio.sleep(0.05)
-        finally:
-            await client.aclose()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    server = await RedisServer(directory).start()
-    yield server
-    server.stop()
 
 
 def node_config(workspace: Any, url: str, node: str = "host-a") -> str:
@@ -72,8 +22,8 @@ def node_config(workspace: Any, url: str, node: str = "host-a") -> str:
     )
 
 
-async def stream(client: aioredis.Redis, channel: str) -> list[dict[str, Any]]:
-    entries: Any = await client.xrange(f"adwb:ch:{channel}")
+async def stream(client: aioredis.Redis, channel: str, node: str = "host-a") -> list[dict[str, Any]]:
+    entries: Any = await client.xrange(f"adwb:ch:{node}:{channel}")
     return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
 
 
@@ -109,6 +59,8 @@ async def test_a_node_publishes_each_change_and_its_record(redis_server, workspa
         record = orjson.loads(await client.get("adwb:node:host-a") or b"null")
         assert (record["name"], record["version"]) == ("host-a", "0.1.0")
         assert 0 < await client.pttl("adwb:node:host-a") <= 2000  # expires unless refreshed
+        kept = orjson.loads(await client.hget("adwb:nodes", "host-a") or b"null")  # and is kept after it expires
+        assert (kept["name"], kept["address"]) == ("host-a", "127.0.0.1:0")
         monitor = await stream(client, "adw-monitor")
         assert orjson.loads(monitor[-1]["data"])["workflows"][0]["adw_id"] == "a1"
         # Nothing changed, nothing published: an identical rewrite adds no entry.
@@ -173,8 +125,11 @@ async def _healthy(status: Any) -> Any:
     return found if found.get("status") == "healthy" else None
 
 
-def test_the_cluster_view_is_refused_until_it_exists(make_config) -> None:
+def test_a_cluster_view_needs_the_url_and_view_takes_two_values(make_config) -> None:
     from broadcaster.errors import ConfigError
 
-    with pytest.raises(ConfigError, match='"cluster" is not available yet'):
-        make_config(backplane__url="redis://127.0.0.1:6379/0", backplane__view="cluster")
+    assert make_config(backplane__url="redis://127.0.0.1:6379/0", backplane__view="cluster").backplane.view == "cluster"
+    with pytest.raises(ConfigError, match=r"\[backplane\] view.*set \[backplane\] url too"):
+        make_config(backplane__view="cluster")
+    with pytest.raises(ConfigError, match=r'\[backplane\] view.*must be "" \(a node\) or "cluster"'):
+        make_config(backplane__url="redis://127.0.0.1:6379/0", backplane__view="clusters")

@@ -17,9 +17,8 @@ from playwright.async_api import Page, WebSocket, WebSocketRoute
 
 from broadcaster.channels import SPECS
 from broadcaster.patches import Patcher
-from tests.helpers import Service, eventually, service_config
+from tests.helpers import Service, eventually, free_port, service_config
 from tests.protocol_check import check_frame
-from tests.test_subscriber import free_port
 
 # The module a page would hold. It runs in a page the service itself served (a page Playwright
 # made up has no network address, and Chromium then refuses its sockets to loopback).

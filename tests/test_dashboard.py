@@ -21,9 +21,8 @@ from typing import Any
 import aiohttp
 from playwright.async_api import Browser, ConsoleMessage, Page, WebSocket
 
-from tests.helpers import REPO, Service, eventually, service_config
+from tests.helpers import REPO, Service, eventually, free_port, service_config
 from tests.protocol_check import check_frame
-from tests.test_subscriber import free_port
 
 SCREENSHOT = REPO / "docs" / "dashboard.png"
 

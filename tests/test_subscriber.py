@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,14 +16,7 @@ import pytest
 from broadcaster.subscriber import backoff, socket_url, subscribe
 from broadcaster.watch import line
 from tests.conftest import Workspace
-from tests.helpers import REPO, Service
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.helpers import REPO, Service, free_port
 
 
 def service_config(workspace: Workspace, port: int) -> str:

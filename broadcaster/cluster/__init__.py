@@ -1,7 +1,7 @@
-"""Several machines through Redis Streams: nodes publish their channels' events (``publisher``).
+"""Several machines through Redis Streams: nodes publish (``publisher``), views read and merge (``view``).
 
-``add_backplane`` makes a node's publisher and hooks it to the pipeline. The cluster view that reads every node's
-streams is the rest of issue 13 and not built yet.
+``add_backplane`` makes a node's publisher and hooks it to the pipeline; ``add_cluster_view``
+makes a view's reader and the view that merges what it reads. Keys on Redis: ``bus``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from ..config import Config
 from ..events import Event
 from ..health import Health
 from .publisher import Publisher
+from .reader import Reader
+from .view import ClusterView, Outlet
 
-__all__ = ["Publisher", "add_backplane", "node_name"]
+__all__ = ["ClusterView", "Publisher", "Reader", "add_backplane", "add_cluster_view", "node_name"]
 
 
 def node_name(configured: str) -> str:
@@ -60,3 +62,34 @@ def add_backplane(
     listeners.append(publisher.offer)
     health.backplane = publisher.state
     return publisher
+
+
+def add_cluster_view(
+    config: Config,
+    outlet: Outlet,
+    *,
+    current: Callable[[], list[Event]],
+    health: Health,
+    part: str,
+) -> tuple[Reader, Callable[[Any], None]]:
+    """Read every node's streams from ``[backplane] url``; return the reader and what takes its batches.
+
+    ``part`` names the reader in system status, which waits for its first report.
+    """
+    b = config.backplane
+    view = ClusterView(outlet, current=current)
+    health.combine = view.system_status
+
+    def on_state(level: str, message: str) -> None:
+        health.backplane = (level, message)
+        outlet.refresh_status()
+
+    # Look at the node records often enough that a node whose record expired is marked soon after.
+    reader = Reader(b.url, forget_after=b.forget_after, scan_interval=min(1.0, b.node_timeout / 10), on_state=on_state)
+    health.backplane = reader.state
+
+    def take(batch: Any) -> None:
+        view.apply(batch)
+        outlet.reported(part)
+
+    return reader, take

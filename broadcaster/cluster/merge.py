@@ -5,8 +5,7 @@ expired, and returns the channel's data as one node would: same shape, items gai
 (and ``"node_status": "unreachable"`` when their node's record expired), summaries and analytics
 recomputed over the union, never summed from the parts. Nodes are taken in name order, so the
 same inputs always give the same data (and the same digest: a republished, unchanged node sends
-nothing). Not wired yet: the view that reads the streams and feeds these into its own pipeline
-is the rest of issue 13.
+nothing). ``view.ClusterView`` feeds them what the nodes publish.
 """
 
 from __future__ import annotations
@@ -77,6 +76,29 @@ def history(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> dict[str
         d["total_count"] for d in nodes.values() if isinstance(d, dict) and isinstance(d.get("total_count"), int)
     )
     return {"workflows": rows, "total_count": total, "analytics": db_views.analytics(rows)}
+
+
+def adw_state(nodes: Nodes, holders: list[str], unreachable: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """One ADW's state from the first of ``holders`` (its nodes, reachable first) that has it; else empty."""
+    for node in sorted(holders, key=lambda n: (n in unreachable, n)):
+        data = nodes.get(node)
+        if isinstance(data, dict) and data:
+            return {**data, "node": node, **({"node_status": "unreachable"} if node in unreachable else {})}
+    return {}
+
+
+def webhook(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> dict[str, Any] | None:
+    """The webhook status of the first node (by name) whose webhook answers, else of any; None if no node has one.
+
+    The team's webhook service is one service that several nodes may poll: its status is not a
+    union, so the view shows one node's view of it, preferring a reachable node it answers.
+    """
+    known = [n for n in sorted(nodes) if isinstance(nodes[n], dict) and nodes[n].get("status") != "unknown"]
+    reachable = [n for n in known if n not in unreachable]
+    answering = [n for n in reachable if nodes[n].get("status") != "error"]
+    for chosen in answering or reachable or known:
+        return {**nodes[chosen], "node": chosen}
+    return None
 
 
 def system_status(nodes: Nodes, unreachable: frozenset[str] = frozenset(), **own: dict[str, Any]) -> dict[str, Any]:

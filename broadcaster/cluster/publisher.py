@@ -1,13 +1,12 @@
-"""A node publishes: every event of its channels appended to a Redis Stream per channel.
+"""A node publishes: every event of its channels appended to its Redis Stream of that channel.
 
-Stream ``adwb:ch:{channel}`` gets ``XADD ... MAXLEN ~ keep_per_channel`` entries with fields
-``node``, ``seq``, ``type``, ``data`` (JSON), ``timestamp``; the node's record ``adwb:node:{name}``
-(JSON: name, version, address, last_seen, channels) is refreshed every ``refresh_interval`` with
-an expiry of ``node_timeout``. Publishing never blocks local delivery: the pipeline hands events
-to ``offer``, which keeps the newest waiting event per channel (a newest-state system needs no
-history of what it could not send) in a bounded set, and one task writes them. While Redis
-cannot be reached the node serves locally and reports ``backplane`` as error; once it is back
-it publishes the current state of every channel, then goes on.
+Keys and fields are ``bus``'s. The node's record is refreshed every ``refresh_interval``, with an
+expiry of ``node_timeout``, and kept in the ``adwb:nodes`` hash. Publishing never blocks local
+delivery: the pipeline hands events to ``offer``, which keeps the newest waiting event per
+channel (a newest-state system needs no history of what it could not send) in a bounded set,
+and one task writes them. While Redis cannot be reached the node serves locally and reports
+``backplane`` as error; once it is back it publishes the current state of every channel, then
+goes on.
 """
 
 from __future__ import annotations
@@ -17,37 +16,16 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..events import Event
+from .bus import NODE_RECORD, NODES, entry, safe_url, stream_key
 
 logger = logging.getLogger(__name__)
-STREAM = "adwb:ch:"
-NODE = "adwb:node:"
 RETRY = (0.5, 1.0, 2.0, 5.0)  # seconds between attempts to reach Redis, then every 5 s
-
-
-def safe_url(url: str) -> str:
-    """Return ``url`` without a password (for logs and system status)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def entry(node: str, event: Event) -> dict[Any, Any]:
-    """Return the stream fields of one event."""
-    return {
-        "node": node,
-        "seq": event.seq,
-        "type": event.type,
-        "data": orjson.dumps(event.data, option=orjson.OPT_NON_STR_KEYS),
-        "timestamp": repr(event.timestamp),
-    }
 
 
 class Publisher:
@@ -116,14 +94,23 @@ class Publisher:
         while True:
             now = time.monotonic()
             if now >= next_record:
-                await client.set(NODE + self.node, orjson.dumps(self._record()), px=int(self._timeout * 1000))
+                record = orjson.dumps(self._record())
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.set(NODE_RECORD + self.node, record, px=int(self._timeout * 1000))
+                    pipe.hset(NODES, self.node, record)
+                    await pipe.execute()
                 next_record = now + self._refresh
             if self._waiting:
                 batch, self._waiting = self._waiting, {}
                 try:
                     async with client.pipeline(transaction=False) as pipe:
                         for channel, event in batch.items():
-                            pipe.xadd(STREAM + channel, entry(self.node, event), maxlen=self._keep, approximate=True)
+                            pipe.xadd(
+                                stream_key(self.node, channel),
+                                entry(self.node, event),
+                                maxlen=self._keep,
+                                approximate=True,
+                            )
                         await pipe.execute()
                 except BaseException:
                     for channel, event in batch.items():  # not sent: they wait again (newer ones win)

@@ -1,0 +1,142 @@
+"""What nodes and views share on Redis: key names and the fields of a stream entry.
+
+- ``adwb:ch:{node}:{channel}``: a Stream per node and channel, ``XADD ... MAXLEN ~ keep_per_channel``,
+  entries ``node, seq, type, data (JSON), timestamp``. Per node, so one busy node's entries never
+  trim away a quiet node's newest state: a view always finds each node's newest entry at the top.
+- ``adwb:node:{node}``: the node's record (JSON: name, version, address, last_seen), set with an
+  expiry of ``node_timeout`` at every refresh: while it exists the node is alive.
+- ``adwb:nodes``: a hash of every node that ever published, ``{node: its last record}``; it
+  never expires, so a view started after a node died still knows of it (and for how long).
+
+The view only reads: it never writes, trims or deletes anything on Redis.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+
+from ..channels import spec_of, validate_adw_id
+from ..errors import InvalidAdwId
+from ..events import Event
+
+NODES = "adwb:nodes"
+NODE_RECORD = "adwb:node:"
+STREAM = "adwb:ch:"
+NODE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Where each shared channel keeps its items ("" for the data itself), and the id every item needs.
+ITEMS: dict[str, tuple[str, str | None]] = {
+    "workflows": ("", "adw_id"),
+    "adw-monitor": ("workflows", "adw_id"),
+    "workflow-history": ("workflows", "adw_id"),
+    "queue": ("phases", None),  # a database with other columns has rows without queue_id: they are served too
+}
+
+
+def safe_url(url: str) -> str:
+    """Return ``url`` without a password (for logs and system status)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def stream_key(node: str, channel: str) -> str:
+    """Return the stream of ``node``'s ``channel``."""
+    return f"{STREAM}{node}:{channel}"
+
+
+def entry(node: str, event: Event) -> dict[Any, Any]:
+    """Return the stream fields of one event."""
+    return {
+        "node": node,
+        "seq": event.seq,
+        "type": event.type,
+        "data": orjson.dumps(event.data, option=orjson.OPT_NON_STR_KEYS),
+        "timestamp": repr(event.timestamp),
+    }
+
+
+class BadEntry(ValueError):
+    """A stream entry the view cannot use (its message says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A node's record as the hash ``adwb:nodes`` keeps it."""
+
+    name: str
+    last_seen: float  # the node's clock, epoch seconds
+    version: str = ""
+    address: str = ""
+
+
+def decode_record(name: Any, raw: Any) -> Record:
+    """Return the record of a field of ``adwb:nodes``; raise ``BadEntry`` for anything else."""
+    node = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+    if not NODE_NAME.fullmatch(node):
+        raise BadEntry(f"node name {node[:80]!r} is not 1-64 letters, digits, '_', '.', '-'")
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadEntry(f"node {node}: record is not JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise BadEntry(f"node {node}: record is not an object")
+    seen = record.get("last_seen")
+    if not isinstance(seen, int | float) or isinstance(seen, bool):  # JSON has no NaN or infinity
+        raise BadEntry(f"node {node}: record has no numeric last_seen")
+    return Record(node, float(seen), str(record.get("version", ""))[:40], str(record.get("address", ""))[:200])
+
+
+def decode_data(node: str, channel: str, fields: Any) -> Any:
+    """Return the channel data of one stream entry of ``node``; raise ``BadEntry`` if it is not one."""
+    if not isinstance(fields, dict):
+        raise BadEntry(f"{stream_key(node, channel)}: entry is not a field map")
+    try:
+        spec = spec_of(channel)
+    except (InvalidAdwId, KeyError, ValueError) as exc:
+        raise BadEntry(f"{stream_key(node, channel)}: unknown channel ({exc})") from None
+    kind = fields.get(b"type")
+    if kind != spec.type.encode():
+        raise BadEntry(f"{stream_key(node, channel)}: entry type {kind!r:.60} is not {spec.type}")
+    raw = fields.get(b"data")
+    if raw is None:
+        raise BadEntry(f"{stream_key(node, channel)}: entry has no data")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadEntry(f"{stream_key(node, channel)}: data is not JSON ({exc})") from None
+
+
+def checked_items(node: str, channel: str, data: Any) -> tuple[Any, list[str]]:
+    """Return ``data`` without the items that are not objects with a usable id, and why each went.
+
+    Raises:
+        BadEntry: the data does not have the channel's shape at all.
+    """
+    where = ITEMS.get(channel)
+    if where is None:
+        return data, []
+    field, key = where
+    items = data if not field else data.get(field) if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise BadEntry(f"{stream_key(node, channel)}: data has no list of items")
+    kept, problems = [], []
+    for i, item in enumerate(items):
+        why = None if isinstance(item, dict) else "not an object"
+        if why is None and key is not None:  # the ADW channels: the id names a channel and a directory
+            try:
+                validate_adw_id(item[key] if isinstance(item.get(key), str) else "")
+            except InvalidAdwId as exc:
+                why = str(exc)
+        if why is None:
+            kept.append(item)
+        else:
+            problems.append(f"{stream_key(node, channel)}: item {i} skipped ({why})")
+    if not problems:
+        return data, []
+    return (kept if not field else {**data, field: kept}), problems

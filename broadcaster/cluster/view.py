@@ -1,0 +1,140 @@
+"""The cluster view: every node's newest data, merged, offered to this service's own pipeline.
+
+A view node runs no sources of its own ADWs: what it serves is the union of what the nodes
+publish (``merge``), recorded in its own event log with its own seq and epoch and throttled by
+its own pipeline, so dashboards resume against it as against a single node, and the
+no-change-no-message rule holds on merged data (a node republishing unchanged data sends
+nothing). ``routes`` stays the view's own.
+
+A node whose record expired keeps its last items, marked ``"node_status": "unreachable"``, and
+an error entry in system status, until it publishes again or ``forget_after`` passes (the reader
+then stops reading it, and its items leave).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from ..channels import WEBHOOK_STATUS, adw_id_of, adw_state_channel
+from ..events import Event
+from . import merge
+from .reader import SHARED, Batch
+
+MERGES: dict[str, Callable[[merge.Nodes, frozenset[str]], Any]] = {
+    "workflows": merge.workflows,
+    "adw-monitor": merge.monitor,
+    "queue": merge.queue,
+    "workflow-history": merge.history,  # through _history, which also keeps the rows for the cost trends
+}
+
+
+class Outlet(Protocol):
+    """Where the view's channels go (``feeds.Feeds``): a failure to build one costs that channel only."""
+
+    history_rows: list[dict[str, Any]]
+
+    def offer(self, channel: str, build: Callable[[], Any]) -> None:
+        """Offer ``build()`` as the newest data of ``channel``."""
+
+    def refresh_status(self) -> None:
+        """Publish system status again."""
+
+    def reported(self, part: str) -> None:
+        """Count ``part`` as having made its first report (system status waits for every part's)."""
+
+
+class ClusterView:
+    """Hold each node's newest data per channel; publish the merged channels a batch changed."""
+
+    def __init__(self, outlet: Outlet, *, current: Callable[[], Iterable[Event]]) -> None:
+        self._outlet = outlet
+        self._current = current  # the view's own channels (restored from its event log at start)
+        self._data: dict[str, dict[str, Any]] = {}  # channel -> node -> its newest data
+        self._lists: dict[str, frozenset[str]] = {}  # node -> ADW ids its newest monitor lists
+        self._alive: frozenset[str] = frozenset()
+        self._gone: frozenset[str] = frozenset()
+        self._started = False
+
+    @property
+    def unreachable(self) -> frozenset[str]:
+        """The nodes whose record expired and that are not forgotten yet."""
+        return self._gone
+
+    def apply(self, batch: Batch) -> None:
+        """Take a read's data and the nodes' liveness; publish each merged channel that moved."""
+        families: set[str] = set()
+        adws: set[str] = set()
+        for (node, channel), value in batch.data.items():
+            self._data.setdefault(channel, {})[node] = value
+            adw_id = adw_id_of(channel)
+            if adw_id is not None:
+                adws.add(adw_id)
+                continue
+            families.add(channel)
+            if channel == "adw-monitor":
+                adws |= self._relist(node, value)
+        if batch.alive is not None and (batch.alive, batch.gone) != (self._alive, self._gone):
+            before = self._alive | self._gone
+            moved = (before ^ (batch.alive | batch.gone)) | (self._gone ^ batch.gone)
+            self._alive, self._gone = batch.alive, batch.gone
+            for node in before - (batch.alive | batch.gone):  # forgotten: its items leave
+                adws |= self._relist(node, None)
+                for nodes in self._data.values():
+                    nodes.pop(node, None)
+            families.update(SHARED)
+            adws |= {adw_id for node in moved for adw_id in self._lists.get(node, ())}
+        if not self._started and batch.alive is not None:
+            self._started = True  # restored ADWs no node holds any more get their empty state
+            adws |= {adw_id for e in self._current() if (adw_id := adw_id_of(e.channel)) is not None and e.data}
+        self._publish(families, adws)
+
+    def system_status(self, own: dict[str, Any]) -> dict[str, Any]:
+        """Return system status: one entry per node and service, each expired node in error, plus ``own``."""
+        services = own.get("services")
+        if not isinstance(services, dict):
+            services = {}
+        return merge.system_status(self._data.get("system-status", {}), self._gone, **services)
+
+    def _relist(self, node: str, monitor: Any) -> set[str]:
+        """Note the ADWs ``node``'s monitor lists; return those that joined or left it."""
+        items = monitor.get("workflows") if isinstance(monitor, dict) else None
+        ids = (
+            frozenset(i["adw_id"] for i in items if isinstance(i, dict) and isinstance(i.get("adw_id"), str))
+            if isinstance(items, list)
+            else frozenset()
+        )
+        old = self._lists.get(node, frozenset())
+        if ids:
+            self._lists[node] = ids
+        else:
+            self._lists.pop(node, None)
+        for adw_id in old - ids:  # no longer this node's: its state of it is not read any more
+            self._data.get(adw_state_channel(adw_id), {}).pop(node, None)
+        return set(old ^ ids)
+
+    def _publish(self, families: set[str], adws: set[str]) -> None:
+        gone = self._gone
+        for adw_id in sorted(adws):
+            channel = adw_state_channel(adw_id)
+            holders = [node for node, ids in self._lists.items() if adw_id in ids]
+            nodes = self._data.get(channel, {})
+            self._outlet.offer(channel, functools.partial(merge.adw_state, nodes, holders, gone))
+        for family, build in MERGES.items():
+            if family in families:
+                nodes = self._data.get(family, {})
+                if family == "workflow-history":
+                    self._outlet.offer(family, functools.partial(self._history, nodes))
+                else:
+                    self._outlet.offer(family, functools.partial(build, nodes, gone))
+        if "webhook-status" in families:
+            hook = merge.webhook(self._data.get("webhook-status", {}), gone)
+            self._outlet.offer("webhook-status", lambda: WEBHOOK_STATUS.empty() if hook is None else hook)
+        if "system-status" in families:
+            self._outlet.refresh_status()
+
+    def _history(self, nodes: merge.Nodes) -> dict[str, Any]:
+        data = merge.history(nodes, self._gone)
+        self._outlet.history_rows = data["workflows"]  # the rows the cost trends are recomputed from
+        return data
