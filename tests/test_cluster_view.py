@@ -282,9 +282,12 @@ async def test_bad_data_on_the_bus_is_logged_once_and_skipped(cluster: Cluster) 
                 assert status[-1]["data"]["services"]["backplane"]["message"] == (
                     f"reading 4 node(s) from {cluster.redis.url}; skipped 6 bad entries (see the log)"
                 )
-                await client.delete("adwb:ch:host-y:system-status")  # a stream the view reads, replaced
-                await client.set("adwb:ch:host-y:system-status", "a string now")
+                await client.set("adwb:ch:host-y:system-status", "a string, not a stream")
+                await client.xadd("adwb:changes:host-y", {"session": "s", "n": 0, "channels": "system-status"})
                 await receive_until(ws, lambda m: "skipped 7 bad" in str(m.get("data", {}).get("services")))
+                await client.delete("adwb:changes:host-y")  # the index the view follows, replaced
+                await client.set("adwb:changes:host-y", "a string now")
+                await receive_until(ws, lambda m: "skipped 8 bad" in str(m.get("data", {}).get("services")))
                 cluster.nodes["host-a"].write("a2", **adw("running", 7, "2026-11-25T14:00:00"))
                 frame = await monitor_until(ws, lambda d: any(w["adw_id"] == "a2" for w in d["workflows"]))
         assert [w["adw_id"] for w in frame["data"]["workflows"]] == ["a2", "a1", "b2", "c1", "b1"]  # ../etc skipped
@@ -293,13 +296,16 @@ async def test_bad_data_on_the_bus_is_logged_once_and_skipped(cluster: Cluster) 
     await cluster.view.stop()
     skipped = [line.split("bus: ", 1)[1] for line in cluster.view.log.splitlines() if "bad data" in line]
     # One line each, however many reads saw them; JSON errors end in the parser's own words.
-    assert sorted(line.split(" (", 1)[0] if "not JSON" in line else line for line in skipped) == [
-        "adwb:ch:host-y:adw-monitor: item 0 skipped (invalid adw_id '../etc': use 1-64 letters, digits, '_', '.', '-')",
-        "adwb:ch:host-y:queue: WRONGTYPE Operation against a key holding the wrong kind of value",
-        "adwb:ch:host-y:system-status is a string, not a stream "
-        "(WRONGTYPE Operation against a key holding the wrong kind of value)",
-        "adwb:ch:host-y:webhook-status: entry type None is not webhook_status_update",
-        "adwb:ch:host-y:workflows: data is not JSON",
-        "node host-z: record is not JSON",
-        "node name 'bad name!' is not 1-64 letters, digits, '_', '.', '-'",
-    ]
+    assert sorted(line.split(" (", 1)[0] if "not JSON" in line else line for line in skipped) == sorted(
+        [
+            "adwb:ch:host-y:adw-monitor: item 0 skipped "
+            "(invalid adw_id '../etc': use 1-64 letters, digits, '_', '.', '-')",
+            "adwb:ch:host-y:queue: WRONGTYPE Operation against a key holding the wrong kind of value",
+            "adwb:ch:host-y:system-status: WRONGTYPE Operation against a key holding the wrong kind of value",
+            "adwb:changes:host-y: WRONGTYPE Operation against a key holding the wrong kind of value",
+            "adwb:ch:host-y:webhook-status: entry type None is not webhook_status_update",
+            "adwb:ch:host-y:workflows: data is not JSON",
+            "node host-z: record is not JSON",
+            "node name 'bad name!' is not 1-64 letters, digits, '_', '.', '-'",
+        ]
+    )

@@ -3,6 +3,11 @@
 - ``adwb:ch:{node}:{channel}``: a Stream per node and channel, ``XADD ... MAXLEN ~ keep_per_channel``,
   entries ``node, seq, type, data (JSON), timestamp``. Per node, so one busy node's entries never
   trim away a quiet node's newest state: a view always finds each node's newest entry at the top.
+- ``adwb:changes:{node}``: a Stream that says which channels each of the node's batches wrote
+  (``session``, ``n``: the batch's number in that session, ``channels``: one per line). A view
+  follows these few streams with a blocking ``XREAD`` and fetches only the channels they name,
+  so its read costs the same with 10 ADWs or 10,000; a gap in ``n`` (or a new session) makes it
+  fetch all of that node's channels again.
 - ``adwb:node:{node}``: the node's record (JSON: name, version, address, last_seen), set with an
   expiry of ``node_timeout`` at every refresh: while it exists the node is alive.
 - ``adwb:nodes``: a hash of every node that ever published, ``{node: its last record}``; it
@@ -14,6 +19,7 @@ The view only reads: it never writes, trims or deletes anything on Redis.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +33,8 @@ from ..events import Event
 NODES = "adwb:nodes"
 NODE_RECORD = "adwb:node:"
 STREAM = "adwb:ch:"
+CHANGES = "adwb:changes:"
+INDEX_KEEP = 1000  # entries of a changes index (~): a view further behind than this reads the node whole
 NODE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Where each shared channel keeps its items ("" for the data itself), and the id every item needs.
 ITEMS: dict[str, tuple[str, str | None]] = {
@@ -50,6 +58,27 @@ def stream_key(node: str, channel: str) -> str:
     return f"{STREAM}{node}:{channel}"
 
 
+def changes_key(node: str) -> str:
+    """Return the stream that lists which channels each of ``node``'s batches wrote."""
+    return CHANGES + node
+
+
+def change_entry(session: str, n: int, channels: Iterable[str]) -> dict[Any, Any]:
+    """Return the fields of one batch's entry in the changes index."""
+    return {"session": session, "n": n, "channels": "\n".join(channels)}
+
+
+def decode_change(fields: Any) -> tuple[str, int, list[str]]:
+    """Return (session, n, channels) of a changes-index entry; raise ``BadEntry`` for anything else."""
+    try:
+        session = fields[b"session"].decode()
+        n = int(fields[b"n"])
+        channels = fields[b"channels"].decode().split("\n")
+    except (KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError) as exc:
+        raise BadEntry(f"changes entry without session, n and channels ({type(exc).__name__}: {exc})") from None
+    return session, n, channels
+
+
 def entry(node: str, event: Event) -> dict[Any, Any]:
     """Return the stream fields of one event."""
     return {
@@ -58,7 +87,14 @@ def entry(node: str, event: Event) -> dict[Any, Any]:
         "type": event.type,
         "data": orjson.dumps(event.data, option=orjson.OPT_NON_STR_KEYS),
         "timestamp": repr(event.timestamp),
+        "digest": event.digest,  # of the data without its clock-derived fields: a view need not hash it again
     }
+
+
+def entry_digest(fields: Any) -> str | None:
+    """Return the digest an entry carries, if it carries a plausible one."""
+    raw = fields.get(b"digest")
+    return raw.decode("ascii", "replace") if isinstance(raw, bytes) and 0 < len(raw) <= 128 else None
 
 
 class BadEntry(ValueError):

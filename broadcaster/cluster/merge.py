@@ -20,34 +20,64 @@ from ..status import overall, summary_of
 Nodes = Mapping[str, Any]
 
 
-def _tagged(items: Any, node: str, unreachable: frozenset[str]) -> list[dict[str, Any]]:
+def _tagged(items: Any, node: str, gone: bool) -> list[dict[str, Any]]:
     """Return a node's list items (dicts only) with its name, and its status when it is gone."""
     if not isinstance(items, list):
         return []
     extra: dict[str, Any] = {"node": node}
-    if node in unreachable:
+    if gone:
         extra["node_status"] = "unreachable"
     return [{**item, **extra} for item in items if isinstance(item, dict)]
 
 
-def _union(nodes: Nodes, field: str, unreachable: frozenset[str]) -> list[dict[str, Any]]:
-    """Return the items of ``field`` of every node's data, tagged, nodes in name order."""
-    return [
-        item
-        for node in sorted(nodes)
-        if isinstance(nodes[node], dict)
-        for item in _tagged(nodes[node].get(field), node, unreachable)
-    ]
+class Tags:
+    """Each node's tagged items, kept per (channel, node) while that node's data and status stay the same.
+
+    Tagging copies every item: a view of 3 x 1,000 ADWs that tagged them all on every change
+    would spend most of its time there. Holding the list it was made from makes ``is`` a safe test.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, str], tuple[Any, bool, list[dict[str, Any]]]] = {}
+
+    def items(self, channel: str, node: str, items: Any, gone: bool) -> list[dict[str, Any]]:
+        """Return ``items`` of ``node`` on ``channel``, tagged (made once per list and status)."""
+        kept = self._kept.get((channel, node))
+        if kept is not None and kept[0] is items and kept[1] == gone:
+            return kept[2]
+        tagged = _tagged(items, node, gone)
+        self._kept[(channel, node)] = (items, gone, tagged)
+        return tagged
+
+    def forget(self, node: str) -> None:
+        """Drop what is kept for ``node``."""
+        for key in [k for k in self._kept if k[1] == node]:
+            del self._kept[key]
 
 
-def workflows(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+def _union(
+    nodes: Nodes, channel: str, field: str, unreachable: frozenset[str], tags: Tags | None
+) -> list[dict[str, Any]]:
+    """Return the items of every node's data (``field`` of it, "" for the data itself), tagged, nodes in name order."""
+    out: list[dict[str, Any]] = []
+    for node in sorted(nodes):
+        data = nodes[node]
+        items = data if not field else data.get(field) if isinstance(data, dict) else None
+        gone = node in unreachable
+        out += tags.items(channel, node, items, gone) if tags is not None else _tagged(items, node, gone)
+    return out
+
+
+def workflows(
+    nodes: Nodes, unreachable: frozenset[str] = frozenset(), tags: Tags | None = None
+) -> list[dict[str, Any]]:
     """Every node's WorkflowExecutions, each with its node."""
-    return [item for node in sorted(nodes) for item in _tagged(nodes[node], node, unreachable)]
+    return _union(nodes, "workflows", "", unreachable, tags)
 
 
-def monitor(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> dict[str, Any]:
+def monitor(nodes: Nodes, unreachable: frozenset[str] = frozenset(), tags: Tags | None = None) -> dict[str, Any]:
     """Every node's ADWs in one monitor: running first, newest first within a status; summary of the union."""
-    items = _union(nodes, "workflows", unreachable)
+    items = _union(nodes, "adw-monitor", "workflows", unreachable, tags)
     items.sort(key=lambda w: str(w.get("start_time") or ""), reverse=True)
     items.sort(key=lambda w: views.sort_rank(str(w.get("status"))))  # stable: newest first within a status
     summary = empty_summary()
@@ -59,18 +89,18 @@ def monitor(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> dict[str
     return {"workflows": items, "summary": summary, "last_updated": max(stamps, default="")}
 
 
-def queue(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> dict[str, Any]:
+def queue(nodes: Nodes, unreachable: frozenset[str] = frozenset(), tags: Tags | None = None) -> dict[str, Any]:
     """Every node's phases; the queue counts as paused when any reachable node's is."""
-    phases = _union(nodes, "phases", unreachable)
+    phases = _union(nodes, "queue", "phases", unreachable, tags)
     paused = any(
         isinstance(d, dict) and d.get("paused") is True for node, d in nodes.items() if node not in unreachable
     )
     return {"phases": phases, "total": len(phases), "paused": paused}
 
 
-def history(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> dict[str, Any]:
+def history(nodes: Nodes, unreachable: frozenset[str] = frozenset(), tags: Tags | None = None) -> dict[str, Any]:
     """Every node's newest runs, newest first; analytics computed over those rows, counts summed."""
-    rows = _union(nodes, "workflows", unreachable)
+    rows = _union(nodes, "workflow-history", "workflows", unreachable, tags)
     rows.sort(key=lambda r: str(r.get("start_time") or r.get("created_at") or ""), reverse=True)
     total = sum(
         d["total_count"] for d in nodes.values() if isinstance(d, dict) and isinstance(d.get("total_count"), int)

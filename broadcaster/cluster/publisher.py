@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..events import Event
-from .bus import NODE_RECORD, NODES, entry, safe_url, stream_key
+from .bus import INDEX_KEEP, NODE_RECORD, NODES, change_entry, changes_key, entry, safe_url, stream_key
 
 logger = logging.getLogger(__name__)
 RETRY = (0.5, 1.0, 2.0, 5.0)  # seconds between attempts to reach Redis, then every 5 s
@@ -54,6 +55,8 @@ class Publisher:
         self._timeout = node_timeout
         self._on_state = on_state
         self._waiting: dict[str, Event] = {}
+        self._session = secrets.token_hex(8)  # with the batch count, lets a view notice entries it missed
+        self._batches = 0
         self._wake = asyncio.Event()
         self.published = 0
         self.dropped = 0
@@ -111,11 +114,19 @@ class Publisher:
                                 maxlen=self._keep,
                                 approximate=True,
                             )
+                        # Last, so a view told of these channels finds their entries already there.
+                        pipe.xadd(
+                            changes_key(self.node),
+                            change_entry(self._session, self._batches, batch),
+                            maxlen=INDEX_KEEP,
+                            approximate=True,
+                        )
                         await pipe.execute()
                 except BaseException:
                     for channel, event in batch.items():  # not sent: they wait again (newer ones win)
                         self._waiting.setdefault(channel, event)
                     raise
+                self._batches += 1
                 self.published += len(batch)
                 continue
             self._wake.clear()

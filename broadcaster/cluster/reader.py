@@ -1,11 +1,13 @@
-"""The cluster view's source: every node's streams, read with blocking ``XREAD`` on one connection.
+"""The cluster view's source: every node's channels, followed with blocking ``XREAD`` on one connection.
 
 ``changes()`` yields a ``Batch`` per read: the newest data of each (node, channel) the read
-brought, and after each look at the node records which nodes are alive and which are not. Which
-streams it reads follows from the bus itself: every node in ``adwb:nodes`` not forgotten, its
-six shared channels, and an ``adw-state`` stream for each ADW its newest monitor lists. A stream
-it starts reading is read from its newest entry (a newest-state system needs no history); so is
-every stream after a reconnect, which also covers a Redis that came back empty.
+brought, and after each look at the node records which nodes are alive and which are not.
+The read follows each node's changes index (``bus``): a blocking ``XREAD`` over those few
+streams, then one pipelined round trip for the newest entry of each channel they name. Which
+channels it follows comes from the bus itself: every node in ``adwb:nodes`` not forgotten, its
+six shared channels, and the ``adw-state`` of each ADW its newest monitor lists. A node it starts
+following (a new one, or every one after a reconnect: that also covers a Redis that came back
+empty) is read whole, newest entry of each channel; so is a node whose index shows a gap.
 
 Bad data from the bus (a malformed record or entry, a node name or ADW id that is not one, a key
 of the wrong type) is logged once and skipped: it costs that entry, never the view.
@@ -18,21 +20,26 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from ..channels import adw_state_channel
+from ..channels import adw_state_channel, spec_of
+from ..snapshot import digest
 from .bus import (
+    CHANGES,
     NODE_RECORD,
     NODES,
     BadEntry,
     Record,
+    changes_key,
     checked_items,
+    decode_change,
     decode_data,
     decode_record,
+    entry_digest,
     safe_url,
     stream_key,
 )
@@ -40,15 +47,22 @@ from .publisher import RETRY
 
 logger = logging.getLogger(__name__)
 SHARED = ("workflows", "adw-monitor", "queue", "workflow-history", "system-status", "webhook-status")
-READ_COUNT = 100  # entries per stream per read; only the newest of them counts
+INDEX_COUNT = 1000  # changes-index entries per node per read
 MAX_LOGGED = 1000  # distinct bad-data messages remembered (each logged once); past it, counted only
+
+
+class Newest(NamedTuple):
+    """A node's newest data of a channel, and its digest (clock-derived fields left out)."""
+
+    data: Any
+    digest: str
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
     """What one read brought: the newest data per (node, channel), and the nodes' liveness if it was looked at."""
 
-    data: dict[tuple[str, str], Any] = field(default_factory=dict)
+    data: dict[tuple[str, str], Newest] = field(default_factory=dict)
     alive: frozenset[str] | None = None
     """After a look at the records: the nodes whose record exists (None: not looked at)."""
     gone: frozenset[str] = frozenset()
@@ -58,7 +72,7 @@ class Batch:
 
 
 class Reader:
-    """Read every node's streams from Redis (see the module docstring)."""
+    """Follow every node's channels on Redis (see the module docstring)."""
 
     def __init__(
         self,
@@ -74,10 +88,13 @@ class Reader:
         self._scan_interval = scan_interval
         self._on_state = on_state
         self._clock = clock
-        self._streams: dict[str, bytes] = {}  # stream key -> id of the last entry read
-        self._channel_of: dict[str, tuple[str, str]] = {}  # stream key -> (node, channel)
+        self._channel_of: dict[str, tuple[str, str]] = {}  # stream key followed -> (node, channel)
+        self._last: dict[str, bytes] = {}  # stream key -> id of the newest entry taken
+        self._new: set[str] = set()  # stream keys followed but not fetched yet
+        self._index: dict[str, bytes] = {}  # node -> id of the last changes-index entry read
+        self._batch: dict[str, tuple[str, int]] = {}  # node -> (session, n) of that entry
         self._held: dict[str, frozenset[str]] = {}  # node -> ADW ids its newest monitor lists
-        self._nodes: frozenset[str] = frozenset()  # nodes read (alive or not yet forgotten)
+        self._nodes: frozenset[str] = frozenset()  # nodes followed (alive or not yet forgotten)
         self._refused: set[str] = set()  # keys that are not streams: not read again until a reconnect
         self._logged: set[str] = set()
         self.bad_entries = 0
@@ -90,8 +107,7 @@ class Reader:
             client = aioredis.from_url(self.url, socket_connect_timeout=2, socket_timeout=10)
             try:
                 await client.ping()
-                self._streams = dict.fromkeys(self._streams, b"")  # reread each from its newest entry
-                self._refused.clear()
+                self._start_over()
                 attempt = 0
                 async for batch in self._serve(client):
                     yield batch
@@ -105,6 +121,13 @@ class Reader:
             finally:
                 await client.aclose()
 
+    def _start_over(self) -> None:
+        """Follow every node afresh (after a reconnect: Redis may have lost or changed anything)."""
+        for node in self._nodes:
+            self._forget(node)
+        self._nodes = frozenset()
+        self._refused.clear()
+
     async def _serve(self, client: aioredis.Redis) -> AsyncGenerator[Batch, None]:
         next_scan = 0.0
         while True:
@@ -113,23 +136,22 @@ class Reader:
                 yield await self._scan(client)
                 next_scan = time.monotonic() + self._scan_interval
                 continue
-            if not self._streams:
+            if not self._index:
                 await asyncio.sleep(max(0.0, next_scan - now))
                 continue
             block = max(1, int((next_scan - now) * 1000))
+            streams = {changes_key(node): last for node, last in self._index.items()}
             try:
-                reply = await client.xread(self._streams, count=READ_COUNT, block=block)  # type: ignore[arg-type]
-            except ResponseError as exc:  # a key that is not a stream fails the whole read: find it, drop it
-                await self._drop_wrong_keys(client, str(exc))
+                reply = await client.xread(streams, count=INDEX_COUNT, block=block)  # type: ignore[arg-type]
+            except ResponseError as exc:  # an index that is not a stream fails the whole read: find it, drop it
+                await self._drop_wrong_indexes(client, str(exc))
                 continue
-            batch = self._take(_pairs(reply))
-            fresh = await self._start_new_streams(client)  # ADWs a monitor in this read named for the first time
-            batch.data.update(fresh)
-            if batch.data:
-                yield batch
+            data = await self._fetch(client, self._named(_pairs(reply)))
+            if data:
+                yield Batch(data)
 
     async def _scan(self, client: aioredis.Redis) -> Batch:
-        """Look at the node records; start reading new nodes; return the nodes' liveness (and their first data)."""
+        """Look at the node records; start following new nodes; return the nodes' liveness (and their first data)."""
         records: dict[str, Record] = {}
         for name, raw in (await client.hgetall(NODES)).items():
             try:
@@ -144,100 +166,159 @@ class Reader:
         now = self._clock()
         gone = frozenset(n for n in names if n not in alive and now - records[n].last_seen <= self._forget_after)
         nodes = alive | gone
-        for node in self._nodes - nodes:  # forgotten: stop reading its streams
-            self._held.pop(node, None)
-            for key in [k for k, (n, _) in self._channel_of.items() if n == node]:
-                self._streams.pop(key, None)
-                self._channel_of.pop(key, None)
+        for node in self._nodes - nodes:
+            self._forget(node)
+        new = sorted(nodes - self._nodes)
         self._nodes = nodes
-        for node in sorted(nodes):
-            for channel in SHARED:
-                self._want(node, channel)
-        data = await self._start_new_streams(client)
+        await self._follow(client, new)
+        data = await self._fetch(client, set())
         message = f"reading {len(alive)} node(s) from {safe_url(self.url)}" + _also(gone)
         if self.bad_entries:
             message += f"; skipped {self.bad_entries} bad entries (see the log)"
         self._set("degraded" if self.bad_entries else "healthy", message)
         return Batch(data, alive=alive, gone=gone)
 
+    async def _follow(self, client: aioredis.Redis, nodes: list[str]) -> None:
+        """Start following ``nodes``: their index from its newest entry, then each channel's newest entry."""
+        if not nodes:
+            return
+        async with client.pipeline(transaction=False) as pipe:
+            for node in nodes:
+                pipe.xrevrange(changes_key(node), count=1)
+            replies = await pipe.execute(raise_on_error=False)
+        for node, reply in zip(nodes, replies, strict=True):
+            if isinstance(reply, Exception):
+                self._refuse(changes_key(node), str(reply))  # its channels are read once, not followed
+            else:
+                self._index[node] = reply[0][0] if reply else b"0-0"
+                self._note_batch(node, reply[0][1] if reply else None)
+            self._resync(node)
+
+    def _resync(self, node: str) -> None:
+        """Fetch every channel of ``node`` followed (and its shared ones, if not yet)."""
+        for channel in SHARED:
+            self._want(node, channel)
+        self._new.update(key for key, (n, _) in self._channel_of.items() if n == node)
+
+    def _named(self, pairs: Iterable[tuple[Any, Any]]) -> set[str]:
+        """Return the followed streams the index entries of a read name (all of a node's after a gap)."""
+        named: set[str] = set()
+        for raw_key, entries in pairs:
+            node = (raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key))[len(CHANGES) :]
+            if node not in self._index:
+                continue
+            for entry_id, fields in entries:
+                self._index[node] = entry_id
+                before = self._batch.get(node)
+                channels = self._note_batch(node, fields)
+                if channels is None or before is None or self._batch.get(node) != (before[0], before[1] + 1):
+                    self._resync(node)  # a gap (missed or trimmed entries, a restarted node): read it whole
+                    continue
+                named.update(k for c in channels if (k := stream_key(node, c)) in self._channel_of)
+        return named
+
+    def _note_batch(self, node: str, fields: Any) -> list[str] | None:
+        """Note a changes-index entry's session and number; return the channels it names (None if unusable)."""
+        if fields is None:
+            self._batch.pop(node, None)
+            return None
+        try:
+            session, n, channels = decode_change(fields)
+        except BadEntry as exc:
+            self._bad(f"{changes_key(node)}: {exc}")
+            self._batch.pop(node, None)
+            return None
+        self._batch[node] = (session, n)
+        return channels
+
     def _want(self, node: str, channel: str) -> None:
         key = stream_key(node, channel)
         if key not in self._channel_of and key not in self._refused:
             self._channel_of[key] = (node, channel)
-            self._streams[key] = b""  # not started: read from its newest entry
+            self._new.add(key)
 
-    async def _start_new_streams(self, client: aioredis.Redis) -> dict[tuple[str, str], Any]:
-        """Read the newest entry of each stream not started yet (and of those its monitors name, in turn)."""
-        data: dict[tuple[str, str], Any] = {}
-        while new := [k for k, last in self._streams.items() if not last]:
+    async def _fetch(self, client: aioredis.Redis, keys: set[str]) -> dict[tuple[str, str], Newest]:
+        """Take the newest entry of ``keys`` and of every stream not fetched yet (monitors may name more)."""
+        data: dict[tuple[str, str], Newest] = {}
+        keys = keys | self._new
+        while keys:
+            self._new = set()
+            order = sorted(keys)
             async with client.pipeline(transaction=False) as pipe:
-                for key in new:
+                for key in order:
                     pipe.xrevrange(key, count=1)
                 replies = await pipe.execute(raise_on_error=False)
-            for key, reply in zip(new, replies, strict=True):
+            for key, reply in zip(order, replies, strict=True):
+                if key not in self._channel_of:
+                    continue  # no longer followed (its ADW left a monitor fetched in this round)
                 if isinstance(reply, Exception):
-                    self._bad(f"{key}: {reply}")
-                    self._refused.add(key)
-                    self._streams.pop(key)
-                    self._channel_of.pop(key)
-                    continue
-                self._streams[key] = b"0-0"  # an empty stream is read from its start once it gets entries
-                data.update(self._take([(key, reply or [])]).data)
+                    self._refuse(key, str(reply))
+                elif reply and reply[0][0] != self._last.get(key):
+                    self._last[key] = reply[0][0]
+                    self._take(key, reply[0][1], data)
+            keys = self._new
         return data
 
-    def _take(self, pairs: Iterable[tuple[Any, Any]]) -> Batch:
-        """Decode the entries of a read: keep the newest of each stream; note the ADWs monitors list."""
-        data: dict[tuple[str, str], Any] = {}
-        for raw_key, entries in pairs:
-            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
-            where = self._channel_of.get(key)
-            if where is None or not entries:
-                continue
-            newest = entries[-1]  # XREAD gives them oldest first; XREVRANGE gives just the one
-            self._streams[key] = newest[0]
-            node, channel = where
-            try:
-                value, problems = checked_items(node, channel, decode_data(node, channel, newest[1]))
-                orjson.dumps(value)  # nested past what can be encoded again: refused here, not in the merge
-            except BadEntry as exc:
-                self._bad(str(exc))
-                continue
-            except orjson.JSONEncodeError as exc:
-                self._bad(f"{key}: data cannot be encoded again ({exc})")
-                continue
-            for problem in problems:
-                self._bad(problem)
-            data[where] = value
-            if channel == "adw-monitor":
-                self._hold(node, value)
-        return Batch(data)
+    def _take(self, key: str, fields: Any, data: dict[tuple[str, str], Newest]) -> None:
+        """Decode one entry into ``data``; note the ADWs a monitor lists."""
+        node, channel = self._channel_of[key]
+        try:
+            value, problems = checked_items(node, channel, decode_data(node, channel, fields))
+            orjson.dumps(value)  # nested past what can be encoded again: refused here, not in the merge
+        except BadEntry as exc:
+            self._bad(str(exc))
+            return
+        except orjson.JSONEncodeError as exc:
+            self._bad(f"{key}: data cannot be encoded again ({exc})")
+            return
+        for problem in problems:
+            self._bad(problem)
+        known = None if problems else entry_digest(fields)  # the node's, unless items were dropped here
+        data[(node, channel)] = Newest(value, known or digest(value, spec_of(channel).volatile))
+        if channel == "adw-monitor":
+            self._hold(node, value)
 
     def _hold(self, node: str, monitor: Any) -> None:
-        """Read the ``adw-state`` stream of every ADW ``node``'s monitor lists (and stop those it dropped)."""
+        """Follow the ``adw-state`` of every ADW ``node``'s monitor lists (and stop those it dropped)."""
         items = monitor.get("workflows") if isinstance(monitor, dict) else None
         held = frozenset(item["adw_id"] for item in items) if isinstance(items, list) else frozenset()  # checked
         for adw_id in self._held.get(node, frozenset()) - held:
-            key = stream_key(node, adw_state_channel(adw_id))
-            self._streams.pop(key, None)
-            self._channel_of.pop(key, None)
+            self._unfollow(stream_key(node, adw_state_channel(adw_id)))
         self._held[node] = held
         for adw_id in held:
             self._want(node, adw_state_channel(adw_id))
 
-    async def _drop_wrong_keys(self, client: aioredis.Redis, error: str) -> None:
-        keys = list(self._streams)
+    def _unfollow(self, key: str) -> None:
+        self._channel_of.pop(key, None)
+        self._last.pop(key, None)
+        self._new.discard(key)
+
+    def _forget(self, node: str) -> None:
+        """Stop following ``node`` (forgotten, or before following it afresh)."""
+        for key in [k for k, (n, _) in self._channel_of.items() if n == node]:
+            self._unfollow(key)
+        for table in (self._index, self._batch, self._held):
+            table.pop(node, None)
+
+    def _refuse(self, key: str, why: str) -> None:
+        """Log a key that cannot be read as a stream once, and stop reading it."""
+        self._bad(f"{key}: {why}")
+        self._refused.add(key)
+        where = self._channel_of.get(key)
+        self._unfollow(key)
+        if where is not None and where[1] == "adw-monitor":
+            self._hold(where[0], None)
+
+    async def _drop_wrong_indexes(self, client: aioredis.Redis, error: str) -> None:
+        nodes = list(self._index)
         async with client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.type(key)
+            for node in nodes:
+                pipe.type(changes_key(node))
             kinds = await pipe.execute()
-        for key, kind in zip(keys, kinds, strict=True):
+        for node, kind in zip(nodes, kinds, strict=True):
             if kind not in (b"stream", b"none", "stream", "none"):
-                self._bad(f"{key} is a {kind.decode() if isinstance(kind, bytes) else kind}, not a stream ({error})")
-                self._refused.add(key)
-                self._streams.pop(key)
-                node, channel = self._channel_of.pop(key)
-                if channel == "adw-monitor":
-                    self._hold(node, None)
+                self._refuse(changes_key(node), error)
+                self._index.pop(node)
 
     def _bad(self, message: str) -> None:
         """Log a bad entry once: a record or key still bad at the next look is the same one, not another."""

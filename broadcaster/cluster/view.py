@@ -19,10 +19,11 @@ from typing import Any, Protocol
 
 from ..channels import WEBHOOK_STATUS, adw_id_of, adw_state_channel
 from ..events import Event
+from ..snapshot import digest
 from . import merge
 from .reader import SHARED, Batch
 
-MERGES: dict[str, Callable[[merge.Nodes, frozenset[str]], Any]] = {
+MERGES: dict[str, Callable[[merge.Nodes, frozenset[str], merge.Tags], Any]] = {
     "workflows": merge.workflows,
     "adw-monitor": merge.monitor,
     "queue": merge.queue,
@@ -52,6 +53,8 @@ class ClusterView:
         self._outlet = outlet
         self._current = current  # the view's own channels (restored from its event log at start)
         self._data: dict[str, dict[str, Any]] = {}  # channel -> node -> its newest data
+        self._digests: dict[str, dict[str, str]] = {}  # channel -> node -> that data's digest
+        self._tags = merge.Tags()
         self._lists: dict[str, frozenset[str]] = {}  # node -> ADW ids its newest monitor lists
         self._alive: frozenset[str] = frozenset()
         self._gone: frozenset[str] = frozenset()
@@ -66,8 +69,9 @@ class ClusterView:
         """Take a read's data and the nodes' liveness; publish each merged channel that moved."""
         families: set[str] = set()
         adws: set[str] = set()
-        for (node, channel), value in batch.data.items():
+        for (node, channel), (value, known) in batch.data.items():
             self._data.setdefault(channel, {})[node] = value
+            self._digests.setdefault(channel, {})[node] = known
             adw_id = adw_id_of(channel)
             if adw_id is not None:
                 adws.add(adw_id)
@@ -81,8 +85,9 @@ class ClusterView:
             self._alive, self._gone = batch.alive, batch.gone
             for node in before - (batch.alive | batch.gone):  # forgotten: its items leave
                 adws |= self._relist(node, None)
-                for nodes in self._data.values():
-                    nodes.pop(node, None)
+                for table in (*self._data.values(), *self._digests.values()):
+                    table.pop(node, None)
+                self._tags.forget(node)
             families.update(SHARED)
             adws |= {adw_id for node in moved for adw_id in self._lists.get(node, ())}
         if not self._started and batch.alive is not None:
@@ -112,6 +117,7 @@ class ClusterView:
             self._lists.pop(node, None)
         for adw_id in old - ids:  # no longer this node's: its state of it is not read any more
             self._data.get(adw_state_channel(adw_id), {}).pop(node, None)
+            self._digests.get(adw_state_channel(adw_id), {}).pop(node, None)
         return set(old ^ ids)
 
     def _publish(self, families: set[str], adws: set[str]) -> None:
@@ -124,17 +130,34 @@ class ClusterView:
         for family, build in MERGES.items():
             if family in families:
                 nodes = self._data.get(family, {})
+                known = self._digest(family)
                 if family == "workflow-history":
-                    self._outlet.offer(family, functools.partial(self._history, nodes))
+                    self._outlet.offer(family, functools.partial(self._history, nodes, known))
                 else:
-                    self._outlet.offer(family, functools.partial(build, nodes, gone))
+                    self._outlet.offer(family, functools.partial(_with, known, build, nodes, gone, self._tags))
         if "webhook-status" in families:
             hook = merge.webhook(self._data.get("webhook-status", {}), gone)
             self._outlet.offer("webhook-status", lambda: WEBHOOK_STATUS.empty() if hook is None else hook)
         if "system-status" in families:
             self._outlet.refresh_status()
 
-    def _history(self, nodes: merge.Nodes) -> dict[str, Any]:
-        data = merge.history(nodes, self._gone)
+    def _digest(self, channel: str) -> str | None:
+        """Return the digest of a merged channel from its parts' (hashing the union itself is most of a merge's cost).
+
+        The merge is a pure function of each node's data (digested without clock-derived fields,
+        as the merged data is) and of which nodes are gone: same parts, same merged state.
+        """
+        parts = self._digests.get(channel)
+        if not parts:
+            return None  # no node has it: the empty shape, digested as such
+        return digest([channel, [[node, parts[node], node in self._gone] for node in sorted(parts)]])
+
+    def _history(self, nodes: merge.Nodes, known: str | None) -> tuple[dict[str, Any], str | None]:
+        data = merge.history(nodes, self._gone, self._tags)
         self._outlet.history_rows = data["workflows"]  # the rows the cost trends are recomputed from
-        return data
+        return data, known
+
+
+def _with(known: str | None, build: Callable[..., Any], *args: Any) -> tuple[Any, str | None]:
+    """Return ``(build(*args), known)``: the data and the digest the outlet records it under."""
+    return build(*args), known
