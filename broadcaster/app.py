@@ -106,7 +106,9 @@ def create_app(config: Config) -> web.Application:
     )
     app.cleanup_ctx.append(background("client sweep", SELF, sweep))
     if view:
-        reader, take = add_cluster_view(config, feeds, current=hub.channels, health=health, part=CLUSTER_PART)
+        reader, take = add_cluster_view(
+            config, feeds, current=hub.channels, health=health, fresh=fresh, part=CLUSTER_PART
+        )
         app.cleanup_ctx.append(feed(CLUSTER_PART, "backplane", reader.changes, take))
     elif config.backplane.url:
         publisher = add_backplane(

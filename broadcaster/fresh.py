@@ -35,12 +35,15 @@ class Fresh:
     def __init__(self, status: SystemStatus, history_rows: Callable[[], list[dict[str, Any]]]) -> None:
         self._status = status
         self._history_rows = history_rows
+        self.services: Callable[[Any], Any] | None = None
+        """Also refreshes system status (a cluster view: the uptimes of its nodes' services)."""
 
     def __call__(self, channel: str, data: Any) -> Any:
         """Return ``data`` of ``channel`` with its clock-derived fields as of now."""
         family = channel.partition(":")[0]
         if family == "system-status":
-            return self._status.refreshed(data)
+            data = self._status.refreshed(data)
+            return data if self.services is None else self.services(data)
         if family == "adw-monitor":
             return monitor(data)
         if family == "workflow-history":

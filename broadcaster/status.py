@@ -89,10 +89,15 @@ def summary_of(statuses: list[str]) -> dict[str, Any]:
 
 
 def _uptime(s: _Service, now: float) -> dict[str, Any]:
-    held = max(0.0, now - s.since)
-    if s.status == "healthy":
+    return uptime(s.status, now - s.since)
+
+
+def uptime(status: str, held: float) -> dict[str, Any]:
+    """Return the uptime fields of a service that has had ``status`` for ``held`` seconds."""
+    held = max(0.0, held)
+    if status == "healthy":
         return {"uptime_seconds": round(held, 1), "uptime_human": human(held)}
-    return {"uptime_seconds": 0.0, "uptime_human": f"{s.status} for {human(held)}"}
+    return {"uptime_seconds": 0.0, "uptime_human": f"{status} for {human(held)}"}
 
 
 def human(seconds: float) -> str:

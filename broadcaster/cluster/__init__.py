@@ -15,6 +15,7 @@ from typing import Any
 from .. import __version__
 from ..config import Config
 from ..events import Event
+from ..fresh import Fresh
 from ..health import Health
 from .publisher import Publisher
 from .reader import Reader
@@ -70,6 +71,7 @@ def add_cluster_view(
     *,
     current: Callable[[], list[Event]],
     health: Health,
+    fresh: Fresh,
     part: str,
 ) -> tuple[Reader, Callable[[Any], None]]:
     """Read every node's streams from ``[backplane] url``; return the reader and what takes its batches.
@@ -79,6 +81,7 @@ def add_cluster_view(
     b = config.backplane
     view = ClusterView(outlet, current=current)
     health.combine = view.system_status
+    fresh.services = view.refreshed
 
     def on_state(level: str, message: str) -> None:
         health.backplane = (level, message)

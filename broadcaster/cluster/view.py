@@ -14,12 +14,15 @@ then stops reading it, and its items leave).
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ..channels import WEBHOOK_STATUS, adw_id_of, adw_state_channel
 from ..events import Event
 from ..snapshot import digest
+from ..status import uptime
+from ..views import parse_time
 from . import merge
 from .reader import SHARED, Batch
 
@@ -49,12 +52,16 @@ class Outlet(Protocol):
 class ClusterView:
     """Hold each node's newest data per channel; publish the merged channels a batch changed."""
 
-    def __init__(self, outlet: Outlet, *, current: Callable[[], Iterable[Event]]) -> None:
+    def __init__(
+        self, outlet: Outlet, *, current: Callable[[], Iterable[Event]], clock: Callable[[], float] = time.time
+    ) -> None:
         self._outlet = outlet
         self._current = current  # the view's own channels (restored from its event log at start)
         self._data: dict[str, dict[str, Any]] = {}  # channel -> node -> its newest data
         self._digests: dict[str, dict[str, str]] = {}  # channel -> node -> that data's digest
         self._tags = merge.Tags()
+        self._since: dict[str, tuple[str, float]] = {}  # "node/service" -> (its status, since when: epoch s)
+        self._clock = clock
         self._lists: dict[str, frozenset[str]] = {}  # node -> ADW ids its newest monitor lists
         self._alive: frozenset[str] = frozenset()
         self._gone: frozenset[str] = frozenset()
@@ -77,6 +84,8 @@ class ClusterView:
                 adws.add(adw_id)
                 continue
             families.add(channel)
+            if channel == "system-status":
+                self._note_since(node, value)
             if channel == "adw-monitor":
                 adws |= self._relist(node, value)
         if batch.alive is not None and (batch.alive, batch.gone) != (self._alive, self._gone):
@@ -88,6 +97,10 @@ class ClusterView:
                 for table in (*self._data.values(), *self._digests.values()):
                     table.pop(node, None)
                 self._tags.forget(node)
+            for node in self._gone:
+                self._since.setdefault(f"{node}/node", ("error", self._clock()))
+            for name in [n for n in self._since if n.endswith("/node") and n[:-5] not in self._gone]:
+                del self._since[name]
             families.update(SHARED)
             adws |= {adw_id for node in moved for adw_id in self._lists.get(node, ())}
         if not self._started and batch.alive is not None:
@@ -101,6 +114,36 @@ class ClusterView:
         if not isinstance(services, dict):
             services = {}
         return merge.system_status(self._data.get("system-status", {}), self._gone, **services)
+
+    def refreshed(self, data: Any) -> Any:
+        """Return system-status data with the uptimes of the nodes' services as of now."""
+        services = data.get("services") if isinstance(data, dict) else None
+        if not isinstance(services, dict):
+            return data
+        now = self._clock()
+        fresh = dict(services)
+        for name, entry in services.items():
+            since = self._since.get(name)
+            if since is not None and isinstance(entry, dict) and entry.get("status") == since[0]:
+                fresh[name] = {**entry, **uptime(since[0], now - since[1])}
+        return {**data, "services": fresh}
+
+    def _note_since(self, node: str, report: Any) -> None:
+        """Note since when each of ``node``'s services has had its status (its report says as of its timestamp)."""
+        services = report.get("services") if isinstance(report, dict) else None
+        when = parse_time(report.get("timestamp")) if isinstance(report, dict) else None
+        stamp = when.timestamp() if when is not None and when.tzinfo is not None else self._clock()
+        for name in [n for n in self._since if n.startswith(f"{node}/") and n != f"{node}/node"]:
+            if not isinstance(services, dict) or name[len(node) + 1 :] not in services:
+                del self._since[name]
+        for service, entry in services.items() if isinstance(services, dict) else ():
+            status, up = (entry.get("status"), entry.get("uptime_seconds")) if isinstance(entry, dict) else (None, None)
+            if not isinstance(status, str):
+                continue
+            kept = self._since.get(f"{node}/{service}")
+            if kept is None or kept[0] != status:
+                held = up if status == "healthy" and isinstance(up, int | float) and 0 <= up < 1e10 else 0.0
+                self._since[f"{node}/{service}"] = (status, stamp - held)
 
     def _relist(self, node: str, monitor: Any) -> set[str]:
         """Note the ADWs ``node``'s monitor lists; return those that joined or left it."""
