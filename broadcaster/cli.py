@@ -219,6 +219,8 @@ def print_banner(
     ]
     if demo_workspace is not None:
         lines.append(f"  demo      simulated agents in {demo_workspace} (removed on exit)")
+    elif config.backplane.view == "cluster":
+        lines.append(f"  viewing   every node publishing to {safe_url(config.backplane.url)}")
     else:
         lines.append(f"  watching  {config.adw.agents_dir}")
     lines += [

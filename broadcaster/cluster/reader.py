@@ -173,9 +173,11 @@ class Reader:
         await self._follow(client, new)
         data = await self._fetch(client, set())
         message = f"reading {len(alive)} node(s) from {safe_url(self.url)}" + _also(gone)
+        if not nodes:
+            message = f"no node has published to {safe_url(self.url)} yet (is [backplane] url the same on the nodes?)"
         if self.bad_entries:
             message += f"; skipped {self.bad_entries} bad entries (see the log)"
-        self._set("degraded" if self.bad_entries else "healthy", message)
+        self._set("degraded" if self.bad_entries or not nodes else "healthy", message)
         return Batch(data, alive=alive, gone=gone)
 
     async def _follow(self, client: aioredis.Redis, nodes: list[str]) -> None:
