@@ -156,7 +156,16 @@ async def test_the_view_serves_the_union_and_every_change_on_any_node(cluster: C
         assert status["overall_status"] == "healthy"
         assert f"; cluster view of the nodes on {cluster.redis.url}; token off" in cluster.view.log
         async with session.get(cluster.view.url("/api/v1/adw-monitor")) as response:
-            assert items(await response.json())[0] == ("a1", "host-a", "running", None)
+            monitor = await response.json()
+        # A second view beside it (as behind a load balancer) reads the same streams and serves the same.
+        root = cluster.root.parent / "view-2"
+        root.mkdir()
+        second = await Service(root, view_config(root, cluster.redis.url, free_port())).start()
+        try:
+            async with session.get(second.url("/api/v1/adw-monitor")) as response:
+                assert items(await response.json()) == items(monitor)
+        finally:
+            await second.stop()
 
 
 async def test_a_killed_node_is_marked_unreachable_within_node_timeout(cluster: Cluster) -> None:
