@@ -184,3 +184,36 @@ def test_the_nodes_services_uptimes_are_as_of_now_when_read() -> None:
     now[0] += 120
     lost = view.refreshed(view.system_status({"services": {}}))["services"]["a/node"]
     assert (lost["status"], lost["uptime_seconds"], lost["uptime_human"]) == ("error", 0.0, "error for 2m 0s")
+
+
+async def test_a_gap_in_a_nodes_changes_index_makes_the_reader_read_it_whole(redis_server: RedisServer) -> None:
+    client = aioredis.from_url(redis_server.url)
+
+    async def publish(channel: str, data: Any, kind: str) -> None:
+        await client.xadd(f"adwb:ch:n1:{channel}", {"node": "n1", "type": kind, "data": orjson.dumps(data)})
+
+    record = orjson.dumps({"name": "n1", "last_seen": time.time()})
+    await client.hset("adwb:nodes", "n1", record)
+    await client.set("adwb:node:n1", record, px=60_000)
+    await publish("queue", {"phases": [], "total": 0, "paused": False}, "queue_update")
+    await client.xadd("adwb:changes:n1", {"session": "s1", "n": 0, "channels": "queue"})
+    reader = Reader(redis_server.url, forget_after=3600, scan_interval=30, on_state=lambda *s: None)
+    changes = reader.changes()
+    try:
+        first = await anext(changes)
+        assert set(first.data) == {("n1", "queue")}
+        await publish("queue", {"phases": [], "total": 0, "paused": True}, "queue_update")  # never named: missed
+        await publish("workflows", [{"adw_id": "w1", "issue_number": 1}], "workflows_update")
+        await client.xadd("adwb:changes:n1", {"session": "s1", "n": 1, "channels": "workflows"})
+        second = await anext(changes)
+        assert {k: v.data for k, v in second.data.items()} == {
+            ("n1", "workflows"): [{"adw_id": "w1", "issue_number": 1}]
+        }
+        await client.xadd("adwb:changes:n1", {"session": "s1", "n": 5, "channels": "workflows"})  # 2-4 trimmed away
+        third = await anext(changes)
+        assert {k: v.data for k, v in third.data.items()} == {  # read whole: what it missed, not what was named
+            ("n1", "queue"): {"phases": [], "total": 0, "paused": True}
+        }
+    finally:
+        await changes.aclose()
+        await client.aclose()
