@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from broadcaster import db_views, views
@@ -137,3 +137,90 @@ def test_numbers_are_read_without_raising(value: Any) -> None:
     assert number is None or -(2**63) <= number < 2**64
     assert real is None or real == real and abs(real) != float("inf")
     encodes(CLEANER.clean(value))
+
+
+# What a node's entry on the bus decodes to: JSON values (no NaN, no infinity), shaped like the
+# channels or not at all.
+bus_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+)
+bus_values = st.recursive(
+    bus_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20,
+)
+bus_items = st.dictionaries(
+    st.sampled_from(["adw_id", "status", "start_time", "queue_id", "actual_cost_total", "created_at"])
+    | st.text(max_size=6),
+    st.sampled_from(["a1", "running", "completed", "healthy", "error"]) | bus_values,
+    max_size=6,
+)
+bus_data = st.one_of(
+    bus_values,
+    st.lists(bus_items, max_size=4),
+    st.dictionaries(
+        st.sampled_from(["workflows", "phases", "services", "summary", "total_count", "paused", "timestamp", "status"]),
+        bus_values | st.lists(bus_items, max_size=4) | st.dictionaries(st.text(max_size=8), bus_items, max_size=3),
+        max_size=5,
+    ),
+)
+
+
+@SETTINGS
+@given(
+    st.dictionaries(st.sampled_from(["a", "b", "c"]), bus_data, max_size=3), st.frozensets(st.sampled_from(["a", "b"]))
+)
+@example({"a": {"workflows": [{"adw_id": "x", "status": ["running"]}]}}, frozenset())
+@example({"a": {"services": {"db": {"status": ["healthy"]}, "x": {"status": "fine"}}}}, frozenset())
+def test_any_node_data_merges_into_data_that_encodes(nodes: dict[str, Any], gone: frozenset[str]) -> None:
+    from broadcaster.cluster import merge
+    from broadcaster.cluster.bus import BadEntry, checked_items
+
+    for channel, build in (
+        ("workflows", merge.workflows),
+        ("adw-monitor", merge.monitor),
+        ("queue", merge.queue),
+        ("workflow-history", merge.history),
+    ):
+        checked = {}
+        for node, data in nodes.items():
+            try:
+                checked[node] = checked_items(node, channel, data)[0]
+            except BadEntry:
+                continue
+        digest(build(checked, gone), SPECS[channel].volatile)
+    status = merge.system_status(nodes, gone)
+    digest(status, SPECS["system-status"].volatile)
+    assert {entry["status"] for entry in status["services"].values()} <= {"healthy", "degraded", "error"}
+    digest(merge.webhook(nodes, gone))
+    digest(merge.adw_state(nodes, sorted(nodes), gone))
+
+    # The view around the merges: every channel offered builds and encodes.
+    from broadcaster.cluster.reader import Batch, Newest
+    from broadcaster.cluster.view import ClusterView
+
+    offered: dict[str, Any] = {}
+
+    class Outlet:
+        history_rows: list[dict[str, Any]] = []
+
+        def offer(self, channel: str, build: Any) -> None:
+            offered[channel] = build()
+
+        def refresh_status(self) -> None:
+            offered["system-status"] = view.refreshed(view.system_status({"services": {}}))
+
+        def reported(self, part: str) -> None:
+            pass
+
+    view = ClusterView(Outlet(), current=list)
+    shared = ("workflows", "adw-monitor", "queue", "workflow-history", "system-status", "webhook-status")
+    parts = {(node, channel): Newest(data, digest(data)) for node, data in nodes.items() for channel in shared}
+    view.apply(Batch(parts, alive=frozenset(nodes) - gone, gone=gone & frozenset(nodes)))
+    view.apply(Batch({}, alive=frozenset()))
+    for data in offered.values():
+        orjson.dumps(data)

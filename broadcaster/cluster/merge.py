@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import db_views, views
 from ..channels import empty_summary
-from ..status import overall, summary_of
+from ..status import LEVELS, overall, summary_of
 
 Nodes = Mapping[str, Any]
 
@@ -83,8 +83,9 @@ def monitor(nodes: Nodes, unreachable: frozenset[str] = frozenset(), tags: Tags 
     summary = empty_summary()
     summary["total"] = len(items)
     for item in items:
-        if item.get("status") in summary and item.get("status") != "total":
-            summary[item["status"]] += 1
+        status = item.get("status")
+        if isinstance(status, str) and status in summary and status != "total":
+            summary[status] += 1
     stamps = [str(d.get("last_updated")) for d in nodes.values() if isinstance(d, dict) and d.get("last_updated")]
     return {"workflows": items, "summary": summary, "last_updated": max(stamps, default="")}
 
@@ -138,8 +139,8 @@ def system_status(nodes: Nodes, unreachable: frozenset[str] = frozenset(), **own
         data = nodes[node]
         entries = data.get("services") if isinstance(data, dict) else None
         for name, entry in entries.items() if isinstance(entries, dict) else ():
-            if isinstance(entry, dict):
-                services[f"{node}/{name}"] = {**entry, "name": f"{node}/{name}"}
+            if isinstance(entry, dict) and isinstance(entry.get("status"), str) and entry["status"] in LEVELS:
+                services[f"{node}/{name}"] = {**entry, "name": f"{node}/{name}"}  # others are not service entries
         if node in unreachable:
             services[f"{node}/node"] = {
                 "name": f"{node}/node",

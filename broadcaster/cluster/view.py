@@ -131,7 +131,8 @@ class ClusterView:
     def _note_since(self, node: str, report: Any) -> None:
         """Note since when each of ``node``'s services has had its status (its report says as of its timestamp)."""
         services = report.get("services") if isinstance(report, dict) else None
-        when = parse_time(report.get("timestamp")) if isinstance(report, dict) else None
+        stamp_text = report.get("timestamp") if isinstance(report, dict) else None
+        when = parse_time(stamp_text) if isinstance(stamp_text, str) else None
         stamp = when.timestamp() if when is not None and when.tzinfo is not None else self._clock()
         for name in [n for n in self._since if n.startswith(f"{node}/") and n != f"{node}/node"]:
             if not isinstance(services, dict) or name[len(node) + 1 :] not in services:
