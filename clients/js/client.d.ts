@@ -1,0 +1,187 @@
+// Types of client.js, the adw-broadcaster browser client (data shapes as in DESIGN.md).
+
+export interface WorkflowExecution {
+  adw_id: string;
+  issue_number: number;
+  phase: string;
+  github_url: string;
+}
+
+export interface Route {
+  path: string;
+  method: string;
+  name: string;
+  summary: string;
+  description: string;
+  tags: string[];
+}
+
+export interface WorkflowHistoryAnalytics {
+  total_count: number;
+  success_rate: number;
+  average_duration: number;
+  recent_failures: number;
+  total_workflows: number;
+  completed_workflows: number;
+  failed_workflows: number;
+  avg_duration_seconds: number;
+  success_rate_percent: number;
+  workflows_by_model: Record<string, number>;
+  workflows_by_template: Record<string, number>;
+  workflows_by_status: Record<string, number>;
+  avg_cost: number;
+  total_cost: number;
+  avg_cost_per_completion: number;
+  cost_trend_7day: number;
+  cost_trend_30day: number;
+  avg_tokens: number;
+  avg_cache_efficiency: number;
+}
+
+export interface WorkflowHistory {
+  workflows: Array<{ adw_id: string; [column: string]: unknown }>;
+  total_count: number;
+  analytics: WorkflowHistoryAnalytics;
+}
+
+export interface AdwState {
+  adw_id: string;
+  [key: string]: unknown;
+}
+
+export type AdwStatus = "running" | "completed" | "failed" | "paused" | "queued";
+
+export interface AdwWorkflowStatus {
+  adw_id: string;
+  issue_number: number | null;
+  issue_class: string;
+  title: string;
+  status: AdwStatus | string;
+  current_phase: string | null;
+  phase_progress: number;
+  workflow_template: string;
+  start_time: string | null;
+  end_time: string | null;
+  duration_seconds: number | null;
+  github_url: string | null;
+  worktree_path: string | null;
+  current_cost: number | null;
+  estimated_cost_total: number | null;
+  error_count: number;
+  last_error: string | null;
+  phases_completed: string[];
+  total_phases: number;
+  [extra: string]: unknown;
+}
+
+export interface AdwMonitor {
+  workflows: AdwWorkflowStatus[];
+  summary: { total: number; running: number; completed: number; failed: number; paused: number };
+  last_updated: string;
+}
+
+export interface PhaseQueueItem {
+  queue_id: string;
+  phase: string;
+  status: string;
+  metadata: Record<string, unknown> | null;
+  [column: string]: unknown;
+}
+
+export interface Queue {
+  phases: PhaseQueueItem[];
+  total: number;
+  paused: boolean;
+}
+
+export interface ServiceHealth {
+  name: string;
+  status: "healthy" | "degraded" | "error" | string;
+  uptime_seconds: number | null;
+  uptime_human: string | null;
+  message: string | null;
+  details: Record<string, unknown> | null;
+}
+
+export interface SystemStatus {
+  overall_status: "healthy" | "degraded" | "error";
+  timestamp: string;
+  services: Record<string, ServiceHealth>;
+  summary: { healthy_services: number; total_services: number; health_percentage: number };
+}
+
+export type WebhookStatus = { status: string; message?: string; [key: string]: unknown };
+
+/** The data of each channel family. */
+export interface ChannelData {
+  workflows: WorkflowExecution[];
+  routes: Route[];
+  "workflow-history": WorkflowHistory;
+  "adw-state": AdwState;
+  "adw-monitor": AdwMonitor;
+  queue: Queue;
+  "system-status": SystemStatus;
+  "webhook-status": WebhookStatus;
+}
+
+export type Family = keyof ChannelData;
+export type ChannelName = Exclude<Family, "adw-state"> | `adw-state:${string}`;
+export type FamilyOf<C extends string> = C extends `adw-state:${string}` ? "adw-state" : C & Family;
+
+/** A whole channel message, as every listener gets it (patches are applied before). */
+export interface Message<C extends ChannelName = ChannelName> {
+  type: string;
+  channel: C;
+  /** Absent on data polled from the HTTP fallback while the socket is down. */
+  seq?: number;
+  timestamp?: string;
+  data: ChannelData[FamilyOf<C>];
+  /** On the first message after a resume: true if only what was missed came. */
+  recovered?: boolean;
+  epoch?: string;
+  adw_id?: string;
+  /** True for data polled from the HTTP fallback. */
+  fallback?: boolean;
+}
+
+export interface Status {
+  state: "connecting" | "open" | "reconnecting" | "closed";
+  /** "good": open and a message (a heartbeat at least) came lately; else "poor". */
+  quality: "good" | "poor";
+  /** Reconnects in the current streak (0 while open). */
+  reconnectAttempts: number;
+  /** Date.now() of the last message, null before the first. */
+  lastMessageAt: number | null;
+}
+
+export interface Options {
+  /** Ask for merge patches on list channels (default true; listeners see whole data either way). */
+  patches?: boolean;
+  /** Sent as ?token= (browsers cannot set headers on a WebSocket). */
+  token?: string | null;
+  /** ms; the first reconnect comes within this (default 1000). */
+  firstRetry?: number;
+  /** ms; reconnects are never further apart (default 30000). */
+  maxRetry?: number;
+  /** ms without any message on an open socket before quality is "poor" (default 25000). */
+  heartbeatTimeout?: number;
+  /** ms between polls of the HTTP fallback while the socket is down (default 5000). */
+  fallbackInterval?: number;
+  /** Random source for the backoff jitter (default Math.random). */
+  random?: () => number;
+}
+
+export class Connection {
+  constructor(url?: string, options?: Options);
+  readonly status: Status;
+  subscribe<C extends ChannelName>(channel: C, listener: (message: Message<C>) => void): () => void;
+  onStatus(listener: (status: Status) => void): () => void;
+  close(): void;
+}
+
+export function connect(url?: string, options?: Options): Connection;
+export function familyOf(channel: string): Family;
+export function backoff(attempt: number, random?: () => number, first?: number, cap?: number): number;
+export function keyedForm(data: unknown, keyed: { field: string | null; key: string | string[] }): unknown;
+export function listForm(data: unknown, keyed: { field: string | null; key: string | string[] }): unknown;
+export function applyMergePatch(target: unknown, patch: unknown): unknown;
