@@ -1,0 +1,11 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    environment: "jsdom",
+    include: ["test/**/*.test.jsx"],
+    testTimeout: 30000,
+    hookTimeout: 30000,
+    fileParallelism: false,
+  },
+});
