@@ -1,6 +1,14 @@
 // Types of client.js, the adw-broadcaster browser client (data shapes as in DESIGN.md).
 
-export interface WorkflowExecution {
+/** Fields a cluster view adds to the items it serves (README "Several machines"); absent on one node. */
+export interface ClusterFields {
+  /** The node that holds this item. */
+  node?: string;
+  /** Set when the node's record expired: the item is its last known state. */
+  node_status?: "unreachable";
+}
+
+export interface WorkflowExecution extends ClusterFields {
   adw_id: string;
   issue_number: number;
   phase: string;
@@ -39,19 +47,19 @@ export interface WorkflowHistoryAnalytics {
 }
 
 export interface WorkflowHistory {
-  workflows: Array<{ adw_id: string; [column: string]: unknown }>;
+  workflows: Array<{ adw_id: string; node?: string; node_status?: "unreachable"; [column: string]: unknown }>;
   total_count: number;
   analytics: WorkflowHistoryAnalytics;
 }
 
-export interface AdwState {
+export interface AdwState extends ClusterFields {
   adw_id: string;
   [key: string]: unknown;
 }
 
 export type AdwStatus = "running" | "completed" | "failed" | "paused" | "queued";
 
-export interface AdwWorkflowStatus {
+export interface AdwWorkflowStatus extends ClusterFields {
   adw_id: string;
   issue_number: number | null;
   issue_class: string;
@@ -80,7 +88,7 @@ export interface AdwMonitor {
   last_updated: string;
 }
 
-export interface PhaseQueueItem {
+export interface PhaseQueueItem extends ClusterFields {
   queue_id: string;
   phase: string;
   status: string;
