@@ -47,13 +47,29 @@ export interface WorkflowHistoryAnalytics {
 }
 
 export interface WorkflowHistory {
-  workflows: Array<{ adw_id: string; node?: string; node_status?: "unreachable"; [column: string]: unknown }>;
+  workflows: Array<{ id?: number; adw_id: string; node?: string; node_status?: "unreachable"; [column: string]: unknown }>;
   total_count: number;
   analytics: WorkflowHistoryAnalytics;
 }
 
+/** adw_state.json as the agents write it (DESIGN.md), with adw_id; any other key comes as written. */
 export interface AdwState extends ClusterFields {
   adw_id: string;
+  issue_number?: string | number;
+  status?: string;
+  branch_name?: string;
+  plan_file?: string;
+  issue_class?: string | null;
+  worktree_path?: string;
+  backend_port?: number;
+  frontend_port?: number;
+  model_set?: string;
+  all_adws?: string[];
+  workflow_template?: string;
+  model_used?: string;
+  start_time?: string;
+  nl_input?: string;
+  github_url?: string;
   [key: string]: unknown;
 }
 

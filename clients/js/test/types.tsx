@@ -41,8 +41,16 @@ export function Everything({ adwId }: { adwId: string | null }) {
   const adw: string | undefined = one.data?.adw_id;
   // @ts-expect-error: not a channel
   useChannel("nope");
+  const reference = state ? (
+    <div>
+      <div>Status: {state.status}</div>
+      <div>Branch: {state.branch_name}</div>
+      <div>Issue: {state.issue_number}</div>
+    </div>
+  ) : null;
   return (
     <BroadcasterProvider url="http://127.0.0.1:8002" token={null} options={{ patches: true }}>
+      {reference}
       {[isConnected, quality, when, tries, issue, method, rate, total, id, running, stamp, status, paused, queueId, overall, hook, total2, adw].join()}
     </BroadcasterProvider>
   );
