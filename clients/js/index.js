@@ -11,7 +11,7 @@
 // last. A channel is subscribed while at least one mounted hook uses it, and unsubscribed when
 // the last one unmounts.
 
-import { createContext, createElement, useContext, useEffect, useState } from "react";
+import { createContext, createElement, useContext, useEffect, useRef, useState } from "react";
 
 import { Connection } from "./client.js";
 
@@ -27,9 +27,11 @@ const OFFLINE = { state: "connecting", quality: "poor", reconnectAttempts: 0, la
  */
 export function BroadcasterProvider({ url, token = null, options, children }) {
   const [connection, setConnection] = useState(PENDING);
-  const key = JSON.stringify(options || {});
+  const latest = useRef(options);
+  latest.current = options;
+  const key = JSON.stringify(options || {}); // a new socket when the options' values change, not their object
   useEffect(() => {
-    const opened = new Connection(url || defaultUrl(), { ...JSON.parse(key), token });
+    const opened = new Connection(url || defaultUrl(), { ...latest.current, token });
     setConnection(opened);
     return () => opened.close();
   }, [url, token, key]);
