@@ -30,11 +30,18 @@ scalars = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=20),
 )
-json_values = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
-    max_leaves=20,
-)
+
+
+def nested(leaves: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Return lists and objects of ``leaves``, a few levels deep."""
+    return st.recursive(
+        leaves,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+        max_leaves=20,
+    )
+
+
+json_values = nested(scalars)
 state_keys = st.sampled_from(
     [
         "issue_number",
@@ -148,11 +155,7 @@ bus_scalars = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=12),
 )
-bus_values = st.recursive(
-    bus_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
-    max_leaves=20,
-)
+bus_values = nested(bus_scalars)
 bus_items = st.dictionaries(
     st.sampled_from(["adw_id", "status", "start_time", "queue_id", "actual_cost_total", "created_at"])
     | st.text(max_size=6),
