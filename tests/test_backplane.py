@@ -133,3 +133,31 @@ def test_a_cluster_view_needs_the_url_and_view_takes_two_values(make_config) -> 
         make_config(backplane__view="cluster")
     with pytest.raises(ConfigError, match=r'\[backplane\] view.*must be "" \(a node\) or "cluster"'):
         make_config(backplane__url="redis://127.0.0.1:6379/0", backplane__view="clusters")
+
+
+async def test_a_key_redis_refuses_costs_its_channel_only(redis_server, workspace, write_state) -> None:
+    client = aioredis.from_url(redis_server.url)
+    await client.set("adwb:ch:host-a:adw-state:a2", "a string where a stream belongs")
+    write_state("a1", step=0)
+    write_state("a2", step=0)
+    service = await Service(workspace.root, node_config(workspace, redis_server.url)).start()
+    try:
+        assert await until(lambda: stream(client, "adw-state:a1"))
+        write_state("a1", step=1)
+        assert await until(lambda: _longer(stream(client, "adw-state:a1"), 1))  # the others go on
+        async with aiohttp.ClientSession() as session:
+            status = await backplane_status(session, service)
+        assert (status["status"], status["message"]) == (
+            "degraded",
+            f"publishing to redis://127.0.0.1:{redis_server.port}/0 as host-a; "
+            "Redis refuses 1 key(s) (adwb:ch:host-a:adw-state:a2): not streams?",
+        )
+    finally:
+        await client.aclose()
+        await service.stop()
+    refused = [line for line in service.log.splitlines() if "Redis refused" in line]
+    assert len(refused) == 1, refused
+    assert refused[0].endswith(
+        "backplane: Redis refused adwb:ch:host-a:adw-state:a2: "
+        "WRONGTYPE Operation against a key holding the wrong kind of value; publishing the other channels"
+    )

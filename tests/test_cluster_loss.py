@@ -217,3 +217,24 @@ async def test_a_gap_in_a_nodes_changes_index_makes_the_reader_read_it_whole(red
     finally:
         await changes.aclose()
         await client.aclose()
+
+
+async def test_a_nodes_key_of_another_type_is_said_once_and_the_reader_goes_on(redis_server: RedisServer) -> None:
+    client = aioredis.from_url(redis_server.url)
+    await client.set("adwb:nodes", "not a hash")
+    await client.aclose()
+    states: list[tuple[str, str]] = []
+    reader = Reader(redis_server.url, forget_after=3600, scan_interval=0.05, on_state=lambda *s: states.append(s))
+    changes = reader.changes()
+    try:
+        batches = [await anext(changes) for _ in range(3)]  # three looks at the records
+    finally:
+        await changes.aclose()
+    assert [(b.alive, b.problem) for b in batches] == [(frozenset(), None)] * 3
+    assert states == [
+        (
+            "degraded",
+            f"no node has published to {redis_server.url} yet (is [backplane] url the same on the nodes?); "
+            "skipped 1 bad entries (see the log)",
+        )
+    ]

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from ..events import Event
 from .bus import INDEX_KEEP, NODE_RECORD, NODES, change_entry, changes_key, entry, safe_url, stream_key
@@ -55,6 +55,7 @@ class Publisher:
         self._timeout = node_timeout
         self._on_state = on_state
         self._waiting: dict[str, Event] = {}
+        self._refused: dict[str, str] = {}  # key -> why Redis refused the last write to it
         self._session = secrets.token_hex(8)  # with the batch count, lets a view notice entries it missed
         self._batches = 0
         self._wake = asyncio.Event()
@@ -81,7 +82,7 @@ class Publisher:
                 await client.ping()
                 for event in self._current():  # what changed while away: the newest state of each
                     self.offer(event)
-                self._set("healthy", f"publishing to {safe_url(self.url)} as {self.node}")
+                self._check([], [])  # healthy, unless keys it could not write before still refuse
                 attempt = 0
                 await self._serve(client)
             except (RedisError, OSError) as exc:
@@ -101,7 +102,7 @@ class Publisher:
                 async with client.pipeline(transaction=False) as pipe:
                     pipe.set(NODE_RECORD + self.node, record, px=int(self._timeout * 1000))
                     pipe.hset(NODES, self.node, record)
-                    await pipe.execute()
+                    self._check([NODE_RECORD + self.node, NODES], await pipe.execute(raise_on_error=False))
                 next_record = now + self._refresh
             if self._waiting:
                 batch, self._waiting = self._waiting, {}
@@ -121,11 +122,13 @@ class Publisher:
                             maxlen=INDEX_KEEP,
                             approximate=True,
                         )
-                        await pipe.execute()
+                        results = await pipe.execute(raise_on_error=False)
                 except BaseException:
                     for channel, event in batch.items():  # not sent: they wait again (newer ones win)
                         self._waiting.setdefault(channel, event)
                     raise
+                keys = [stream_key(self.node, channel) for channel in batch] + [changes_key(self.node)]
+                self._check(keys, results)
                 self._batches += 1
                 self.published += len(batch)
                 continue
@@ -134,6 +137,22 @@ class Publisher:
                 await asyncio.wait_for(self._wake.wait(), max(0.05, next_record - time.monotonic()))
             except TimeoutError:
                 pass
+
+    def _check(self, keys: list[str], results: list[Any]) -> None:
+        """Note the keys Redis refused (a key of another type): each costs its own channel, not the others."""
+        for key, result in zip(keys, results, strict=True):
+            if isinstance(result, ResponseError):
+                if key not in self._refused:
+                    logger.warning("backplane: Redis refused %s: %s; publishing the other channels", key, result)
+                self._refused[key] = str(result)
+            else:
+                self._refused.pop(key, None)
+        base = f"publishing to {safe_url(self.url)} as {self.node}"
+        if self._refused:
+            shown = ", ".join(sorted(self._refused)[:3])
+            self._set("degraded", f"{base}; Redis refuses {len(self._refused)} key(s) ({shown}): not streams?")
+        else:
+            self._set("healthy", base)
 
     def _set(self, level: str, message: str) -> None:
         if (level, message) != self.state:

@@ -153,7 +153,12 @@ class Reader:
     async def _scan(self, client: aioredis.Redis) -> Batch:
         """Look at the node records; start following new nodes; return the nodes' liveness (and their first data)."""
         records: dict[str, Record] = {}
-        for name, raw in (await client.hgetall(NODES)).items():
+        try:
+            found = await client.hgetall(NODES)
+        except ResponseError as exc:  # adwb:nodes is not a hash: no node can be found (said once)
+            self._bad(f"{NODES}: {exc}")
+            found = {}
+        for name, raw in found.items():
             try:
                 record = decode_record(name, raw)
             except BadEntry as exc:
