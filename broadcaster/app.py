@@ -107,7 +107,13 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(background("client sweep", SELF, sweep))
     if view:
         reader, take = add_cluster_view(
-            config, feeds, current=hub.channels, health=health, fresh=fresh, part=CLUSTER_PART
+            config,
+            feeds,
+            current=hub.channels,
+            health=health,
+            fresh=fresh,
+            part=CLUSTER_PART,
+            counts=counters.backplane,
         )
         app.cleanup_ctx.append(feed(CLUSTER_PART, "backplane", reader.changes, take))
     elif config.backplane.url:
@@ -117,6 +123,7 @@ def create_app(config: Config) -> web.Application:
             listeners=pipeline.listeners,
             health=health,
             refresh_status=feeds.refresh_status,
+            counts=counters.backplane,
         )
         app.cleanup_ctx.append(background("backplane", "backplane", publisher.run))
     app.cleanup_ctx.append(_http_session)

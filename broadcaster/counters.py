@@ -27,6 +27,7 @@ class Counters:
     read_errors: dict[str, int] = field(default_factory=dict)  # source -> reads that failed
     last_read: dict[str, float] = field(default_factory=dict)  # source -> epoch seconds of its last good read
     upstream: dict[str, int] = field(default_factory=dict)  # "2xx" ... "5xx", "error" -> requests
+    backplane: dict[str, int] = field(default_factory=dict)  # outcome -> entries (published, dropped, ...)
     latency: Callable[[float], None] | None = None  # observes change-to-publish seconds
 
     def count(self, table: dict[str, int], key: str, n: int = 1) -> None:

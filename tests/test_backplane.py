@@ -147,6 +147,10 @@ async def test_a_key_redis_refuses_costs_its_channel_only(redis_server, workspac
         assert await until(lambda: _longer(stream(client, "adw-state:a1"), 1))  # the others go on
         async with aiohttp.ClientSession() as session:
             status = await backplane_status(session, service)
+            async with session.get(service.url("/metrics")) as response:
+                metrics = await response.text()
+        assert 'adw_broadcaster_backplane_entries_total{outcome="refused"} 1.0' in metrics.splitlines()
+        assert 'adw_broadcaster_backplane_entries_total{outcome="dropped"} 0.0' in metrics.splitlines()
         assert (status["status"], status["message"]) == (
             "degraded",
             f"publishing to redis://127.0.0.1:{redis_server.port}/0 as host-a; "

@@ -299,6 +299,9 @@ async def test_bad_data_on_the_bus_is_logged_once_and_skipped(cluster: Cluster) 
                 await receive_until(ws, lambda m: "skipped 8 bad" in str(m.get("data", {}).get("services")))
                 cluster.nodes["host-a"].write("a2", **adw("running", 7, "2026-11-25T14:00:00"))
                 frame = await monitor_until(ws, lambda d: any(w["adw_id"] == "a2" for w in d["workflows"]))
+            async with session.get(cluster.view.url("/metrics")) as response:
+                metrics = (await response.text()).splitlines()
+            assert 'adw_broadcaster_backplane_entries_total{outcome="bad"} 8.0' in metrics
         assert [w["adw_id"] for w in frame["data"]["workflows"]] == ["a2", "a1", "b2", "c1", "b1"]  # ../etc skipped
     finally:
         await client.aclose()

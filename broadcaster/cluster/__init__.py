@@ -36,6 +36,7 @@ def add_backplane(
     listeners: list[Callable[[Event], None]],
     health: Health,
     refresh_status: Callable[[], None],
+    counts: dict[str, int],
 ) -> Publisher:
     """Publish this node's events to ``[backplane] url``; return the publisher (run it supervised)."""
     b = config.backplane
@@ -59,6 +60,7 @@ def add_backplane(
         refresh_interval=b.refresh_interval,
         node_timeout=b.node_timeout,
         on_state=on_state,
+        counts=counts,
     )
     listeners.append(publisher.offer)
     health.backplane = publisher.state
@@ -73,6 +75,7 @@ def add_cluster_view(
     health: Health,
     fresh: Fresh,
     part: str,
+    counts: dict[str, int],
 ) -> tuple[Reader, Callable[[Any], None]]:
     """Read every node's streams from ``[backplane] url``; return the reader and what takes its batches.
 
@@ -88,7 +91,13 @@ def add_cluster_view(
         outlet.refresh_status()
 
     # Look at the node records often enough that a node whose record expired is marked soon after.
-    reader = Reader(b.url, forget_after=b.forget_after, scan_interval=min(1.0, b.node_timeout / 10), on_state=on_state)
+    reader = Reader(
+        b.url,
+        forget_after=b.forget_after,
+        scan_interval=min(1.0, b.node_timeout / 10),
+        on_state=on_state,
+        counts=counts,
+    )
     health.backplane = reader.state
 
     def take(batch: Any) -> None:

@@ -44,6 +44,7 @@ class Publisher:
         refresh_interval: float,
         node_timeout: float,
         on_state: Callable[[str, str], None],
+        counts: dict[str, int] | None = None,
     ) -> None:
         self.url = url
         self.node = node
@@ -59,8 +60,10 @@ class Publisher:
         self._session = secrets.token_hex(8)  # with the batch count, lets a view notice entries it missed
         self._batches = 0
         self._wake = asyncio.Event()
-        self.published = 0
-        self.dropped = 0
+        # Entries by outcome (the app's Counters.backplane: /metrics reads it).
+        self.counts = counts if counts is not None else {}
+        for outcome in ("published", "dropped", "refused"):
+            self.counts.setdefault(outcome, 0)
         self.state: tuple[str, str] = ("degraded", f"connecting to {safe_url(url)}")
 
     def offer(self, event: Event) -> None:
@@ -69,7 +72,7 @@ class Publisher:
         waiting.pop(event.channel, None)
         if len(waiting) >= self._queue_max:
             waiting.pop(next(iter(waiting)))  # the oldest waiting channel's event goes: counted
-            self.dropped += 1
+            self.counts["dropped"] += 1
         waiting[event.channel] = event
         self._wake.set()
 
@@ -130,7 +133,9 @@ class Publisher:
                 keys = [stream_key(self.node, channel) for channel in batch] + [changes_key(self.node)]
                 self._check(keys, results)
                 self._batches += 1
-                self.published += len(batch)
+                refused = sum(isinstance(r, ResponseError) for r in results[:-1])
+                self.counts["published"] += len(batch) - refused
+                self.counts["refused"] += refused
                 continue
             self._wake.clear()
             try:

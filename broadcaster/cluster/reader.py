@@ -82,6 +82,7 @@ class Reader:
         scan_interval: float,
         on_state: Callable[[str, str], None],
         clock: Callable[[], float] = time.time,
+        counts: dict[str, int] | None = None,
     ) -> None:
         self.url = url
         self._forget_after = forget_after
@@ -97,7 +98,11 @@ class Reader:
         self._nodes: frozenset[str] = frozenset()  # nodes followed (alive or not yet forgotten)
         self._refused: set[str] = set()  # keys that are not streams: not read again until a reconnect
         self._logged: set[str] = set()
-        self.bad_entries = 0
+        self.bad_entries = 0  # distinct bad entries seen
+        # Entries by outcome (the app's Counters.backplane: /metrics reads it).
+        self.counts = counts if counts is not None else {}
+        for outcome in ("read", "bad"):
+            self.counts.setdefault(outcome, 0)
         self.state: tuple[str, str] = ("degraded", f"connecting to {safe_url(url)}")
 
     async def changes(self) -> AsyncGenerator[Batch, None]:
@@ -262,6 +267,7 @@ class Reader:
                     self._refuse(key, str(reply))
                 elif reply and reply[0][0] != self._last.get(key):
                     self._last[key] = reply[0][0]
+                    self.counts["read"] += 1
                     self._take(key, reply[0][1], data)
             keys = self._new
         return data
@@ -332,6 +338,7 @@ class Reader:
         if message in self._logged:
             return
         self.bad_entries += 1
+        self.counts["bad"] += 1
         if len(self._logged) < MAX_LOGGED:
             self._logged.add(message)
             logger.warning("cluster view: skipped bad data from the bus: %s", message)

@@ -90,6 +90,13 @@ class ServiceCollector(Collector):
         events, size, _ = app[LOG_SIZE]
         yield _gauge("event_log_events", "Events the event log holds", events)
         yield _gauge("event_log_bytes", "Bytes of the event log's files (0 in memory)", size)
+        if counters.backplane:
+            yield _counter(
+                "backplane_entries",
+                "Entries through Redis: a node's published, dropped (queue full) or refused; a view's read or bad",
+                "outcome",
+                counters.backplane,
+            )
         if app[UPSTREAM_SET] or counters.upstream:
             yield _counter(
                 "upstream_requests", "Requests forwarded to the upstream, by status class", "status", counters.upstream
