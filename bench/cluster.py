@@ -33,16 +33,7 @@ from typing import Any
 import aiohttp
 import orjson
 import redis.asyncio as aioredis
-from common import cpu_seconds, launch, stop
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from common import cpu_seconds, free_port, launch, stop
 
 
 async def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -7,6 +7,7 @@ import asyncio
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,14 @@ def cpu_seconds(pid: int) -> float:
 def rss_kb(pid: int) -> int:
     """Return the resident memory of ``pid`` in KiB."""
     return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))  # type: ignore[union-attr]
+
+
+def free_port() -> int:
+    """Return a loopback port that was free a moment ago (for a server that cannot bind port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def pin(core: int) -> list[str]:

@@ -24,7 +24,7 @@ from sources.sqlite import Reader, SqliteWatch
 from sources.tasks import cancel_and_wait
 from sources.values import Cleaner
 
-from .cluster import add_backplane, add_cluster_view
+from .cluster import add_backplane, add_cluster_view, view_config
 from .config import Config
 from .counters import Counters
 from .events import EventLog
@@ -65,6 +65,8 @@ def create_app(config: Config) -> web.Application:
     Args:
         config: the validated configuration (see ``load_config``).
     """
+    if config.backplane.view == "cluster":
+        config = view_config(config)
     app = web.Application(middlewares=[host_check, origin_policy, token_check, json_errors])
     app[CONFIG] = config
     app[TOKEN_KEY] = load_token(config.server)
@@ -140,7 +142,7 @@ def create_app(config: Config) -> web.Application:
     if adw is not None:
         app[ADW_FILES] = adw
         app.cleanup_ctx.append(feed(ADW_PART, "adw_files", adw.changes, feeds.adw_changed))
-    _add_pollers(app, config, feeds, webhook=not view)  # a view shows the webhook status its nodes see
+    _add_pollers(app, config, feeds)
     app.on_shutdown.append(_close_sockets)
 
     prefixes = config.server.path_prefixes
@@ -210,8 +212,8 @@ def _databases(config: Config, cleaner: Cleaner) -> list[SqliteWatch]:
     return [SqliteWatch(path, readers, poll_interval=config.database.poll_interval) for path, readers in files.items()]
 
 
-def _add_pollers(app: web.Application, config: Config, feeds: Feeds, *, webhook: bool) -> None:
-    """Poll each configured HTTP service (the webhook's only with ``webhook``); its answers go to its feed."""
+def _add_pollers(app: web.Application, config: Config, feeds: Feeds) -> None:
+    """Poll each configured HTTP service; its answers go to its feed."""
     pollers: list[tuple[str, str, dict[str, str], float, float, Callable[[dict[str, Reply]], None]]] = [
         (
             "webhook poll",
@@ -247,7 +249,7 @@ def _add_pollers(app: web.Application, config: Config, feeds: Feeds, *, webhook:
         ),
     ]
     for name, service, urls, interval, timeout, publish in pollers:
-        if all(urls.values()) and urls and (webhook or service != "webhook"):  # "" is "not configured"
+        if all(urls.values()) and urls:  # "" is "not configured"
             changes = functools.partial(_poll, app, urls, interval, timeout)
             app.cleanup_ctx.append(feed(name, service, changes, publish, wait_first=False))
 

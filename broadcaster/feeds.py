@@ -74,7 +74,7 @@ class Feeds:
             self._waiting.add(ADW_PART)
         else:
             self._waiting.add(CLUSTER_PART)  # a cluster view: its data comes from the nodes
-        if config.webhook.status_url and adw is not None:
+        if config.webhook.status_url:
             self._waiting.add("webhook poll")
         if config.routes.openapi_url:
             self._waiting.add("openapi poll")

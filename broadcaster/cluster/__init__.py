@@ -6,6 +6,7 @@ makes a view's reader and the view that merges what it reads. Keys on Redis: ``b
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import socket
 import time
@@ -21,12 +22,17 @@ from .publisher import Publisher
 from .reader import Reader
 from .view import ClusterView, Outlet
 
-__all__ = ["ClusterView", "Publisher", "Reader", "add_backplane", "add_cluster_view", "node_name"]
+__all__ = ["ClusterView", "Publisher", "Reader", "add_backplane", "add_cluster_view", "node_name", "view_config"]
 
 
 def node_name(configured: str) -> str:
     """Return the node's name: the configured one, else the host name (made safe for Redis keys)."""
     return configured or re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64] or "node"
+
+
+def view_config(config: Config) -> Config:
+    """Return a cluster view's configuration: without the webhook poll (its webhook status is the nodes')."""
+    return dataclasses.replace(config, webhook=dataclasses.replace(config.webhook, status_url=""))
 
 
 def add_backplane(

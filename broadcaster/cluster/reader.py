@@ -98,8 +98,7 @@ class Reader:
         self._nodes: frozenset[str] = frozenset()  # nodes followed (alive or not yet forgotten)
         self._refused: set[str] = set()  # keys that are not streams: not read again until a reconnect
         self._logged: set[str] = set()
-        self.bad_entries = 0  # distinct bad entries seen
-        # Entries by outcome (the app's Counters.backplane: /metrics reads it).
+        # Entries by outcome (the app's Counters.backplane: /metrics reads it); "bad" counts distinct ones.
         self.counts = counts if counts is not None else {}
         for outcome in ("read", "bad"):
             self.counts.setdefault(outcome, 0)
@@ -185,9 +184,10 @@ class Reader:
         message = f"reading {len(alive)} node(s) from {safe_url(self.url)}" + _also(gone)
         if not nodes:
             message = f"no node has published to {safe_url(self.url)} yet (is [backplane] url the same on the nodes?)"
-        if self.bad_entries:
-            message += f"; skipped {self.bad_entries} bad entries (see the log)"
-        self._set("degraded" if self.bad_entries or not nodes else "healthy", message)
+        bad = self.counts["bad"]
+        if bad:
+            message += f"; skipped {bad} bad entries (see the log)"
+        self._set("degraded" if bad or not nodes else "healthy", message)
         return Batch(data, alive=alive, gone=gone)
 
     async def _follow(self, client: aioredis.Redis, nodes: list[str]) -> None:
@@ -337,7 +337,6 @@ class Reader:
         """Log a bad entry once: a record or key still bad at the next look is the same one, not another."""
         if message in self._logged:
             return
-        self.bad_entries += 1
         self.counts["bad"] += 1
         if len(self._logged) < MAX_LOGGED:
             self._logged.add(message)

@@ -124,14 +124,16 @@ test("two hooks on the same channel share one subscription; unmounting the last 
   const queueA = probe(useQueueWebSocket);
   const queueB = probe(useQueueWebSocket);
   const workflows = probe(useWorkflowsWebSocket);
+  const routes = probe(useRoutesWebSocket); // mounted later: its subscribe follows anything sent before it
   let setShown;
   function Page() {
-    const [shown, set] = useState({ a: true, b: true });
+    const [shown, set] = useState({ a: true, b: true, routes: false });
     setShown = set;
     return (
       <BroadcasterProvider url={s.url}>
         {shown.a && <queueA.Probe />}
         {shown.b && <queueB.Probe />}
+        {shown.routes && <routes.Probe />}
         <workflows.Probe />
       </BroadcasterProvider>
     );
@@ -144,11 +146,12 @@ test("two hooks on the same channel share one subscription; unmounting the last 
   });
   expect(await s.metric("adw_broadcaster_clients", { channel: "queue" })).toBe(1);
 
-  act(() => setShown({ a: false, b: true }));
-  await new Promise((done) => setTimeout(done, 300)); // an unsubscribe would have reached the service by now
+  act(() => setShown({ a: false, b: true, routes: true }));
+  // One socket, in order: once the routes subscribe has arrived, an unsubscribe of queue sent before it has too.
+  await waitFor(async () => expect(await s.metric("adw_broadcaster_clients", { channel: "routes" })).toBe(1));
   expect(await s.metric("adw_broadcaster_clients", { channel: "queue" })).toBe(1); // b still follows it
 
-  act(() => setShown({ a: false, b: false }));
+  act(() => setShown({ a: false, b: false, routes: true }));
   await waitFor(async () => expect(await s.metric("adw_broadcaster_clients", { channel: "queue" })).toBe(0));
   expect(await s.metric("adw_broadcaster_clients", { channel: "workflows" })).toBe(1);
   expect(await s.metric("adw_broadcaster_connections")).toBe(1);

@@ -101,8 +101,7 @@ export class Service {
       "[adw]",
       "agents_dir = 'agents'",
       "trees_dir = 'trees'",
-      "[database]",
-      `path = ${existsSync(join(this.root, "agents.db")) ? "'agents.db'" : "''"}`,
+      ...(existsSync(join(this.root, "agents.db")) ? ["[database]", "path = 'agents.db'"] : []),
       "[webhook]",
       `status_url = '${webhookUrl}'`,
       "poll_interval = 0.5",
@@ -110,7 +109,7 @@ export class Service {
       "path = 'events.db'",
       "",
     ].join("\n");
-    writeFileSync(join(this.root, "config.toml"), config.replace("path = ''\n", ""));
+    writeFileSync(join(this.root, "config.toml"), config);
     this.proc = spawn(python(), ["-m", "broadcaster", "--config", "config.toml"], {
       cwd: this.root,
       env: { ...process.env, PYTHONPATH: REPO },
