@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -46,11 +47,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str], out: TextIO = sys.stdout) -> int:
-    """Run ``watch``; return the exit code (0 on Ctrl-C, 1 when the service cannot be reached, 2 for usage)."""
+    """Run ``watch``; return the exit code (0 on Ctrl-C or when the reader of its output stops, 1 when the
+    service cannot be reached, 2 for usage)."""
     args = parse_args(argv)
     try:
         asyncio.run(follow(args, out))
     except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # the reader stopped (``watch ... | head``): done, as for cat
+        if out is sys.stdout:
+            # Python flushes stdout once more on the way out, which would fail (and print) again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except ValueError as exc:
         print(f"adw-broadcaster watch: {exc}", file=sys.stderr)

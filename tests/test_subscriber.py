@@ -160,6 +160,23 @@ async def test_watch_json_prints_whole_messages(workspace, write_state) -> None:
         await service.stop()
 
 
+async def test_watch_exits_0_quietly_when_its_reader_stops(workspace, write_state) -> None:
+    write_state("a1", issue_number=1, status="running", step=0)
+    port = free_port()
+    service = await Service(workspace.root, service_config(workspace, port)).start()
+    proc = watch("adw-state:a1", "--json", "--url", f"http://127.0.0.1:{port}")
+    try:
+        assert orjson.loads(await read_line(proc))["data"]["step"] == 0
+        assert proc.stdout is not None
+        proc.stdout.close()  # what `| head -n 1` does after its line
+        write_state("a1", issue_number=1, status="running", step=1)  # the next line meets a closed pipe
+        assert await asyncio.to_thread(proc.wait, 15) == 0
+        assert proc.stderr is not None and proc.stderr.read() == ""
+    finally:
+        end(proc)
+        await service.stop()
+
+
 async def test_watch_gives_up_with_one_line_and_refuses_bad_channels() -> None:
     proc = watch("queue", "--url", f"http://127.0.0.1:{free_port()}", "--retry-for", "1")
     _, err = await asyncio.to_thread(proc.communicate, timeout=30)
