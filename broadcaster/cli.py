@@ -24,7 +24,7 @@ from .cluster.bus import safe_url
 from .config import Config, load_config
 from .config_rules import LOG_LEVELS
 from .demo import run_demo
-from .errors import ConfigError, StartupError
+from .errors import ConfigError, ListenError, StartupError
 from .guards import HANDSHAKES_KEY, is_loopback
 from .site import GuardedSite, LoopErrors, quiet_server_log
 from .web.auth import TOKEN_KEY, AccessLog, load_token
@@ -97,14 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     _raise_descriptor_limit()
     try:
         run(run_demo(config, speed=args.demo_speed, tls=tls) if args.demo else serve(config, tls=tls))
+    except ListenError as exc:
+        print(f"adw-broadcaster: {exc}", file=sys.stderr)
+        return 1
     except StartupError as exc:
         print(f"adw-broadcaster: cannot start: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # the port is taken, the address does not exist, ...
-        print(
-            f"adw-broadcaster: cannot listen on {config.server.host}:{config.server.port}: {exc.strerror or exc}",
-            file=sys.stderr,
-        )
         return 1
     return 0
 
@@ -130,8 +127,13 @@ async def serve(
         site = GuardedSite(
             runner, config.server.host, config.server.port, handshakes=app[HANDSHAKES_KEY], ssl_context=tls
         )
-        await site.start()
-        log_start(config, runner, tls is not None, bool(app[TOKEN_KEY]))
+        try:
+            await site.start()
+        except OSError as exc:  # the port is taken, the address does not exist, ...
+            raise ListenError(
+                f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror or exc}"
+            ) from exc
+        log_start(config, runner, tls is not None, bool(app[TOKEN_KEY]), loop=loop_name())
         if banner:
             print_banner(config, runner, demo_workspace, tls is not None, bool(app[TOKEN_KEY]))
         stop = asyncio.Event()
@@ -145,14 +147,20 @@ async def serve(
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main`` on uvloop when it is installed (``pip install 'adw-broadcaster[fast]'``), else on asyncio's loop."""
+    """Run ``main`` on uvloop (a dependency wherever it is built for the platform), else on asyncio's loop."""
     try:
         import uvloop
     except ImportError:
         asyncio.run(main)
         return
-    logger.info("event loop: uvloop %s", importlib.metadata.version("uvloop"))
     uvloop.run(main)
+
+
+def loop_name() -> str:
+    """Return which event loop runs this service, for the start line: ``uvloop 0.21.0`` or ``asyncio``."""
+    if type(asyncio.get_running_loop()).__module__.startswith("uvloop"):
+        return f"uvloop {importlib.metadata.version('uvloop')}"
+    return "asyncio"
 
 
 def _raise_descriptor_limit() -> None:
@@ -174,8 +182,8 @@ def _bound(config: Config, runner: web.AppRunner) -> str:
     return f"{f'[{host}]' if ':' in str(host) else host}:{port}"
 
 
-def log_start(config: Config, runner: web.AppRunner, tls: bool, token: bool) -> None:
-    """Log one line per start: version, address, sources, and whether a token and TLS are on."""
+def log_start(config: Config, runner: web.AppRunner, tls: bool, token: bool, *, loop: str) -> None:
+    """Log one line per start: version, address, sources, whether a token and TLS are on, the event loop."""
     b = config.backplane
     if b.view == "cluster":
         sources = [f"cluster view of the nodes on {safe_url(b.url)}"]
@@ -190,13 +198,14 @@ def log_start(config: Config, runner: web.AppRunner, tls: bool, token: bool) -> 
     if config.upstream.url:
         sources.append(f"upstream {config.upstream.url}")
     logger.info(
-        "adw-broadcaster %s on %s://%s; %s; token %s; TLS %s",
+        "adw-broadcaster %s on %s://%s; %s; token %s; TLS %s; event loop %s",
         __version__,
         "https" if tls else "http",
         _bound(config, runner),
         ", ".join(sources),
         "on" if token else "off",
         "on" if tls else "off",
+        loop,
     )
     if not token and not is_loopback(config.server.host):
         logger.warning(

@@ -3,6 +3,7 @@
     BroadcasterError            anything this package raises on purpose
      ├── ConfigError            the configuration cannot be used; the message names the file and key
      ├── StartupError           something the service needs is unusable (e.g. its event log is in use)
+     │    └── ListenError       the address cannot be bound (taken, not on this machine)
      └── ProtocolError          a client asked for something the protocol does not allow
           └── InvalidAdwId      an adw_id in a path is not a plain directory name
 
@@ -23,6 +24,10 @@ class ConfigError(BroadcasterError):
 
 class StartupError(BroadcasterError):
     """The service cannot start; the message is one line saying what to fix."""
+
+
+class ListenError(StartupError):
+    """The service cannot bind its address; the message says which and why."""
 
 
 class ProtocolError(BroadcasterError):

@@ -70,6 +70,15 @@ class RedisServer:
             self.proc.wait(10)
 
 
+def service_command(hide: tuple[str, ...] = ()) -> list[str]:
+    """Return the command that runs ``adw-broadcaster`` from this checkout, ``hide`` made unimportable."""
+    if not hide:
+        return [sys.executable, "-m", "broadcaster"]
+    # A None in sys.modules makes `import name` raise ImportError, as if it were not installed.
+    script = f"import sys; sys.modules.update(dict.fromkeys({list(hide)!r})); from broadcaster.cli import main; "
+    return [sys.executable, "-c", script + "sys.exit(main(sys.argv[1:]))"]
+
+
 class Service:
     """``adw-broadcaster --config`` as a child process; stderr is collected as it comes.
 
@@ -77,9 +86,12 @@ class Service:
         root: the working directory; ``config.toml`` is written there.
         config: the TOML text (``port = 0`` is added to ``[server]`` unless it sets a port).
         preexec: run in the child before the service starts (e.g. to lower a resource limit).
+        hide: packages the child cannot import, as on a machine without them (e.g. ``uvloop``).
     """
 
-    def __init__(self, root: Path, config: str, *, preexec: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, root: Path, config: str, *, preexec: Callable[[], None] | None = None, hide: tuple[str, ...] = ()
+    ) -> None:
         self.root = root
         self.config_path = root / "config.toml"
         if "port" not in config:
@@ -90,6 +102,7 @@ class Service:
             )
         self.config_path.write_text(config)
         self._preexec = preexec
+        self._hide = hide
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.stderr: list[str] = []
@@ -97,7 +110,7 @@ class Service:
 
     async def start(self, timeout: float = 20.0) -> Service:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "broadcaster", "--config", str(self.config_path)],
+            [*service_command(self._hide), "--config", str(self.config_path)],
             cwd=self.root,
             env={**os.environ, "PYTHONPATH": str(REPO)},
             stdout=subprocess.PIPE,

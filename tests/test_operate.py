@@ -75,7 +75,7 @@ async def test_the_token_guards_every_request_but_healthz(workspace, write_state
         await service.stop()
     log = service.log
     assert "token=***" in log and TOKEN not in log  # the access log never shows it
-    assert "; token on; TLS off" in log
+    assert "; token on; TLS off; event loop " in log
 
 
 async def start_once(workspace: Any, setting: str) -> subprocess.CompletedProcess[str]:
@@ -157,7 +157,7 @@ async def test_tls_serves_https_and_wss_on_the_same_port(workspace, write_state)
                 await answer(session, service.url("/healthz", "https"))
     finally:
         await service.stop()
-    assert "; token off; TLS on" in service.log
+    assert "; token off; TLS on; event loop " in service.log
 
 
 async def test_unusable_tls_files_stop_start_up_in_one_line(workspace) -> None:
@@ -233,11 +233,12 @@ def test_the_start_line_and_the_warning_for_a_public_address_without_a_token(mak
 
     runner = web.AppRunner(web.Application())  # not started: the configured address is reported
     caplog.set_level("INFO", logger="broadcaster")
-    log_start(make_config(server__host="0.0.0.0", server__port=8002), runner, tls=False, token=False)
+    log_start(make_config(server__host="0.0.0.0", server__port=8002), runner, tls=False, token=False, loop="asyncio")
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("adw-broadcaster 0.1.0 on http://0.0.0.0:8002; agents ")
-    assert lines[0].endswith("; token off; TLS off")
+    assert lines[0].endswith("; token off; TLS off; event loop asyncio")
     assert lines[1].startswith("listening on 0.0.0.0 without a token: anyone who reaches the port reads")
     caplog.clear()
-    log_start(make_config(server__host="0.0.0.0", server__port=8002), runner, tls=True, token=True)
-    assert [r.getMessage().endswith("; token on; TLS on") for r in caplog.records] == [True]  # no warning
+    log_start(make_config(server__host="0.0.0.0", server__port=8002), runner, tls=True, token=True, loop="uvloop 1")
+    ends = [r.getMessage().endswith("; token on; TLS on; event loop uvloop 1") for r in caplog.records]
+    assert ends == [True]  # no warning

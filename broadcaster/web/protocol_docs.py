@@ -16,7 +16,7 @@ from ..db_views import HISTORY_FILTERS
 from ..schemas import COUNT, NAMES, TEXT, TIME, Schema, components
 from ..service_views import route
 from .http import HTTP_PREFIXES
-from .static_files import content_type, shipped
+from .static_files import FILES, content_type
 
 RESUME = """\
 Resume: every channel frame has a seq (+1 per change of that channel) and a socket's first frame
@@ -277,7 +277,7 @@ def openapi(prefixes: tuple[str, ...]) -> dict[str, Any]:
             path = f"{prefix}/ws/adw-state/{{adw_id}}" if family == "adw-state" else f"{prefix}/ws/{family}"
             paths[path] = _get(upgrade, None, params=[ADW_PARAM] if family == "adw-state" else None)
         paths[f"{prefix}/ws"] = _get(upgrade, None)
-    for path, (name, summary) in shipped().items():
+    for path, (name, summary) in FILES.items():
         paths[path] = _get(summary, None, etag=True)
         paths[path]["get"]["responses"]["200"] = {
             "description": "OK",

@@ -13,25 +13,37 @@ from typing import Any
 
 from aiohttp import web
 
+from ..errors import StartupError
 from ..service_views import route
 from .http import Handler
 
 TYPES = {".js": "text/javascript", ".ts": "application/typescript", ".css": "text/css", ".html": "text/html"}
+DASHBOARD = "A part of the dashboard"
+# Every served path, its file under static/ and a summary. Listed, not globbed: a file the
+# package lacks is then a start-up error that names it, not a page that half loads.
 FILES = {
     "/client.js": ("client.js", "The browser client: an ES module, no build step"),
     "/client.d.ts": ("client.d.ts", "TypeScript declarations of /client.js"),
     "/": ("dashboard/index.html", "The dashboard"),
+    "/dashboard/app.js": ("dashboard/app.js", DASHBOARD),
+    "/dashboard/dashboard.css": ("dashboard/dashboard.css", DASHBOARD),
+    "/dashboard/detail.js": ("dashboard/detail.js", DASHBOARD),
+    "/dashboard/format.js": ("dashboard/format.js", DASHBOARD),
+    "/dashboard/monitor.js": ("dashboard/monitor.js", DASHBOARD),
+    "/dashboard/panels.js": ("dashboard/panels.js", DASHBOARD),
 }
 
 
-def shipped() -> dict[str, tuple[str, str]]:
-    """Return every served path: its file under ``static/`` and a summary."""
-    files = dict(FILES)
-    dashboard = resources.files(__package__).joinpath("static", "dashboard")
-    for entry in sorted(dashboard.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith((".js", ".css")):
-            files[f"/dashboard/{entry.name}"] = (f"dashboard/{entry.name}", "A part of the dashboard")
-    return files
+def read_shipped(name: str) -> bytes:
+    """Return the bytes of ``static/{name}``; ``StartupError`` naming it when the package lacks it."""
+    try:
+        return resources.files(__package__).joinpath("static", *name.split("/")).read_bytes()
+    except OSError as exc:
+        where = resources.files(__package__).joinpath("static")
+        raise StartupError(
+            f"{where}/{name}: a file the service serves is missing from the installed package "
+            f"({exc.strerror or exc}); reinstall adw-broadcaster"
+        ) from exc
 
 
 def content_type(name: str) -> str:
@@ -40,7 +52,7 @@ def content_type(name: str) -> str:
 
 
 def _file(name: str) -> Handler:
-    body = resources.files(__package__).joinpath("static", *name.split("/")).read_bytes()
+    body = read_shipped(name)
     etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
     kind = content_type(name)
 
@@ -57,7 +69,7 @@ def _file(name: str) -> Handler:
 def add_static_routes(app: web.Application) -> list[dict[str, Any]]:
     """Serve the shipped files; return their Routes."""
     routes = []
-    for path, (name, summary) in shipped().items():
+    for path, (name, summary) in FILES.items():
         app.router.add_get(path, _file(name), allow_head=False)
         handler_name = "dashboard" if path == "/" else name.replace("/", "_").replace(".", "_")
         routes.append(route(path, "GET", handler_name, summary, summary, ["static"]))
