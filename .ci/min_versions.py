@@ -10,8 +10,8 @@ from pathlib import Path
 
 project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
 requirements = list(project["dependencies"])
-requirements += project["optional-dependencies"]["test"] + project["optional-dependencies"]["fast"]
+requirements += project["optional-dependencies"]["test"] + project["optional-dependencies"]["cluster"]
 for requirement in requirements:
-    match = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9.]*)\s*", requirement)
+    match = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9.]*)\s*(;.*)?", requirement)
     if match:
         print(f"{match[1]}=={match[2]}")

@@ -2,27 +2,41 @@
 
 ``add_backplane`` makes a node's publisher and hooks it to the pipeline; ``add_cluster_view``
 makes a view's reader and the view that merges what it reads. Keys on Redis: ``bus``.
+
+The ``redis`` package is the ``cluster`` extra: it is imported only when one of those two runs
+(a backplane is configured), and its absence is then a start-up error naming the extra.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import re
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..config import Config
+from ..errors import StartupError
 from ..events import Event
 from ..fresh import Fresh
 from ..health import Health
-from .publisher import Publisher
-from .reader import Reader
-from .view import ClusterView, Outlet
 
-__all__ = ["ClusterView", "Publisher", "Reader", "add_backplane", "add_cluster_view", "node_name", "view_config"]
+if TYPE_CHECKING:
+    from .publisher import Publisher
+    from .reader import Reader
+    from .view import Outlet
+
+__all__ = ["add_backplane", "add_cluster_view", "node_name", "view_config"]
+EXTRA = "pip install 'adw-broadcaster[cluster]'"
+
+
+def require_redis() -> None:
+    """Raise ``StartupError`` naming the ``cluster`` extra unless the ``redis`` package is installed."""
+    if importlib.util.find_spec("redis") is None:
+        raise StartupError(f"[backplane] needs the redis package, which is not installed: {EXTRA}")
 
 
 def node_name(configured: str) -> str:
@@ -45,6 +59,9 @@ def add_backplane(
     counts: dict[str, int],
 ) -> Publisher:
     """Publish this node's events to ``[backplane] url``; return the publisher (run it supervised)."""
+    require_redis()
+    from .publisher import Publisher  # redis is imported only when a backplane is configured
+
     b = config.backplane
     name = node_name(b.node)
     address = f"{config.server.host}:{config.server.port}"
@@ -87,6 +104,10 @@ def add_cluster_view(
 
     ``part`` names the reader in system status, which waits for its first report.
     """
+    require_redis()
+    from .reader import Reader  # redis is imported only when a backplane is configured
+    from .view import ClusterView
+
     b = config.backplane
     view = ClusterView(outlet, current=current)
     health.combine = view.system_status
