@@ -9,6 +9,10 @@ There is no task or timer per client or per message: the hub's one periodic swee
 frames once a socket drains, sends heartbeats to quiet sockets and protocol pings to quiet
 peers, and drops (with a TCP reset, which frees the kernel's buffers too) a client whose socket
 stayed past ``high_water`` for ``write_timeout`` seconds or which left a ping unanswered.
+
+``post`` is what every event costs per subscriber, so its common case (nothing parked, no
+channel's first frame or patch pending, not closing) touches the client and its transport only:
+everything else sets ``_careful`` and takes ``_post_carefully``.
 """
 
 from __future__ import annotations
@@ -29,11 +33,28 @@ logger = logging.getLogger(__name__)
 HIGH_WATER = 64 * 1024  # unsent bytes a socket may hold before frames are parked
 
 
+class Socket(web.WebSocketResponse):
+    """aiohttp's WebSocketResponse that tells its Client when a close begins (nothing may follow it).
+
+    aiohttp closes on its own too (a close frame from the peer, an oversized frame): this is
+    how the Client's writes learn of it without asking the socket on every write.
+    """
+
+    on_close: Callable[[], None] | None = None
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        if self.on_close is not None:
+            self.on_close()
+        return await super().close(code=code, message=message, drain=drain)
+
+
 class Client:
     """Writes of one WebSocket connection, and what the sweep needs to know about it."""
 
     __slots__ = (
+        "_careful",
         "_clock",
+        "_closing",
         "_heard_at",
         "_openings",
         "_over_since",
@@ -55,11 +76,13 @@ class Client:
         *,
         heartbeat_interval: float,
         write_timeout: float,
-        transport: asyncio.Transport | None,
+        transport: asyncio.Transport,
         high_water: int = HIGH_WATER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ws = ws
+        if isinstance(ws, Socket):
+            ws.on_close = self._closes
         self.heartbeat_interval = heartbeat_interval
         self.write_timeout = write_timeout
         self.high_water = high_water
@@ -71,19 +94,30 @@ class Client:
         self._transport = transport
         self._clock = clock
         self._parked: dict[str, Frame] = {}
+        self._closing = False  # a close frame was (or is being) sent: nothing may follow it
+        self._careful = False  # any of the above asks more than a plain write of the common frame
         self._over_since: float | None = None
         self._heard_at = self.last_write = clock()
         self._ping_out: float | None = None  # when the unanswered protocol ping went out
 
+    def _settle(self) -> None:
+        """Recompute ``_careful`` after a change of what the next write must consider."""
+        self._careful = self._closing or bool(self._parked or self._openings or self._patching)
+
+    def _closes(self) -> None:
+        self._closing = self._careful = True
+
     def open(self, channel: str, recovered: bool | None = None) -> None:
         """Make the next frame of ``channel`` its opening one (with the epoch, and ``recovered`` if not None)."""
         self._openings[channel] = recovered
+        self._careful = True
 
     def want_patches(self, channel: str, seq: int) -> None:
         """Send ``channel`` as merge patches from now on; ``seq``: what the peer has."""
         if self._patching is None:
             self._patching = {}
         self._patching[channel] = seq
+        self._careful = True
 
     def patches(self, channel: str) -> bool:
         """Return whether ``channel`` goes to this client as merge patches."""
@@ -93,6 +127,7 @@ class Client:
         """Send ``channel`` whole again."""
         if self._patching is not None:
             self._patching.pop(channel, None)
+            self._settle()
 
     def forget(self, channel: str) -> None:
         """Stop everything owed on ``channel`` (an unsubscribe)."""
@@ -100,20 +135,34 @@ class Client:
         self._openings.pop(channel, None)
         if self._patching is not None:
             self._patching.pop(channel, None)
+        self._settle()
 
-    def post(self, channel: str, frame: Frame) -> bool:
-        """Write ``frame`` now if the socket takes it; else park it as the channel's newest. Return whether parked."""
+    def post(self, channel: str, frame: Frame, wire: bytes, now: float) -> int:
+        """Write ``frame`` now if the socket takes it, else park it as the channel's newest; return the bytes written.
+
+        ``wire`` is ``frame.wire`` (what every plain subscriber gets, fetched once by the caller);
+        ``now`` the hub's clock. 0 bytes: parked (see ``parked``), or the socket is closing.
+        """
+        transport = self._transport
+        if self._careful or transport.is_closing() or transport.get_write_buffer_size() > self.high_water:
+            return self._post_carefully(channel, frame, now)
+        transport.write(wire)
+        self.last_write = now
+        return len(wire)
+
+    def _post_carefully(self, channel: str, frame: Frame, now: float) -> int:
+        if self._closing or self._transport.is_closing():
+            return 0  # nothing may follow a close frame; a lost connection is detached by its handler
         if self._parked or not self._writable():
             self._parked.pop(channel, None)  # re-insert so parked frames go out in the order they changed
             self._parked[channel] = frame
-            return True
-        wire = self._wire(channel, frame)  # (inlined _write_frame: this is the per-client path of every event)
-        self._write(wire)
-        tally = frame.tally
-        if tally is not None:
-            tally[0] += 1
-            tally[1] += len(wire)
-        return False
+            self._careful = True
+            return 0
+        wire = self._wire(channel, frame)
+        self._transport.write(wire)
+        self.last_write = now
+        self._settle()
+        return len(wire)
 
     @property
     def parked(self) -> bool:
@@ -130,6 +179,7 @@ class Client:
         while self._parked and self._writable():
             channel = next(iter(self._parked))
             self._write_frame(channel, self._parked.pop(channel))
+        self._settle()
 
     def heard(self) -> None:
         """Record that the peer sent something: it is alive."""
@@ -143,14 +193,15 @@ class Client:
         from the peer.
         """
         transport = self._transport
-        if transport is not None and transport.get_write_buffer_size() > self.high_water:
+        if transport.get_write_buffer_size() > self.high_water:
             if self._over_since is None:
                 self._over_since = now
             elif now - self._over_since >= self.write_timeout:
                 return f"slow client: its socket took nothing for {self.write_timeout:g}s"
             return None
         self._over_since = None
-        self.flush()
+        if self._parked:
+            self.flush()
         if ping_interval > 0:
             if self._ping_out is not None:
                 if self._heard_at >= self._ping_out:
@@ -168,31 +219,28 @@ class Client:
         """Reset the connection at once (its socket cannot take even a close frame); say why in the log."""
         self.closed_reason = self.closed_reason or reason
         logger.debug("dropping a client: %s", reason)  # the sweep logs one line for all it drops
-        if self._transport is not None:
-            reset(self._transport)
+        reset(self._transport)
 
     async def close(
         self, code: int = WSCloseCode.GOING_AWAY, message: bytes = b"", *, timeout: float | None = None
     ) -> None:
         """Close the socket with ``code``; drop the connection if that does not finish within ``timeout``."""
         self.closed_reason = self.closed_reason or message.decode(errors="replace") or f"closed with {code}"
+        self._closes()
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=message), timeout or self.write_timeout)
         except (TimeoutError, ConnectionError):
-            if self._transport is not None:
-                reset(self._transport)
+            reset(self._transport)
 
     def _writable(self) -> bool:
         transport = self._transport
         return (
-            transport is not None
-            and not self.ws.closed  # nothing may follow a close frame
+            not self._closing  # nothing may follow a close frame
             and not transport.is_closing()
             and transport.get_write_buffer_size() <= self.high_water
         )
 
     def _write(self, data: bytes) -> None:
-        assert self._transport is not None
         self._transport.write(data)
         self.last_write = self._clock()
 

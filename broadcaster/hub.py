@@ -72,10 +72,27 @@ class Hub:
         patching = self._patchers.get(event.channel)
         if patching is not None:
             self._add_patch(patching[0], frame)
-        for client in self._subscribers.get(event.channel, ()):
-            if client.post(event.channel, frame):
+        now = self._tick()
+        subscribers = self._subscribers.get(event.channel)
+        if subscribers:
+            self._post_all(subscribers, event.channel, frame, now)
+        self._sent_at[event.channel] = now
+
+    def _post_all(self, subscribers: Iterable[Client], channel: str, frame: Frame, now: float) -> None:
+        """Hand ``frame`` to every subscriber (the per-client cost of every event: keep it lean)."""
+        wire = frame.wire
+        frames = size = 0
+        for client in subscribers:
+            written = client.post(channel, frame, wire, now)
+            if written:
+                frames += 1
+                size += written
+            elif client.parked:
                 self._park(client)
-        self._sent_at[event.channel] = self._tick()
+        tally = frame.tally
+        if tally is not None:
+            tally[0] += frames
+            tally[1] += size
 
     def _add_patch(self, patcher: Patcher, frame: Frame) -> None:
         """Give ``frame`` its merge patch for patch subscribers; without one they get it whole."""
@@ -157,10 +174,7 @@ class Hub:
                 continue
             if now - self._sent_at.setdefault(channel, now) < self._refresh_interval:
                 continue
-            frame = self.fresh_frame(channel, reuse=False)
-            for client in subscribers:
-                if client.post(channel, frame):
-                    self._park(client)
+            self._post_all(subscribers, channel, self.fresh_frame(channel, reuse=False), now)
             self._sent_at[channel] = now
             sent += 1
         return sent
@@ -199,8 +213,8 @@ class Hub:
             client.stop_patches(channel)
             self._stop_patches(client, channel)
         client.open(channel, recovered)  # the first frame of the channel on this socket carries the epoch
-        if send_current and client.post(channel, self.fresh_frame(channel)):
-            self._park(client)
+        if send_current:
+            self._post_all((client,), channel, self.fresh_frame(channel), self._tick())
 
     def detach(self, client: Client, channel: str | None = None) -> bool:
         """Unsubscribe ``client`` from ``channel`` (from all, and forget it, with None); return whether it was."""

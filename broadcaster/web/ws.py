@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..channels import SPECS, adw_state_channel, validate_adw_id
-from ..client import Client, reset
+from ..client import Client, Socket, reset
 from ..errors import InvalidAdwId
 from ..events import EventLog
 from ..hub import Hub
@@ -145,7 +145,7 @@ async def _run(
 ) -> web.WebSocketResponse:
     server = request.app[CONFIG].server
     hub = request.app[HUB]
-    ws = web.WebSocketResponse(
+    ws = Socket(
         # Protocol pings come from the hub's sweep (one timer for all clients); a peer that does not
         # answer is aborted there. aiohttp's own heartbeat would close it gracefully instead, which
         # keeps a stalled peer's unsent bytes in the kernel for minutes.
@@ -157,6 +157,8 @@ async def _run(
     )
     await ws.prepare(request)
     transport = request.transport
+    if transport is None:  # the peer went away during the handshake
+        return ws
     counters = request.app[COUNTERS]
     client = Client(
         ws,
@@ -193,7 +195,7 @@ async def _run(
     finally:
         counters.count(counters.closed, close_reason(client.closed_reason))
         hub.detach(client)
-        if transport is not None and transport.get_write_buffer_size():
+        if transport.get_write_buffer_size():
             # Whatever ended the socket, bytes the peer never read would hold buffers until TCP
             # gives up (a graceful close waits for them): drop the connection now.
             reset(transport)
