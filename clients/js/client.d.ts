@@ -1,4 +1,5 @@
-// Types of client.js, the adw-broadcaster browser client (data shapes as in DESIGN.md).
+// Types of client.js, the adw-broadcaster browser client. Every channel's data is described in
+// docs/protocol.md of the adw-broadcaster repository (and served as JSON Schema at /asyncapi.json).
 
 /** Fields a cluster view adds to the items it serves (README "Several machines"); absent on one node. */
 export interface ClusterFields {
@@ -19,6 +20,8 @@ export interface Route {
   path: string;
   method: string;
   name: string;
+  /** The handler's name (the operationId for routes read from an OpenAPI document). */
+  handler: string;
   summary: string;
   description: string;
   tags: string[];
@@ -46,13 +49,50 @@ export interface WorkflowHistoryAnalytics {
   avg_cache_efficiency: number;
 }
 
+/**
+ * A `workflow_history` row: every column the table has, its JSON columns parsed. These are the
+ * real table's columns; a database with other columns sends those as they are.
+ */
+export interface WorkflowHistoryItem extends ClusterFields {
+  id: number;
+  adw_id: string;
+  issue_number: number | null;
+  nl_input: string | null;
+  github_url: string | null;
+  workflow_template: string | null;
+  model_used: string | null;
+  status: "pending" | "running" | "completed" | "failed" | (string & {});
+  start_time: string | null;
+  end_time: string | null;
+  duration_seconds: number | null;
+  error_message: string | null;
+  phase_count: number | null;
+  current_phase: string | null;
+  retry_count: number | null;
+  input_tokens: number | null;
+  output_tokens: number | null;
+  cached_tokens: number | null;
+  total_tokens: number | null;
+  cache_efficiency_percent: number | null;
+  estimated_cost_total: number | null;
+  actual_cost_total: number | null;
+  /** JSON column, parsed (the text as stored when it is not JSON). */
+  cost_breakdown: Record<string, unknown> | string | null;
+  token_breakdown: Record<string, unknown> | string | null;
+  structured_input: Record<string, unknown> | string | null;
+  created_at: string | null;
+  updated_at: string | null;
+  [column: string]: unknown;
+}
+
 export interface WorkflowHistory {
-  workflows: Array<{ id?: number; adw_id: string; node?: string; node_status?: "unreachable"; [column: string]: unknown }>;
+  /** The 50 newest rows (newest first). */
+  workflows: WorkflowHistoryItem[];
   total_count: number;
   analytics: WorkflowHistoryAnalytics;
 }
 
-/** adw_state.json as the agents write it (DESIGN.md), with adw_id; any other key comes as written. */
+/** adw_state.json as the agents write it, with adw_id; any other key comes as written. */
 export interface AdwState extends ClusterFields {
   adw_id: string;
   issue_number?: string | number;
@@ -78,10 +118,13 @@ export type AdwStatus = "running" | "completed" | "failed" | "paused" | "queued"
 export interface AdwWorkflowStatus extends ClusterFields {
   adw_id: string;
   issue_number: number | null;
+  pr_number: number | null;
   issue_class: string;
+  /** nl_input, first 100 characters. */
   title: string;
-  status: AdwStatus | string;
+  status: AdwStatus;
   current_phase: string | null;
+  /** 0-100, one decimal. */
   phase_progress: number;
   workflow_template: string;
   start_time: string | null;
@@ -93,22 +136,65 @@ export interface AdwWorkflowStatus extends ClusterFields {
   estimated_cost_total: number | null;
   error_count: number;
   last_error: string | null;
+  is_process_active: boolean;
   phases_completed: string[];
   total_phases: number;
-  [extra: string]: unknown;
+}
+
+export interface AdwMonitorSummary {
+  total: number;
+  running: number;
+  completed: number;
+  failed: number;
+  paused: number;
 }
 
 export interface AdwMonitor {
   workflows: AdwWorkflowStatus[];
-  summary: { total: number; running: number; completed: number; failed: number; paused: number };
+  summary: AdwMonitorSummary;
   last_updated: string;
 }
 
+/** A phase's `phase_data` column, parsed. */
+export interface PhaseData {
+  title?: string;
+  content?: string;
+  externalDocs?: unknown;
+  total_phases?: number;
+  [key: string]: unknown;
+}
+
+export type PhaseStatus = "queued" | "ready" | "running" | "completed" | "blocked" | "failed";
+
+/**
+ * A `phase_queue` row: every column of the real table, JSON columns parsed, plus `phase` and
+ * `metadata`. Older databases have `parent_issue` and `depends_on_phase`, newer ones
+ * `feature_id` and `depends_on_phases`; both names are always sent. A database with other
+ * columns sends those as they are.
+ */
 export interface PhaseQueueItem extends ClusterFields {
   queue_id: string;
+  /** phase_data's title, else phase_number as text. */
   phase: string;
-  status: string;
-  metadata: Record<string, unknown> | null;
+  status: PhaseStatus | (string & {});
+  /** phase_data parsed ({} when it is empty or not JSON). */
+  metadata: PhaseData;
+  phase_data: PhaseData | string | null;
+  parent_issue: number | null;
+  feature_id?: number | null;
+  phase_number: number;
+  issue_number: number | null;
+  depends_on_phase: number | null;
+  depends_on_phases: number[];
+  created_at: string | null;
+  updated_at: string | null;
+  error_message: string | null;
+  adw_id: string | null;
+  pr_number: number | null;
+  priority: number | null;
+  queue_position: number | null;
+  ready_timestamp: string | null;
+  started_timestamp: string | null;
   [column: string]: unknown;
 }
 
@@ -118,23 +204,44 @@ export interface Queue {
   paused: boolean;
 }
 
+export type HealthStatus = "healthy" | "degraded" | "error";
+
 export interface ServiceHealth {
   name: string;
-  status: "healthy" | "degraded" | "error" | string;
-  uptime_seconds: number | null;
-  uptime_human: string | null;
+  status: HealthStatus;
+  uptime_seconds: number;
+  uptime_human: string;
   message: string | null;
   details: Record<string, unknown> | null;
 }
 
 export interface SystemStatus {
-  overall_status: "healthy" | "degraded" | "error";
+  overall_status: HealthStatus;
   timestamp: string;
   services: Record<string, ServiceHealth>;
   summary: { healthy_services: number; total_services: number; health_percentage: number };
 }
 
-export type WebhookStatus = { status: string; message?: string; [key: string]: unknown };
+export interface WebhookStats {
+  total_received: number;
+  successful: number;
+  failed: number;
+  success_rate: number;
+}
+
+/**
+ * The webhook service's own JSON, as it answers; `{status: "error", message}` while it cannot be
+ * read (`"unknown"` before the first poll).
+ */
+export interface WebhookStatus {
+  status: string;
+  message?: string;
+  uptime?: number | string;
+  stats?: WebhookStats;
+  recent_failures?: unknown[];
+  last_successful?: string | null;
+  [key: string]: unknown;
+}
 
 /** The data of each channel family. */
 export interface ChannelData {

@@ -1,8 +1,9 @@
-// Types of the adw-broadcaster React hooks (data shapes as in DESIGN.md; see client.d.ts).
+// Types of the adw-broadcaster React hooks. The data shapes are in client.d.ts; the protocol they
+// ride on is docs/protocol.md of the adw-broadcaster repository.
 import type { ReactNode } from "react";
 
 import type {
-  AdwMonitor,
+  AdwMonitorSummary,
   AdwState,
   AdwWorkflowStatus,
   ChannelData,
@@ -14,8 +15,8 @@ import type {
   SystemStatus,
   WebhookStatus,
   WorkflowExecution,
-  WorkflowHistory,
   WorkflowHistoryAnalytics,
+  WorkflowHistoryItem,
 } from "./client.js";
 
 export * from "./client.js";
@@ -67,7 +68,6 @@ export interface RoutesResult extends ConnectionInfo {
 }
 export function useRoutesWebSocket(): RoutesResult;
 
-export type WorkflowHistoryItem = WorkflowHistory["workflows"][number];
 export type HistoryAnalytics = WorkflowHistoryAnalytics;
 export interface WorkflowHistoryResult extends ConnectionInfo {
   workflows: WorkflowHistoryItem[];
@@ -83,7 +83,6 @@ export interface ADWStateResult extends ConnectionInfo {
 /** One ADW's state; pass null to follow nothing. */
 export function useADWStateWebSocket(adwId: string | null): ADWStateResult;
 
-export type AdwMonitorSummary = AdwMonitor["summary"];
 export interface ADWMonitorResult extends Omit<ConnectionInfo, "lastUpdated"> {
   workflows: AdwWorkflowStatus[];
   summary: AdwMonitorSummary;
