@@ -14,6 +14,8 @@ extras) into a new virtual environment, and from an empty directory outside the 
 - with ``[backplane] url`` set, start-up stops with one line naming the ``cluster`` extra (the
   plain install has no ``redis``).
 
+Then the README's first command, as written, in that copy of the checkout: the same checks.
+
 Run by a Python that has ``build`` (the ``dev`` extra); the rest is the stdlib, so nothing of this
 checkout's environment leaks into what is checked.
 """
@@ -45,15 +47,22 @@ def main() -> int:
     try:
         dist, source = work / "dist", copy_checkout(work / "source")
         run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(dist), str(source)], quiet=True)
-        [wheel] = dist.glob("*.whl")
+        [wheel] = dist.glob("*.whl")  # built before the README's command below puts a venv into source
         [sdist] = dist.glob("*.tar.gz")
         for kind, artifact in (("wheel", wheel), ("sdist", sdist)):
             venv = work / f"venv-{kind}"
             run([sys.executable, "-m", "venv", str(venv)])
             run([str(venv / "bin" / "pip"), "install", "-q", str(artifact)], quiet=True)
-            served = check_demo(venv, work / f"run-{kind}")
-            check_backplane_needs_the_extra(venv, work / f"run-{kind}")
+            cwd = work / f"run-{kind}"
+            cwd.mkdir()
+            served = check_demo([str(venv / "bin" / "adw-broadcaster"), "--demo", "--port", "0"], cwd)
+            check_backplane_needs_the_extra(venv, cwd)
             print(f"{kind} {artifact.name}: served {', '.join(served)}; SIGINT exit 0; backplane: one line")
+        # The README's first command, as written, in the copy (a fresh clone's files): it makes its
+        # own venv there. Port 0 through the environment, so a service already on 8002 is no bother.
+        readme = (REPO / "README.md").read_text().split("```sh\n", 1)[1].splitlines()[0]
+        served = check_demo(["bash", "-c", readme], source, env={"BROADCASTER_SERVER_PORT": "0"})
+        print(f"README's first command: served {len(served)} paths; SIGINT exit 0")
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -89,16 +98,16 @@ def run(command: list[str], *, quiet: bool = False) -> None:
         raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stdout or ''}{done.stderr or ''}")
 
 
-def check_demo(venv: Path, cwd: Path) -> list[str]:
-    """Run ``adw-broadcaster --demo`` from ``cwd``; return the paths it served."""
-    cwd.mkdir()
+def check_demo(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> list[str]:
+    """Run ``command`` (``adw-broadcaster --demo``, or one ending in it) in ``cwd``; return the paths it served."""
     proc = subprocess.Popen(
-        [str(venv / "bin" / "adw-broadcaster"), "--demo", "--port", "0", "--demo-speed", "4"],
+        command,
         cwd=cwd,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # SIGINT goes to the whole group, as Ctrl-C in a terminal does
     )
     assert proc.stdout is not None and proc.stderr is not None
     try:
@@ -112,7 +121,7 @@ def check_demo(venv: Path, cwd: Path) -> list[str]:
         served = crawl(base)
         snapshot = first_frame(base, "/ws/adw-monitor")
         assert snapshot["type"] == "adw_monitor_update" and snapshot["data"]["workflows"], snapshot
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait(15)
         err = proc.stderr.read()
         assert code == 0, f"exit {code} on SIGINT: {err}"

@@ -1,4 +1,4 @@
-"""The eight channels of DESIGN.md: names, message types, empty shapes and volatile fields."""
+"""The eight channels (docs/protocol.md, "Channels"): names, message types, empty shapes and volatile fields."""
 
 from __future__ import annotations
 

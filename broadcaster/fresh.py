@@ -1,9 +1,9 @@
 """Clock values true when read: a channel's current data with its clock-derived fields computed now.
 
-Digests leave clock-derived fields out (DESIGN.md), so time passing is never a change and never
-logged. What a client reads must still be true when it reads it: every HTTP answer, every
-connection's first frame and every refresh (``Hub.refresh``) carry the data of the channel's
-current event with these fields recomputed:
+Digests leave clock-derived fields out (docs/protocol.md, "Refreshes and heartbeats"), so time
+passing is never a change and never logged. What a client reads must still be true when it
+reads it: every HTTP answer, every connection's first frame and every refresh (``Hub.refresh``)
+carry the data of the channel's current event with these fields recomputed:
 
 - ``system-status``: ``timestamp`` and each service's uptime (from when its status last changed);
 - ``adw-monitor``: ``last_updated`` and the ``duration_seconds`` of every unfinished ADW;

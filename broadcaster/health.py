@@ -2,7 +2,7 @@
 
 ``Health`` collects the facts (each source's own health object, the last poll answers, the
 supervisor's crashed parts, channels that could not be published, the event log's trouble) and
-``report`` turns them into DESIGN.md's ``{overall_status, timestamp, services, summary}``.
+``report`` turns them into ``{overall_status, timestamp, services, summary}`` (docs/protocol.md, "system-status").
 A crashed part or a stuck channel makes its service ``error`` with the reason, whatever the
 source last said, until it recovers.
 """

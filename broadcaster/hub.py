@@ -163,7 +163,7 @@ class Hub:
     def refresh(self) -> int:
         """Re-send each quiet channel with clock values, at most once per refresh_interval; return how many.
 
-        A refresh keeps the channel's seq and is not an event: only time moved (DESIGN.md).
+        A refresh keeps the channel's seq and is not an event: only time moved (docs/protocol.md).
         """
         if self._refresh_interval <= 0 or self._fresh is None:
             return 0

@@ -1,4 +1,4 @@
-"""RFC 7396 merge patches of list channels, in the keyed form of DESIGN.md.
+"""RFC 7396 merge patches of list channels, in the keyed form of docs/protocol.md ("Patches").
 
 A merge patch replaces arrays whole, so a list of items with ids is patched as
 ``{"items": {id: item}, "order": [id, ...]}``: a one-ADW change becomes

@@ -1,4 +1,4 @@
-"""Errors the service answers itself, as JSON ``{"detail": "..."}`` (DESIGN.md, "HTTP beyond the channels").
+"""Errors the service answers itself, as JSON ``{"detail": "..."}`` (docs/protocol.md, "HTTP").
 
 That is the shape FastAPI clients and the real React client's fetch helper read; a plain-text
 404 made that client fail with "body stream already read" instead of showing the error. Handlers

@@ -1,6 +1,6 @@
 """JSON Schemas (2020-12) of every channel's data and of every message, for the protocol documents.
 
-Shapes follow DESIGN.md; ``required`` lists what the service always sends (and what the real
+Shapes follow docs/protocol.md; ``required`` lists what the service always sends (and what the real
 React client reads). Values copied from the agents' files and database pass through the
 ``Cleaner``, so they can be any JSON: such fields have no type here. The tests validate every
 message and answer they receive against these, which keeps them true.

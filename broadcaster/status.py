@@ -10,7 +10,8 @@ from typing import Any
 from .clock import iso_utc
 
 SELF = "backend_api"  # this service: the API the dashboard talks to (the real React client has a card for it)
-# The entries the service reports itself (DESIGN.md); a configured check may not take one of these names.
+# The entries the service reports itself (docs/protocol.md, "system-status"); a configured check
+# may not take one of these names.
 SERVICE_NAMES = (SELF, "adw_files", "database", "webhook", "openapi", "upstream")
 
 LEVELS = ("healthy", "degraded", "error")
@@ -26,7 +27,7 @@ class _Service:
 
 @dataclass
 class SystemStatus:
-    """Track each service's status and when it last changed; report DESIGN.md's shape."""
+    """Track each service's status and when it last changed; report the channel's shape."""
 
     clock: Callable[[], float] = time.time
     _services: dict[str, _Service] = field(default_factory=dict)

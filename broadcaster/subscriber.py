@@ -96,7 +96,7 @@ async def subscribe(
 
     Args:
         url: the service, e.g. ``http://127.0.0.1:8002`` (``/ws`` is added).
-        channels: names as in DESIGN.md (``queue``, ``adw-state:77c90e61``); a bad one raises ValueError.
+        channels: channel names (``queue``, ``adw-state:77c90e61``; docs/protocol.md); a bad one raises ValueError.
         patches: ask for merge patches (applied here; callers see whole data either way).
         token: sent as ``Authorization: Bearer`` when the service wants one.
         retry_for: raise ConnectionError after this many seconds without a connection (None: never).

@@ -1,4 +1,4 @@
-"""Channel payloads from records: the rules of DESIGN.md that the end-to-end tests do not pin."""
+"""Channel payloads from records: the rules of docs/protocol.md that the end-to-end tests do not pin."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``/ws``, the multiplexed socket: one connection, any set of channels (DESIGN.md, wire protocol).
+"""``/ws``, the multiplexed socket: one connection, any set of channels (docs/protocol.md, "/ws").
 
 Channels are subscribed by query (``?channels=queue,adw-state:77c90e61&since=queue:17&epoch=...``)
 or by message (``subscribe`` / ``unsubscribe``). Each channel is attached to the hub exactly as a
@@ -32,7 +32,7 @@ ERRORS_PER_MESSAGE = 20  # error frames one message may cause; the rest are coun
 
 
 def channel_name(name: Any) -> str:
-    """Return ``name`` if it is a channel of DESIGN.md's table; raise ValueError saying why not."""
+    """Return ``name`` if it is a channel of docs/protocol.md's table; raise ValueError saying why not."""
     if not isinstance(name, str):
         raise ValueError(f"a channel name is a string, got {type(name).__name__}")
     family, colon, adw_id = name.partition(":")
