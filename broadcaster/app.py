@@ -81,6 +81,8 @@ def create_app(config: Config) -> web.Application:
         fresh=fresh,
         fresh_families=CLOCK_FAMILIES,
         refresh_interval=config.broadcast.refresh_interval,
+        ping_interval=config.server.ping_interval,
+        sweep_interval=sweep_interval(config),
         sent=counters.sent,
     )
     app[EVENT_LOG] = log = EventLog(_store(config, cleaner))
@@ -103,10 +105,7 @@ def create_app(config: Config) -> web.Application:
 
     app.cleanup_ctx.append(_event_log)  # first in, last out: its final flush sees every event
     app.cleanup_ctx.append(background("pipeline", SELF, pipeline.run))
-    sweep = functools.partial(
-        _sweep, hub, config.server.ping_interval, config.server.heartbeat_interval, config.broadcast.refresh_interval
-    )
-    app.cleanup_ctx.append(background("client sweep", SELF, sweep))
+    app.cleanup_ctx.append(background("client sweep", SELF, functools.partial(_sweep, hub, sweep_interval(config))))
     if view:
         reader, take = add_cluster_view(
             config,
@@ -266,13 +265,18 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _sweep(hub: Hub, ping_interval: float, heartbeat_interval: float, refresh_interval: float) -> None:
-    """Sweep the clients (parked frames, heartbeats, pings, drops, refreshes) on one timer for all of them."""
-    periods = [heartbeat_interval, *(p for p in (ping_interval, refresh_interval) if p > 0)]
-    interval = min(SWEEP_INTERVAL, *(p / 2 for p in periods))
+def sweep_interval(config: Config) -> float:
+    """Return the seconds between sweeps: at most SWEEP_INTERVAL, and half the shortest period they serve."""
+    periods = [config.server.heartbeat_interval]
+    periods += [p for p in (config.server.ping_interval, config.broadcast.refresh_interval) if p > 0]
+    return min(SWEEP_INTERVAL, *(p / 2 for p in periods))
+
+
+async def _sweep(hub: Hub, interval: float) -> None:
+    """Sweep the clients that are due (heartbeats, pings, drops) and refresh quiet clock channels, on one timer."""
     while True:
         await asyncio.sleep(interval)
-        hub.sweep(ping_interval=ping_interval)
+        hub.sweep()
         hub.refresh()
 
 

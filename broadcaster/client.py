@@ -215,6 +215,15 @@ class Client:
             self._write(heartbeat)  # a whole frame, built once per sweep for every client
         return None
 
+    def next_check(self, now: float, ping_interval: float) -> float:
+        """Return when ``check`` next has something to do: a heartbeat, a ping, or (socket full) at once."""
+        if self._over_since is not None or self._parked:
+            return now  # watched on every sweep until its socket drains or it is dropped
+        due = self.last_write + self.heartbeat_interval
+        if ping_interval > 0:
+            due = min(due, (self._heard_at if self._ping_out is None else self._ping_out) + ping_interval)
+        return due
+
     def drop(self, reason: str) -> None:
         """Reset the connection at once (its socket cannot take even a close frame); say why in the log."""
         self.closed_reason = self.closed_reason or reason

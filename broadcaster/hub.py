@@ -16,6 +16,7 @@ from .client import Client
 from .events import Event, empty_event
 from .patches import Patcher
 from .protocol import Frame, encode_heartbeat, ws_frame
+from .schedule import Schedule
 
 logger = logging.getLogger(__name__)
 PARKED_RETRY = 0.05  # seconds between looks at sockets that were full
@@ -34,8 +35,17 @@ class Hub:
         fresh: Callable[[str, Any], Any] | None = None,
         fresh_families: frozenset[str] = frozenset(),
         refresh_interval: float = 0.0,
+        ping_interval: float = 0.0,
+        sweep_interval: float = 1.0,
         sent: dict[str, list[int]] | None = None,
     ) -> None:
+        """Make an empty hub.
+
+        Args:
+            clock: timestamps (epoch seconds); ``tick``: intervals (monotonic).
+            ping_interval: seconds of a peer's silence before a protocol ping (0: never).
+            sweep_interval: how often ``sweep`` is called; clients are filed by it (``schedule``).
+        """
         self.epoch = epoch  # of the event log; every connection's first frame carries it
         self.sent = {} if sent is None else sent  # family -> [frames, bytes] written to sockets
         self._clock = clock
@@ -52,6 +62,8 @@ class Hub:
         self._clients: dict[Client, set[str]] = {}  # client -> its channels
         self._patchers: dict[str, tuple[Patcher, set[Client]]] = {}  # keyed channels with patch subscribers
         self._parked: set[Client] = set()  # clients whose frames wait for their socket to drain
+        self._ping_interval = ping_interval
+        self._due: Schedule[Client] = Schedule(sweep_interval)  # when the sweep next owes each client something
         self._flush_timer: asyncio.TimerHandle | None = None
         self.closing = False  # set once shutdown began: a socket upgraded after that is closed at once
 
@@ -198,7 +210,10 @@ class Hub:
         send the channel's changes as merge patches (keyed channels only; others go whole).
         """
         self._subscribers.setdefault(channel, set()).add(client)
-        self._clients.setdefault(client, set()).add(channel)
+        if client not in self._clients:
+            self._clients[client] = set()
+            self._due.add(client, client.next_check(self._tick(), self._ping_interval))
+        self._clients[client].add(channel)
         keyed = spec_of(channel).keyed
         if patches and keyed is not None:
             patching = self._patchers.get(channel)
@@ -233,6 +248,7 @@ class Hub:
         if channel is None:
             del self._clients[client]
             self._parked.discard(client)
+            self._due.remove(client)
         return True
 
     def subscribed(self, client: Client, channel: str) -> bool:
@@ -261,6 +277,7 @@ class Hub:
     def _park(self, client: Client) -> None:
         """Look again soon at a client whose socket was full: one timer for all such clients."""
         self._parked.add(client)
+        self._due.add(client, self._tick())  # the next sweep times how long it stays full
         if self._flush_timer is None:
             self._flush_timer = asyncio.get_running_loop().call_later(PARKED_RETRY, self._flush_parked)
 
@@ -273,19 +290,21 @@ class Hub:
         if self._parked:
             self._flush_timer = asyncio.get_running_loop().call_later(PARKED_RETRY, self._flush_parked)
 
-    def sweep(self, *, ping_interval: float = 0.0) -> int:
-        """Give every client what it is owed (parked frames, heartbeat, ping); drop stuck or silent ones.
+    def sweep(self) -> int:
+        """Give each client that is due what it is owed (heartbeat, ping, parked frames); drop stuck or silent ones.
 
-        One pass over the clients, with one heartbeat frame built for all of them. Returns how
-        many were dropped. ``ping_interval`` 0 sends no protocol pings.
+        Only clients whose moment came are looked at (see ``schedule``), with one heartbeat frame
+        built for all of them. Returns how many were dropped.
         """
         now = self._tick()
         heartbeat = ws_frame(encode_heartbeat(self._clock()))
         reasons: dict[str, int] = {}
-        for client in list(self._clients):
-            why = client.check(now, ping_interval=ping_interval, heartbeat=heartbeat)
-            if why is not None:
-                client.drop(why)
+        for client in self._due.take(now):
+            why = client.check(now, ping_interval=self._ping_interval, heartbeat=heartbeat)
+            if why is None:
+                self._due.add(client, client.next_check(now, self._ping_interval))
+            else:
+                client.drop(why)  # its handler detaches it
                 reasons[why] = reasons.get(why, 0) + 1
         if reasons:  # one line per sweep, however many go
             logger.warning("dropped %s", "; ".join(f"{n} client(s): {why}" for why, n in reasons.items()))
