@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import WSCloseCode
 
 from .channels import spec_of
-from .client import Client
+from .client import Client, post_all
 from .events import Event, empty_event
 from .patches import Patcher
 from .protocol import Frame, encode_heartbeat, ws_frame
@@ -91,20 +91,9 @@ class Hub:
         self._sent_at[event.channel] = now
 
     def _post_all(self, subscribers: Iterable[Client], channel: str, frame: Frame, now: float) -> None:
-        """Hand ``frame`` to every subscriber (the per-client cost of every event: keep it lean)."""
-        wire = frame.wire
-        frames = size = 0
-        for client in subscribers:
-            written = client.post(channel, frame, wire, now)
-            if written:
-                frames += 1
-                size += written
-            elif client.parked:
-                self._park(client)
-        tally = frame.tally
-        if tally is not None:
-            tally[0] += frames
-            tally[1] += size
+        """Hand ``frame`` to every subscriber; look again soon at those whose socket was full."""
+        for client in post_all(subscribers, channel, frame, now):
+            self._park(client)
 
     def _add_patch(self, patcher: Patcher, frame: Frame) -> None:
         """Give ``frame`` its merge patch for patch subscribers; without one they get it whole."""
