@@ -58,7 +58,9 @@ class Hub:
         self._fresh_failed: set[str] = set()
         self._patch_failed: set[str] = set()
         self._current: dict[str, Frame] = {}
-        self._subscribers: dict[str, set[Client]] = {}
+        # channel -> its subscribers, in the order they came (a dict as an ordered set): they are
+        # written in that order, the longest connected first.
+        self._subscribers: dict[str, dict[Client, None]] = {}
         self._clients: dict[Client, set[str]] = {}  # client -> its channels
         self._patchers: dict[str, tuple[Patcher, set[Client]]] = {}  # keyed channels with patch subscribers
         self._parked: set[Client] = set()  # clients whose frames wait for their socket to drain
@@ -198,7 +200,7 @@ class Hub:
         ``recovered``: said in the first frame of a resume. ``patches``: after that first frame,
         send the channel's changes as merge patches (keyed channels only; others go whole).
         """
-        self._subscribers.setdefault(channel, set()).add(client)
+        self._subscribers.setdefault(channel, {})[client] = None
         if client not in self._clients:
             self._clients[client] = set()
             self._due.add(client, client.next_check(self._tick(), self._ping_interval))
@@ -231,7 +233,7 @@ class Hub:
             self._stop_patches(client, name)
             subscribers = self._subscribers.get(name)
             if subscribers is not None:
-                subscribers.discard(client)
+                subscribers.pop(client, None)
                 if not subscribers:
                     del self._subscribers[name]
         if channel is None:
