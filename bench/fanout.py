@@ -13,7 +13,8 @@ The client swarm runs in this process on core 1: raw asyncio sockets (no aiohttp
 connection), each scanning what arrives for the change's marker. Per change it records the time
 from the file write to the first and to the last client seeing it, and the server's CPU time
 (every thread's schedstat, in nanoseconds) spent on it. Each run is the median of ``--changes`` changes; the
-table shows min / median / max over ``--runs`` runs, then the service's ratios against ``bare``
+table shows min / median / max over ``--runs`` runs (after one untimed warm-up run per size), then
+the service's ratios against ``bare``
 (target within 1.2x) and ``naive`` (target 2x better at 5,000).
 
     .venv/bin/python bench/fanout.py --clients 1000 5000
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import json
 import os
 import random
@@ -205,6 +207,10 @@ async def one_run(kind: str, n: int, changes: int) -> dict[str, float]:
         port = int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
         await connect(swarm, port, n)
         await asyncio.sleep(1.0)  # let the connection burst settle before measuring
+        # The swarm's own garbage collector stays off while measuring: a collection over its
+        # thousands of connections would pause the readers in the middle of a change.
+        gc.collect()
+        gc.disable()
         firsts, lasts, cpus = [], [], []
         for step in range(1, changes + 1):
             swarm.marker = f'"step":{step}'.encode() if kind == "service" else f'"step": {step}'.encode()
@@ -231,6 +237,7 @@ async def one_run(kind: str, n: int, changes: int) -> dict[str, float]:
             "cpu": statistics.median(cpus) * 1000,
         }
     finally:
+        gc.enable()
         for transport in swarm.transports:
             transport.abort()
         stop(proc, work, timeout=10)
@@ -251,6 +258,9 @@ async def bench(clients: list[int], runs: int, changes: int, kinds: list[str]) -
     print("|---|---|---|---|---|")
     for n in clients:
         results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+        # Untimed: the first run at a size was always ~2x slower to reach the last client,
+        # whichever server it was (the swarm's side, first holding that many sockets).
+        await one_run(kinds[0], n, 3)
         for _ in range(runs):
             for kind in kinds:  # interleaved, so drift on the machine hits every server alike
                 results[kind].append(await one_run(kind, n, changes))
