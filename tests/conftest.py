@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 from collections.abc import AsyncIterator, Callable
@@ -68,17 +69,11 @@ class Workspace:
     trees: Path
 
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's; tests/system-packages.sh installs it (Playwright cannot download here)
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+# Debian's Chromium (tests/system-packages.sh installs it; Playwright cannot download one here) and
+# the flags it needs on a machine without a display or a network; clients/js's tests read the same file.
+_CHROMIUM = json.loads((Path(__file__).parent / "chromium.json").read_text())
+CHROMIUM: str = _CHROMIUM["executable"]
+CHROMIUM_FLAGS: list[str] = _CHROMIUM["flags"]
 
 
 @pytest.fixture

@@ -19,17 +19,8 @@ import { Service, webhookService } from "./service.js";
 const HERE = dirname(fileURLToPath(import.meta.url));
 const PACKAGE = resolve(HERE, "..");
 const TEMPLATE = join(HERE, "react-app");
-const CHROMIUM = "/usr/bin/chromium"; // Debian's (tests/system-packages.sh installs it); Playwright cannot download one here
-const CHROMIUM_FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
+// Debian's Chromium and the flags it needs here, shared with the Python tests (Playwright cannot download one).
+const CHROMIUM = JSON.parse(readFileSync(resolve(HERE, "../../../tests/chromium.json"), "utf8"));
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css" };
 const ADW = "a1b2c3d4"; // the id the app's ADWDetailView follows
 const run = promisify(execFile);
@@ -78,7 +69,7 @@ beforeAll(async () => {
   await npm(["install", `./${tarball}`, "--no-audit", "--no-fund"], app);
   await npm(["run", "build"], app, { VITE_BROADCASTER_URL: service.url });
   site = await serveBuild(join(app, "dist"));
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
+  browser = await chromium.launch({ executablePath: CHROMIUM.executable, args: CHROMIUM.flags });
 }, 240000);
 
 afterAll(async () => {
