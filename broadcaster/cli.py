@@ -27,7 +27,7 @@ from .demo import run_demo
 from .errors import ConfigError, ListenError, StartupError
 from .guards import HANDSHAKES_KEY, is_loopback
 from .site import GuardedSite, LoopErrors, quiet_server_log
-from .web.auth import TOKEN_KEY, AccessLog, load_token
+from .web.auth import TOKEN_KEY, AccessLog, TokenScrubber, load_token
 from .web.tls import tls_context
 
 logger = logging.getLogger("broadcaster")
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         path = Path("config.toml")
     try:
         config = load_config(path, overrides=overrides)
-        load_token(config.server)  # a token file that cannot be read stops here, in one line
+        token = load_token(config.server)  # a token file that cannot be read stops here, in one line
         tls = tls_context(config.server)
     except ConfigError as exc:
         print(f"adw-broadcaster: configuration error: {exc}", file=sys.stderr)
@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(TokenScrubber(token))  # no line of any logger, at any level, shows the token
     if config.log_level != "debug":
         logging.getLogger("watchfiles").setLevel(logging.WARNING)  # it logs every change at INFO
     if args.demo_speed <= 0:

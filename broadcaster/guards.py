@@ -25,12 +25,13 @@ from aiohttp import web
 from .config import ServerConfig
 from .keys import CONFIG
 from .problems import problem
+from .web.origins import page_allowed
 from .web.proxy import UPSTREAM_ROUTE
+from .web.relay import is_upgrade
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_LOCAL_ORIGIN = re.compile(r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?")
 _LOOPBACK_NAMES = ("localhost", "localhost.", "ip6-localhost")
 _HOST_PORT = re.compile(r"(?P<host>\[[^\]]*\]|[^:]*)(:\d{1,5})?")
 
@@ -70,16 +71,13 @@ async def host_check(request: web.Request, handler: Handler) -> web.StreamRespon
     return await handler(request)
 
 
-def origin_allowed(origin: str, server: ServerConfig) -> bool:
-    """Return whether a browser page from ``origin`` may read this service."""
-    if not server.cors_origins:
-        return bool(_LOCAL_ORIGIN.fullmatch(origin))
-    return "*" in server.cors_origins or origin in server.cors_origins
-
-
 async def _upstreams(request: web.Request) -> bool:
-    """Return whether ``request`` is for a path only the upstream serves (a preflight counts by its path)."""
-    if request.match_info.route.name != UPSTREAM_ROUTE:
+    """Return whether ``request`` is for a path only the upstream serves (a preflight counts by its path).
+
+    A WebSocket upgrade never is: browsers apply no CORS to WebSockets, so a relayed socket
+    obeys this service's origin policy like its own.
+    """
+    if request.match_info.route.name != UPSTREAM_ROUTE or is_upgrade(request):
         return False
     if request.method != "OPTIONS":
         return True
@@ -95,10 +93,7 @@ async def origin_policy(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)  # not a browser page: curl, scripts, the Python client
     if await _upstreams(request):
         return await handler(request)  # the upstream's paths: its own CORS answers (preflights too)
-    server = request.app[CONFIG].server
-    # The service's own pages (the dashboard) are always its own origin, whatever name it is reached by.
-    same_origin = origin == f"{request.scheme}://{request.host}"
-    if not same_origin and not origin_allowed(origin, server):
+    if not page_allowed(request, origin):
         return problem(403, f"origin {origin} is not allowed (see [server] cors_origins)")
     cors = {
         "Access-Control-Allow-Origin": origin,

@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import sqlite3
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,10 +52,13 @@ class Opened:
 
 async def open_log(path: Path, *, cleaner: Cleaner, reader: RowReader, clock: Callable[[], float]) -> Opened:
     """Open (or create) the log at ``path``; an unreadable file is kept aside and a new history begins."""
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
+        if not path.parent.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _must_be_a_file(path)
         return await _open(path, cleaner, reader)
+    except OSError as exc:  # a directory in the way, no permission, a read-only disk, ...
+        raise StartupError(f"event log {path}: {exc.strerror or exc} (see [event_log] path)") from None
     except (sqlite3.DatabaseError, _Unusable) as exc:
         if isinstance(exc, sqlite3.DatabaseError):
             if is_lock(exc):
@@ -189,6 +193,18 @@ async def _last_events(conn: aiosqlite.Connection, reader: RowReader) -> dict[st
         # Keep the seq (never reused); an empty digest makes the next read of the source a change.
         last[channel] = Event(channel, int(row[2]), spec.type, spec.empty(), "", float(row[6]))
     return last
+
+
+def _must_be_a_file(path: Path) -> None:
+    """Raise ``StartupError`` if ``path`` is there but is not a regular file (opening a FIFO would hang)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"))
+        kind = next((name for test, name in (*kinds, (stat.S_ISBLK, "a device")) if test(mode)), "not a file")
+        raise StartupError(f"event log {path} is {kind}: [event_log] path must name a file of its own")
 
 
 def _private(path: Path, *, create: bool = True) -> None:

@@ -3,7 +3,8 @@
 aiohttp holds a connection that sends half a request for as long as its keep-alive timer allows
 (an hour, or forever in older releases); thousands of those exhaust the process's descriptors
 and with them every source's reads. ``GuardedSite`` wraps the server's protocol factory with
-``guards.Handshakes`` so such a connection is dropped after ``[server] handshake_timeout``.
+``guards.Handshakes`` so such a connection is dropped after ``[server] handshake_timeout``; with
+TLS the handshake itself has that deadline too (asyncio's own default is 60 s).
 Input errors aiohttp reports while parsing (an over-long request line, a reset peer) are logged
 as one line, not as a traceback (``quiet_server_log``).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 
 from aiohttp import web
@@ -57,6 +59,8 @@ class GuardedSite(web.BaseSite):
             ssl=self._ssl_context,
             backlog=self._backlog,
             reuse_address=True,
+            # A TLS handshake is part of the request that must come within the deadline.
+            ssl_handshake_timeout=self._handshakes.timeout if self._ssl_context is not None else None,
         )
 
 
@@ -67,11 +71,22 @@ class _InputErrors(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError | ConnectionError):
             record.msg = f"{record.msg}: %s"
-            # The offending request line may hold a ?token=: never in the log.
-            record.args = (*(record.args if isinstance(record.args, tuple) else ()), redact(str(exc)))
+            record.args = (*(record.args if isinstance(record.args, tuple) else ()), one_line(exc))
             record.exc_info = record.exc_text = None
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True
+
+
+def one_line(exc: BaseException) -> str:
+    """Return aiohttp's complaint about a request as one line: what is wrong and the start of the line.
+
+    Its message quotes the bytes it choked on, which for a request with bare-LF line endings is
+    the whole head, headers (Authorization) included: only what comes before the first line end
+    is kept, its ?token= masked, at most 300 characters.
+    """
+    parts = [part.strip() for part in str(exc).splitlines()]
+    text = " ".join(part for part in parts if part and part.strip("^ "))
+    return redact(re.split(r"\\r|\\n", text, maxsplit=1)[0][:300])
 
 
 class LoopErrors:

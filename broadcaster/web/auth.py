@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -22,11 +23,12 @@ from yarl import URL
 from ..config import ServerConfig
 from ..errors import ConfigError
 from ..problems import Handler, problem
+from .origins import cookie_allowed
 
 TOKEN_KEY = web.AppKey("token", bytes)
 COOKIE = "adw_broadcaster_token"
 OPEN_PATHS = frozenset({"/healthz"})
-_QUERY_TOKEN = re.compile(r"([?&]token=)[^&#]*")
+OPEN_METHODS = frozenset({"GET", "HEAD"})
 
 
 def load_token(server: ServerConfig) -> bytes:
@@ -62,7 +64,7 @@ def presented(request: web.Request) -> tuple[str, str]:
 async def token_check(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer 401 before any data or upgrade unless the request carries the token."""
     token = request.app[TOKEN_KEY]
-    if not token or request.path in OPEN_PATHS:
+    if not token or request.path in OPEN_PATHS and request.method in OPEN_METHODS:
         return await handler(request)
     given, where = presented(request)
     if not hmac.compare_digest(given.encode(), token):
@@ -70,6 +72,12 @@ async def token_check(request: web.Request, handler: Handler) -> web.StreamRespo
         answer = problem(401, detail)
         answer.headers["WWW-Authenticate"] = 'Bearer realm="adw-broadcaster"'
         return answer
+    origin = request.headers.get("Origin")
+    if where == "cookie" and origin is not None and not cookie_allowed(request, origin):
+        # The browser sends the cookie with any page's request to this host (SameSite ignores
+        # ports), also to paths the origin policy leaves to the upstream: refuse foreign pages here.
+        detail = f"origin {origin[:100]} may not use the token cookie (only pages named in [server] cors_origins)"
+        return problem(403, detail)
     response = await handler(request)
     if where == "query" and request.path == "/" and not response.prepared:
         response.set_cookie(COOKIE, given, httponly=True, samesite="Strict", path="/", secure=request.secure)
@@ -86,7 +94,7 @@ def strip_token(request: web.Request, headers: CIMultiDict[str], target: URL) ->
         del headers["Authorization"]  # another Authorization is the upstream's own: it goes on
     if COOKIE in request.cookies:
         kept = [c.strip() for c in headers.get("Cookie", "").split(";") if c.strip()]
-        kept = [c for c in kept if not c.startswith(f"{COOKIE}=")]
+        kept = [c for c in kept if c.partition("=")[0].strip() != COOKIE]  # "name =value" is the same cookie
         headers.popall("Cookie", None)
         if kept:
             headers["Cookie"] = "; ".join(kept)
@@ -97,8 +105,47 @@ def strip_token(request: web.Request, headers: CIMultiDict[str], target: URL) ->
 
 
 def redact(text: str) -> str:
-    """Return a request target with its token replaced by ***."""
-    return _QUERY_TOKEN.sub(r"\1***", text)
+    """Return a request target with the value of every query key that reads ``token`` (``%74oken`` too) as ***."""
+    path, mark, query = text.partition("?")
+    if not mark:
+        return text
+    parts = []
+    for pair in query.split("&"):
+        key, eq, _ = pair.partition("=")
+        parts.append(f"{key}=***" if eq and unquote_plus(key).strip().lower() == "token" else pair)
+    return f"{path}?{'&'.join(parts)}"
+
+
+class TokenScrubber(logging.Filter):
+    """Replace the token in every log record, however it is spelled: raw or percent-encoded, any case.
+
+    Installed on the log handlers (``cli``), so it sees every line of every logger (aiohttp's
+    too) at every level: whatever a message quotes (a request line, a header, an exception),
+    the token is never written.
+    """
+
+    def __init__(self, token: bytes) -> None:
+        super().__init__()
+        text = token.decode(errors="replace")
+        # Each character as itself or as any %XX of its UTF-8 bytes (hex in either case).
+        parts = []
+        for char in text:
+            escaped = "".join(f"%{b:02x}" for b in char.encode())
+            parts.append(f"(?:{re.escape(char)}|{re.escape(escaped)})")
+        self._pattern = re.compile("".join(parts), re.IGNORECASE) if text else None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._pattern is None:
+            return True
+        message = record.getMessage()
+        scrubbed = self._pattern.sub("***", message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._pattern.sub("***", record.exc_text)
+        return True
 
 
 class AccessLog(AbstractAccessLogger):

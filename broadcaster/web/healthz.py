@@ -74,5 +74,5 @@ def add_healthz(app: web.Application) -> list[dict[str, Any]]:
     """Serve ``/healthz``; return its Route."""
     app[WATCH] = LoopWatch()
     app.cleanup_ctx.append(_watching)
-    app.router.add_get("/healthz", healthz, allow_head=False)
+    app.router.add_get("/healthz", healthz)  # GET and HEAD: the only requests that need no token
     return [route("/healthz", "GET", "healthz", "Liveness: the event loop turns, the pipeline runs", "", ["ops"])]

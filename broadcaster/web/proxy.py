@@ -7,25 +7,26 @@ hop-by-hop ones, plus ``X-Forwarded-For``/``-Proto``/``-Host``); answers come ba
 streamed, redirects passed on and not followed, bodies not decompressed. An upstream that cannot
 be reached gets ``502``, one that sends no first byte within ``[upstream] timeout`` gets ``504``,
 both with a JSON ``detail`` naming it; the service's channels are untouched either way.
-WebSocket upgrades are relayed message by message both ways, close codes kept.
+WebSocket upgrades are relayed (``relay``). A method the service does not answer on one of its
+own paths is 405 here; it never reaches the upstream.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
-from aiohttp import WSMsgType, web
-from multidict import CIMultiDict
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ..config import UpstreamConfig
 from ..keys import COUNTERS
 from ..problems import Handler, problem
 from .auth import strip_token
+from .relay import is_upgrade, relay, relay_session
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +51,12 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-_WS_HANDSHAKE = frozenset({"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions"})
 
 
 def add_proxy(app: web.Application, config: UpstreamConfig) -> None:
     """Forward every path not served so far to ``config.url`` (call after every own route is added)."""
     app.cleanup_ctx.append(_session)
+    app.cleanup_ctx.append(relay_session)
     app.router.add_route("*", "/{tail:.*}", _handler(config), name=UPSTREAM_ROUTE)
 
 
@@ -75,9 +76,14 @@ def _handler(config: UpstreamConfig) -> Handler:
     async def forward(request: web.Request) -> web.StreamResponse:
         if not request.raw_path.startswith("/"):  # an absolute-form target ("GET http://other/"): not ours to relay
             return problem(400, "the request target must be a path")
+        own = await own_methods(request)
+        if own:  # the service's own path, with a method it does not answer: not the upstream's either
+            allowed = ", ".join(sorted(own))
+            detail = f"method {request.method} is not allowed on {request.path[:200]} (allowed: {allowed})"
+            return problem(405, detail, headers={"Allow": allowed})
         headers, target = strip_token(request, _outgoing(request), URL(base + request.raw_path, encoded=True))
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await _relay(request, target, headers, base, config.timeout)
+        if is_upgrade(request):
+            return await relay(request, target, headers, base)
         session = request.app[UPSTREAM_SESSION]
         counters = request.app[COUNTERS]
         try:
@@ -98,8 +104,9 @@ def _handler(config: UpstreamConfig) -> Handler:
         counters.count(counters.upstream, f"{answer.status // 100}xx")
         async with answer:
             response = web.StreamResponse(status=answer.status, reason=answer.reason)
+            hop = _hop_by_hop(answer.headers) - {"content-length"}
             for name, value in answer.headers.items():
-                if name.lower() not in HOP_BY_HOP or name.lower() == "content-length":
+                if name.lower() not in hop:
                     response.headers.add(name, value)
             await response.prepare(request)
             try:
@@ -121,62 +128,35 @@ async def _body(request: web.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
+async def own_methods(request: web.Request) -> set[str]:
+    """Return the methods the service itself answers on ``request``'s path (empty: not one of its paths)."""
+    for method in ("GET", "POST"):
+        match = await request.app.router.resolve(request.clone(method=method))
+        route = match.route
+        if route.name != UPSTREAM_ROUTE and route.method != "*" and match.http_exception is None:
+            return {m for m in _methods(request.app, route.resource) if m != request.method}
+    return set()
+
+
+def _methods(app: web.Application, resource: web.AbstractResource | None) -> set[str]:
+    methods = {route.method for route in resource or ()}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return methods
+
+
+def _hop_by_hop(headers: CIMultiDictProxy[str]) -> set[str]:
+    """Return the names not to pass on: RFC 9110's hop-by-hop ones and those ``Connection`` names."""
+    named = {name.strip().lower() for value in headers.getall("Connection", []) for name in value.split(",")}
+    return set(HOP_BY_HOP) | named - {""}
+
+
 def _outgoing(request: web.Request) -> CIMultiDict[str]:
-    headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP)  # repeats kept
+    hop = _hop_by_hop(request.headers)
+    headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in hop)  # repeats kept
     peer = request.remote or ""
     earlier = request.headers.get("X-Forwarded-For")
     headers["X-Forwarded-For"] = f"{earlier}, {peer}" if earlier else peer
     headers["X-Forwarded-Proto"] = request.scheme
     headers["X-Forwarded-Host"] = request.host
     return headers
-
-
-async def _relay(
-    request: web.Request, target: URL, headers: CIMultiDict[str], base: str, timeout: float
-) -> web.StreamResponse:
-    """Relay a WebSocket between the client and the upstream, both ways, until either closes."""
-    session = request.app[UPSTREAM_SESSION]
-    protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-    sent = CIMultiDict(
-        (k, v) for k, v in headers.items() if k.lower() not in _WS_HANDSHAKE and k.lower() != "sec-websocket-protocol"
-    )
-    try:
-        async with asyncio.timeout(timeout):
-            upstream = await session.ws_connect(target, headers=sent, protocols=protocols, max_msg_size=0)
-    except TimeoutError:
-        return problem(504, f"upstream {base} did not answer within {timeout:g}s")
-    except aiohttp.WSServerHandshakeError as exc:
-        return problem(exc.status if exc.status >= 400 else 502, f"upstream {base} refused the WebSocket: {exc}")
-    except aiohttp.ClientError as exc:
-        return problem(502, f"upstream {base} cannot be reached: {exc}")
-    client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=0)
-    try:
-        await client.prepare(request)
-        to_upstream = asyncio.create_task(_pump(client, upstream))
-        to_client = asyncio.create_task(_pump(upstream, client))
-        done, _ = await asyncio.wait((to_upstream, to_client), return_when=asyncio.FIRST_COMPLETED)
-        for task in (to_upstream, to_client):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if to_client in done:  # the upstream closed: tell the client with its code
-            await client.close(code=upstream.close_code or 1000)
-        else:
-            await upstream.close(code=client.close_code or 1000)
-    finally:
-        await upstream.close()
-    return client
-
-
-async def _pump(
-    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-) -> None:
-    try:
-        async for message in source:
-            if message.type is WSMsgType.TEXT:
-                await sink.send_str(message.data)
-            elif message.type is WSMsgType.BINARY:
-                await sink.send_bytes(message.data)
-    except (ConnectionError, aiohttp.ClientError):
-        return  # the other side is gone: the relay ends, as when either side closes
