@@ -72,7 +72,7 @@ def create_app(config: Config) -> web.Application:
     app[TOKEN_KEY] = load_token(config.server)
     app[LIMITS] = Limits(config.server.max_connections, config.server.max_connections_per_ip)
     app[HANDSHAKES_KEY] = Handshakes(config.server.handshake_timeout)
-    cleaner = Cleaner(config.redaction.keys)
+    cleaner = Cleaner(config.redaction.keys, patterns=config.redaction.patterns)
     app[SUPERVISOR] = supervisor = Supervisor()
     app[STATUS] = status = SystemStatus()
     fresh = Fresh(status, lambda: app[FEEDS].history_rows)  # the rows the feeds read last
@@ -203,6 +203,7 @@ async def _event_log(app: web.Application) -> AsyncIterator[None]:
 def _databases(config: Config, cleaner: Cleaner) -> list[SqliteWatch]:
     """Return one watch per configured database file, each with the readers it serves."""
     main, history = config.database.path, config.database.history_path
+    cleaner = cleaner.bounded(config.database.max_value_bytes)  # a 20 MB error_message is not 20 MB frames
     files: dict[Any, dict[str, Reader]] = {}
     if main is not None:
         files[main] = {"queue": functools.partial(database.read_queue, cleaner=cleaner)}

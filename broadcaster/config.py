@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sources.values import DEFAULT_SECRET_KEYS
+from sources.values import DEFAULT_SECRET_KEYS, DEFAULT_SECRET_PATTERNS
 
 from .config_rules import validate
 from .errors import ConfigError
@@ -68,6 +68,7 @@ class DatabaseConfig:
     path: Path | None = None
     history_path: Path | None = None
     poll_interval: float = 0.25
+    max_value_bytes: int = 65_536  # one text value past this is cut, with a marker saying how much
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +76,7 @@ class UpstreamConfig:
     url: str = ""
     timeout: float = 30.0
     poll_interval: float = 10.0
+    max_relays: int = 50  # WebSockets relayed to the upstream at once, on connections of their own
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,11 +125,13 @@ class BackplaneConfig:
     forget_after: float = 3600.0  # an unreachable node's items leave the view after this long
     refresh_interval: float = 3.0  # seconds between refreshes of this node's record
     queue_max: int = 10_000  # events waiting for Redis; past it the oldest waiting ones are dropped
+    max_entry_bytes: int = 16 * 1024 * 1024  # an event bigger than this is not published, nor accepted
 
 
 @dataclass(frozen=True, kw_only=True)
 class RedactionConfig:
     keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
+    patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -73,13 +73,13 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
             ("heartbeat_interval", "write_timeout", "handshake_timeout")
             + ("max_subscriptions", "max_connections", "max_connections_per_ip"),
         ),
-        ("database", ("poll_interval",)),
+        ("database", ("poll_interval", "max_value_bytes")),
         ("webhook", ("poll_interval", "timeout")),
         ("routes", ("poll_interval", "timeout")),
-        ("upstream", ("poll_interval", "timeout")),
+        ("upstream", ("poll_interval", "timeout", "max_relays")),
         ("system_status", ("poll_interval", "timeout")),
         ("event_log", ("flush_interval", "batch_max", "keep_per_channel", "max_age_hours", "max_pending")),
-        ("backplane", ("node_timeout", "forget_after", "refresh_interval", "queue_max")),
+        ("backplane", ("node_timeout", "forget_after", "refresh_interval", "queue_max", "max_entry_bytes")),
     ):
         for key in keys:
             value = getattr(getattr(config, section), key, None)
@@ -106,5 +106,10 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
                 "[system_status] checks",
                 f"name {name!r} is one of the service's own entries ({', '.join(SERVICE_NAMES)})",
             )
+    for n, pattern in enumerate(config.redaction.patterns):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise bad("[redaction] patterns", f"pattern {n + 1} ({pattern[:60]!r}) is not a regex: {exc}") from None
     if config.log_level not in LOG_LEVELS:
         raise bad("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")

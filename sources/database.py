@@ -22,6 +22,9 @@ import orjson
 from .values import Cleaner, as_int
 
 HISTORY_JSON_COLUMNS = ("cost_breakdown", "token_breakdown", "structured_input")
+# Columns holding JSON: parsed before cleaning, so that a text cut past [database] max_value_bytes
+# is one value inside them, never the JSON itself.
+JSON_COLUMNS = frozenset({"phase_data", "depends_on_phases", *HISTORY_JSON_COLUMNS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +47,24 @@ async def select_all(conn: aiosqlite.Connection, table: str, cleaner: Cleaner) -
 
 
 def _rows(columns: list[str], raw: Iterable[Any], cleaner: Cleaner) -> list[dict[str, Any]]:
-    return [cleaner.clean(dict(zip(columns, row, strict=True))) for row in raw]
+    parsed = [n for n, column in enumerate(columns) if column in JSON_COLUMNS]
+    rows = []
+    for values in raw:
+        row = dict(zip(columns, values, strict=True))
+        for n in parsed:
+            row[columns[n]] = _containers(values[n])
+        rows.append(cleaner.clean(row))
+    return rows
+
+
+def _containers(value: Any) -> Any:
+    """Return a JSON text holding an object or array parsed; anything else as it is."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return orjson.loads(value)  # orjson stops at 1,024 levels; json.loads would recurse
+        except orjson.JSONDecodeError:
+            pass
+    return value
 
 
 async def read_queue(conn: aiosqlite.Connection, cleaner: Cleaner) -> QueueData:
@@ -166,7 +186,7 @@ async def _count(conn: aiosqlite.Connection) -> int:
 def _history_rows(rows: list[dict[str, Any]], cleaner: Cleaner) -> list[dict[str, Any]]:
     for row in rows:
         for column in HISTORY_JSON_COLUMNS:
-            if isinstance(row.get(column), str):
+            if isinstance(row.get(column), str):  # a JSON scalar, or not JSON
                 parsed = _parse_json(row[column], cleaner)
                 if parsed is not None:
                     row[column] = parsed
@@ -181,6 +201,8 @@ def _sorted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _parse_json(value: Any, cleaner: Cleaner) -> Any:
+    if isinstance(value, dict | list):
+        return value  # parsed and cleaned already (``_rows``)
     if not isinstance(value, str):
         return None
     try:

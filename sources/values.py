@@ -9,7 +9,8 @@ data that orjson can always encode and that carries no credential: nothing past 
 - NaN and infinities become ``"NaN"``, ``"Infinity"``, ``"-Infinity"``;
 - bytes (a BLOB column) become ``"<binary: N bytes>"``; strings with lone surrogates are repaired;
 - non-string keys become strings; other objects become their ``str()``, cut to 200 characters;
-- the value of every key that names a credential becomes ``"[redacted]"``, at any depth.
+- the value of every key that names a credential becomes ``"[redacted]"``, at any depth, and
+  every credential-looking part of a text is replaced in place (``redaction``).
 
 Plain readers of numbers (``as_int``, ``as_float``) live here too, so that a ``"²"`` or a
 5,000-digit string where a number belongs is "no number", never an exception.
@@ -17,81 +18,83 @@ Plain readers of numbers (``as_int``, ``as_float``) live here too, so that a ``"
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Iterable
 from typing import Any
 
-REDACTED = "[redacted]"
-DEFAULT_SECRET_KEYS = (
-    "token",
-    "secret",
-    "password",
-    "api_key",
-    "apikey",
-    "authorization",
-    "cookie",
-    "private_key",
-    "credential",
-)
+from .redaction import DEFAULT_SECRET_KEYS, DEFAULT_SECRET_PATTERNS, EXACT, REDACTED, SECRET, Redactor
+
+__all__ = ["DEFAULT_SECRET_KEYS", "DEFAULT_SECRET_PATTERNS", "REDACTED", "Cleaner", "as_float", "as_int"]
+
 MAX_DEPTH = 64
 _I64_MIN, _U64_MAX = -(2**63), 2**64 - 1
 _SAFE_INT_BITS = 14_000  # str() of an int refuses past ~4,300 digits (sys.int_max_str_digits)
-_CAMEL = re.compile(r"([a-z0-9])([A-Z])|([A-Z]+)([A-Z][a-z])")
-_NOT_WORD = re.compile(r"[^a-z0-9]+")
 _INT_TEXT = re.compile(r"[+-]?[0-9]{1,18}")
-_KEY_CACHE_MAX = 4096
-
-
-def _words(key: str) -> tuple[str, ...]:
-    """Split a key into lowercase words: ``GITHUB_TOKEN``, ``apiKey``, ``x-api-key``."""
-    spaced = _CAMEL.sub(lambda m: f"{m[1] or m[3]}_{m[2] or m[4]}", key)
-    return tuple(w for w in _NOT_WORD.split(spaced.lower()) if w)
 
 
 class Cleaner:
     """Make values encodable and redact credentials; one per configuration (it caches key verdicts).
 
-    A key names a credential when its last words are one of ``secret_keys`` (split the same
-    way), e.g. ``github_token``, ``apiKey``, ``DB_PASSWORD``, ``Authorization``. A plural
-    (``credentials``, ``cookies``) counts too, except for a number: ``total_tokens`` and
-    ``max_tokens`` are counts, not credentials. ``None`` and booleans are never redacted (they
-    reveal nothing).
+    Which keys and texts are credentials is ``redaction.Redactor``'s to say: ``github_token``,
+    ``apiKey``, ``DB_PASSWORD`` by name (not ``total_tokens``, a count), a ``ghp_...`` token or a
+    URL's password by look, except under an id key. ``None`` and booleans are never redacted
+    (they reveal nothing).
     """
 
-    def __init__(self, secret_keys: Iterable[str] = DEFAULT_SECRET_KEYS, *, max_depth: int = MAX_DEPTH) -> None:
+    def __init__(
+        self,
+        secret_keys: Iterable[str] = DEFAULT_SECRET_KEYS,
+        *,
+        patterns: Iterable[str] = DEFAULT_SECRET_PATTERNS,
+        max_depth: int = MAX_DEPTH,
+        max_text_bytes: int | None = None,
+    ) -> None:
         self.max_depth = max_depth
-        self._patterns = [w for w in (_words(k) for k in secret_keys) if w]
-        self.rule = "redact-v1:" + ",".join(sorted("_".join(p) for p in self._patterns))
+        self.max_text_bytes = max_text_bytes
+        self._redactor = Redactor(secret_keys, patterns)
+        self.rule = self._redactor.rule
         """Names the redaction rule: data cleaned under another rule may need cleaning again."""
-        self._verdicts: dict[str, int] = {}  # key -> 0 plain, 1 secret, 2 secret unless a number
+
+    def bounded(self, max_text_bytes: int) -> Cleaner:
+        """Return a cleaner with the same rule that also cuts every text past ``max_text_bytes`` (UTF-8)."""
+        other = copy.copy(self)
+        other.max_text_bytes = max_text_bytes
+        return other
 
     def clean(self, value: Any) -> Any:
         """Return ``value`` as data orjson can always encode, with credentials redacted."""
-        return self._clean(value, 0)
+        return self._clean(value, 0, False)
 
-    def _clean(self, value: Any, depth: int) -> Any:
-        if value is None or value is True or value is False or type(value) is str and value.isascii():
+    def _clean(self, value: Any, depth: int, exact: bool) -> Any:
+        if value is None or value is True or value is False:
             return value
+        if type(value) is str:
+            text = value if value.isascii() else _text(value)
+            if self.max_text_bytes is not None and len(text) * 4 > self.max_text_bytes:
+                text = cut(text, self.max_text_bytes)
+            return text if exact else self._redactor.text(text)
         if isinstance(value, dict):
             if depth >= self.max_depth:
                 return f"<nested deeper than {self.max_depth} levels>"
             out = {}
+            verdict_of = self._redactor.verdict
             for key, item in value.items():
-                name = key if type(key) is str else str(self._clean(key, depth + 1))
-                verdict = self._verdict(name)
-                if verdict and item is not None and not isinstance(item, bool):
-                    if verdict == 1 or not isinstance(item, int | float):
+                name = key if type(key) is str else str(self._clean(key, depth + 1, True))
+                verdict = verdict_of(name)
+                if verdict and verdict != EXACT and item is not None and not isinstance(item, bool):
+                    if verdict == SECRET or not isinstance(item, int | float):
                         out[_text(name)] = REDACTED
                         continue
-                out[_text(name)] = self._clean(item, depth + 1)
+                out[_text(name)] = self._clean(item, depth + 1, verdict == EXACT)
             return out
         if isinstance(value, list | tuple):
             if depth >= self.max_depth:
                 return f"<nested deeper than {self.max_depth} levels>"
-            return [self._clean(item, depth + 1) for item in value]
+            return [self._clean(item, depth + 1, exact) for item in value]
         if isinstance(value, str):
-            return _text(value)
+            return self._clean(str(value), depth, exact)  # a str subclass
         if isinstance(value, int):
             return value if _I64_MIN <= value <= _U64_MAX else _big_int(value)
         if isinstance(value, float):
@@ -100,24 +103,17 @@ class Cleaner:
             return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
         if isinstance(value, bytes | bytearray | memoryview):
             return f"<binary: {len(value)} bytes>"
-        return _text(str(value)[:200])
+        text = _text(str(value)[:200])
+        return text if exact else self._redactor.text(text)
 
-    def _verdict(self, key: str) -> int:
-        verdict = self._verdicts.get(key)
-        if verdict is None:
-            words = _words(key)
-            verdict = 0
-            for pattern in self._patterns:
-                n = len(pattern)
-                if words[-n:] == pattern:
-                    verdict = 1
-                    break
-                if len(words) >= n and words[-n:-1] == pattern[:-1] and words[-1] == pattern[-1] + "s":
-                    verdict = 2
-            if len(self._verdicts) >= _KEY_CACHE_MAX:
-                self._verdicts.clear()
-            self._verdicts[key] = verdict
-        return verdict
+
+def cut(text: str, max_bytes: int) -> str:
+    """Return ``text`` cut to ``max_bytes`` of UTF-8 (on a character boundary) with a marker saying how much went."""
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    kept = data[:max_bytes].decode("utf-8", "ignore")
+    return f"{kept}... [cut: {len(data) - len(kept.encode('utf-8')):,} more bytes]"
 
 
 def _text(value: str) -> str:
