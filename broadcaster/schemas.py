@@ -45,8 +45,11 @@ def _object(properties: dict[str, Schema], *, required: list[str] | None = None,
 CLUSTER_FIELDS: dict[str, Schema] = {
     "node": {**TEXT, "description": "cluster view only: the node that holds this item"},
     "node_status": {
-        "enum": ["unreachable"],
-        "description": "cluster view only: the node's record expired; this is its last known state",
+        "enum": ["unreachable", "stale"],
+        "description": (
+            "cluster view only: unreachable, the node's record expired; stale, the node is alive but in trouble"
+            " (writes refused, record late, two runs under its name): either way this is its last known state"
+        ),
     },
 }
 

@@ -154,7 +154,8 @@ async def test_a_key_redis_refuses_costs_its_channel_only(redis_server, workspac
         assert (status["status"], status["message"]) == (
             "degraded",
             f"publishing to redis://127.0.0.1:{redis_server.port}/0 as host-a; "
-            "Redis refuses 1 key(s) (adwb:ch:host-a:adw-state:a2): not streams?",
+            "Redis refuses writes to 1 key(s), e.g. adwb:ch:host-a:adw-state:a2:"
+            " WRONGTYPE Operation against a key holding the wrong kind of value",
         )
     finally:
         await client.aclose()

@@ -26,7 +26,7 @@ def test_the_monitor_is_the_union_sorted_and_summarised_anew() -> None:
             "last_updated": "2026-11-26T10:00:02.000Z",
         },
     }
-    merged = merge.monitor(nodes, frozenset({"host-b"}))
+    merged = merge.monitor(nodes, {"host-b": "unreachable"})
     assert [(w["adw_id"], w["node"], w.get("node_status")) for w in merged["workflows"]] == [
         ("a1", "host-a", None),  # running, newest first
         ("b2", "host-b", "unreachable"),
@@ -35,7 +35,7 @@ def test_the_monitor_is_the_union_sorted_and_summarised_anew() -> None:
     ]
     assert merged["summary"] == {"total": 4, "running": 2, "completed": 1, "failed": 1, "paused": 0}
     assert merged["last_updated"] == "2026-11-26T10:00:02.000Z"
-    assert merge.monitor(dict(reversed(nodes.items())), frozenset({"host-b"})) == merged  # order-free
+    assert merge.monitor(dict(reversed(nodes.items())), {"host-b": "unreachable"}) == merged  # order-free
 
 
 def test_queue_workflows_and_history_merge_by_node() -> None:
@@ -44,7 +44,7 @@ def test_queue_workflows_and_history_merge_by_node() -> None:
             "b": {"phases": [{"queue_id": "q2", "phase": "API", "metadata": {}}], "total": 1, "paused": True},
             "a": {"phases": [{"queue_id": "q1", "phase": "Plan", "metadata": {}}], "total": 1, "paused": False},
         },
-        frozenset({"b"}),
+        {"b": "unreachable"},
     )
     assert [(p["queue_id"], p["node"]) for p in queue["phases"]] == [("q1", "a"), ("q2", "b")]
     assert (queue["total"], queue["paused"]) == (2, False)  # an unreachable node's pause does not hold the rest
@@ -68,7 +68,7 @@ def test_system_status_has_an_entry_per_node_and_service_and_one_for_a_lost_node
         "b": {"services": {"database": {**entry, "name": "database", "status": "degraded"}}},
     }
     backplane = {**entry, "name": "backplane"}
-    merged = merge.system_status(nodes, frozenset({"b"}), backplane=backplane)
+    merged = merge.system_status(nodes, {"b": "unreachable"}, own={"backplane": backplane})
     assert sorted(merged["services"]) == ["a/database", "b/database", "b/node", "backplane"]
     assert merged["services"]["b/node"]["status"] == "error"
     assert merged["overall_status"] == "error"

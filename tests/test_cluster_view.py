@@ -174,7 +174,19 @@ async def test_a_killed_node_is_marked_unreachable_within_node_timeout(cluster: 
             await monitor_until(ws, lambda d: len(d["workflows"]) == 4)
             cluster.nodes["host-b"].service.kill()
             killed = time.monotonic()
+            # First late (its record stops moving: stale), then gone when the record expires.
             frame = await monitor_until(ws, lambda d: any(w.get("node_status") for w in d["workflows"]))
+            late = time.monotonic() - killed
+            assert items(frame["data"]) == [
+                ("a1", "host-a", "running", None),
+                ("b2", "host-b", "running", "stale"),
+                ("c1", "host-c", "failed", None),
+                ("b1", "host-b", "completed", "stale"),
+            ]
+            assert late < NODE_TIMEOUT, late
+            frame = await monitor_until(
+                ws, lambda d: any(w.get("node_status") == "unreachable" for w in d["workflows"])
+            )
             took = time.monotonic() - killed
             assert items(frame["data"]) == [
                 ("a1", "host-a", "running", None),
@@ -184,7 +196,11 @@ async def test_a_killed_node_is_marked_unreachable_within_node_timeout(cluster: 
             ]
             assert took <= NODE_TIMEOUT + 0.5, took  # the record expires within node_timeout; looked at every 0.2 s
             status = await receive_until(
-                ws, lambda m: m.get("channel") == "system-status" and "host-b/node" in m["data"]["services"]
+                ws,
+                lambda m: (
+                    m.get("channel") == "system-status"
+                    and m["data"]["services"].get("host-b/node", {}).get("status") == "error"
+                ),
             )
             lost = status[-1]["data"]
             assert lost["overall_status"] == "error"
@@ -203,7 +219,15 @@ async def test_five_seconds_without_redis_lose_no_final_state(cluster: Cluster) 
             c.write("c1", **adw("failed", 4, "2026-11-25T07:00:00", end_time="2026-11-25T07:10:00", error_count=2))
             await asyncio.sleep(5)  # the outage the test is about, not a wait for anything to settle
             await cluster.redis.start()
-            frame = await monitor_until(ws, lambda d: len(d["workflows"]) == 5 and d["workflows"][0]["adw_id"] == "b3")
+            # Meanwhile each node's items stayed, marked unreachable, until its record was back.
+            frame = await monitor_until(
+                ws,
+                lambda d: (
+                    len(d["workflows"]) == 5
+                    and d["workflows"][0]["adw_id"] == "b3"
+                    and not any(w.get("node_status") for w in d["workflows"])
+                ),
+            )
         wanted = []
         for node in (a, b, c):
             async with session.get(node.service.url("/api/v1/adw-monitor")) as response:
@@ -258,12 +282,11 @@ async def test_a_node_republishing_unchanged_data_sends_nothing(cluster: Cluster
         async with aiohttp.ClientSession() as session:
             async with session.ws_connect(cluster.view.url("/ws?channels=adw-monitor")) as ws:
                 before = await monitor_until(ws, lambda d: len(d["workflows"]) == 4)
-                length = await client.xlen("adwb:ch:host-c:adw-monitor")
-                node = cluster.nodes["host-c"]
-                await node.service.stop()
-                await node.service.start()  # it publishes the current state of every channel again
+                # A stream gone from the bus: the node notices at its next refresh and publishes
+                # the current state of every channel again, all of it unchanged.
+                await client.delete("adwb:ch:host-c:adw-monitor")
                 async with asyncio.timeout(15):
-                    while await client.xlen("adwb:ch:host-c:adw-monitor") == length:
+                    while await client.xlen("adwb:ch:host-c:adw-monitor") == 0:
                         await asyncio.sleep(0.05)
                 cluster.nodes["host-a"].write("a9", **adw("queued", 9, "2026-11-25T13:00:00"))
                 after = await monitor_until(ws, lambda d: len(d["workflows"]) == 5)

@@ -175,11 +175,12 @@ bus_data = st.one_of(
 
 @SETTINGS
 @given(
-    st.dictionaries(st.sampled_from(["a", "b", "c"]), bus_data, max_size=3), st.frozensets(st.sampled_from(["a", "b"]))
+    st.dictionaries(st.sampled_from(["a", "b", "c"]), bus_data, max_size=3),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.sampled_from(["unreachable", "stale"])),
 )
-@example({"a": {"workflows": [{"adw_id": "x", "status": ["running"]}]}}, frozenset())
-@example({"a": {"services": {"db": {"status": ["healthy"]}, "x": {"status": "fine"}}}}, frozenset())
-def test_any_node_data_merges_into_data_that_encodes(nodes: dict[str, Any], gone: frozenset[str]) -> None:
+@example({"a": {"workflows": [{"adw_id": "x", "status": ["running"]}]}}, {})
+@example({"a": {"services": {"db": {"status": ["healthy"]}, "x": {"status": "fine"}}}}, {})
+def test_any_node_data_merges_into_data_that_encodes(nodes: dict[str, Any], gone: dict[str, str]) -> None:
     from broadcaster.cluster import merge
     from broadcaster.cluster.bus import BadEntry, checked_items
 
@@ -196,7 +197,8 @@ def test_any_node_data_merges_into_data_that_encodes(nodes: dict[str, Any], gone
             except BadEntry:
                 continue
         digest(build(checked, gone), SPECS[channel].volatile)
-    status = merge.system_status(nodes, gone)
+    problems = {n: ("degraded", "late") for n, mark in gone.items() if mark == "stale"}
+    status = merge.system_status(nodes, gone, problems)
     digest(status, SPECS["system-status"].volatile)
     assert {entry["status"] for entry in status["services"].values()} <= {"healthy", "degraded", "error"}
     digest(merge.webhook(nodes, gone))
@@ -223,7 +225,8 @@ def test_any_node_data_merges_into_data_that_encodes(nodes: dict[str, Any], gone
     view = ClusterView(Outlet(), current=list)
     shared = ("workflows", "adw-monitor", "queue", "workflow-history", "system-status", "webhook-status")
     parts = {(node, channel): Newest(data, digest(data)) for node, data in nodes.items() for channel in shared}
-    view.apply(Batch(parts, alive=frozenset(nodes) - gone, gone=gone & frozenset(nodes)))
+    lost = frozenset(n for n, mark in gone.items() if mark == "unreachable")
+    view.apply(Batch(parts, alive=frozenset(nodes) - lost, gone=lost & frozenset(nodes), problems=problems))
     view.apply(Batch({}, alive=frozenset()))
     for data in offered.values():
         orjson.dumps(data)

@@ -84,6 +84,7 @@ def add_backplane(
         node_timeout=b.node_timeout,
         on_state=on_state,
         counts=counts,
+        max_entry_bytes=b.max_entry_bytes,
     )
     listeners.append(publisher.offer)
     health.backplane = publisher.state
@@ -124,6 +125,7 @@ def add_cluster_view(
         scan_interval=min(1.0, b.node_timeout / 10),
         on_state=on_state,
         counts=counts,
+        max_entry_bytes=b.max_entry_bytes,
     )
     health.backplane = reader.state
 

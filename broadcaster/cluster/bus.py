@@ -8,8 +8,10 @@
   follows these few streams with a blocking ``XREAD`` and fetches only the channels they name,
   so its read costs the same with 10 ADWs or 10,000; a gap in ``n`` (or a new session) makes it
   fetch all of that node's channels again.
-- ``adwb:node:{node}``: the node's record (JSON: name, version, address, last_seen), set with an
-  expiry of ``node_timeout`` at every refresh: while it exists the node is alive.
+- ``adwb:node:{node}``: the node's record (JSON: name, version, address, last_seen, instance: one
+  per run, refresh_interval, problem: what keeps it from publishing, or null), set with an expiry
+  of ``node_timeout`` at every refresh: while it exists the node is alive. A node reads it before
+  each refresh: another instance's record there twice in a row means two runs share one name.
 - ``adwb:nodes``: a hash of every node that ever published, ``{node: its last record}``; it
   never expires, so a view started after a node died still knows of it (and for how long).
 
@@ -109,6 +111,9 @@ class Record:
     last_seen: float  # the node's clock, epoch seconds
     version: str = ""
     address: str = ""
+    instance: str = ""  # one per run of the node: two at once under one name is an error
+    refresh_interval: float = 3.0  # how often the node refreshes it: a record not moving for longer is late
+    problem: str = ""  # what keeps the node from publishing ("" for nothing)
 
 
 def decode_record(name: Any, raw: Any) -> Record:
@@ -125,11 +130,21 @@ def decode_record(name: Any, raw: Any) -> Record:
     seen = record.get("last_seen")
     if not isinstance(seen, int | float) or isinstance(seen, bool):  # JSON has no NaN or infinity
         raise BadEntry(f"node {node}: record has no numeric last_seen")
-    return Record(node, float(seen), str(record.get("version", ""))[:40], str(record.get("address", ""))[:200])
+    every = record.get("refresh_interval")
+    every = float(every) if isinstance(every, int | float) and not isinstance(every, bool) else 3.0
+    return Record(
+        node,
+        float(seen),
+        str(record.get("version", ""))[:40],
+        str(record.get("address", ""))[:200],
+        instance=str(record.get("instance") or "")[:64],
+        refresh_interval=min(max(every, 0.05), 3600.0),
+        problem=str(record.get("problem") or "")[:500],
+    )
 
 
-def decode_data(node: str, channel: str, fields: Any) -> Any:
-    """Return the channel data of one stream entry of ``node``; raise ``BadEntry`` if it is not one."""
+def decode_data(node: str, channel: str, fields: Any, max_bytes: int | None = None) -> Any:
+    """Return the channel data of one stream entry of ``node``; raise ``BadEntry`` if it is not one (or too big)."""
     if not isinstance(fields, dict):
         raise BadEntry(f"{stream_key(node, channel)}: entry is not a field map")
     try:
@@ -142,6 +157,9 @@ def decode_data(node: str, channel: str, fields: Any) -> Any:
     raw = fields.get(b"data")
     if raw is None:
         raise BadEntry(f"{stream_key(node, channel)}: entry has no data")
+    if max_bytes is not None and len(raw) > max_bytes:
+        where = stream_key(node, channel)
+        raise BadEntry(f"{where}: entry of {len(raw):,} bytes, over [backplane] max_entry_bytes ({max_bytes:,})")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -1,8 +1,9 @@
 """The cluster view's channels: the union of every node's newest data (pure functions).
 
-Each function takes ``{node: that node's newest data of the channel}`` and the nodes whose record
-expired, and returns the channel's data as one node would: same shape, items gaining ``node``
-(and ``"node_status": "unreachable"`` when their node's record expired), summaries and analytics
+Each function takes ``{node: that node's newest data of the channel}`` and the marks of nodes not
+in good standing (``{node: "unreachable"}`` when its record expired, ``"stale"`` when it is alive
+but its data may be old), and returns the channel's data as one node would: same shape, items
+gaining ``node`` (and ``node_status``, the node's mark), summaries and analytics
 recomputed over the union, never summed from the parts. Nodes are taken in name order, so the
 same inputs always give the same data (and the same digest: a republished, unchanged node sends
 nothing). ``view.ClusterView`` feeds them what the nodes publish.
@@ -18,15 +19,17 @@ from ..channels import empty_summary
 from ..status import LEVELS, overall, summary_of
 
 Nodes = Mapping[str, Any]
+Marks = Mapping[str, str]  # node -> "unreachable" or "stale"
+UNMARKED: Marks = {}
 
 
-def _tagged(items: Any, node: str, gone: bool) -> list[dict[str, Any]]:
-    """Return a node's list items (dicts only) with its name, and its status when it is gone."""
+def _tagged(items: Any, node: str, mark: str | None) -> list[dict[str, Any]]:
+    """Return a node's list items (dicts only) with its name, and its mark if it has one."""
     if not isinstance(items, list):
         return []
     extra: dict[str, Any] = {"node": node}
-    if gone:
-        extra["node_status"] = "unreachable"
+    if mark:
+        extra["node_status"] = mark
     return [{**item, **extra} for item in items if isinstance(item, dict)]
 
 
@@ -38,15 +41,15 @@ class Tags:
     """
 
     def __init__(self) -> None:
-        self._kept: dict[tuple[str, str], tuple[Any, bool, list[dict[str, Any]]]] = {}
+        self._kept: dict[tuple[str, str], tuple[Any, str | None, list[dict[str, Any]]]] = {}
 
-    def items(self, channel: str, node: str, items: Any, gone: bool) -> list[dict[str, Any]]:
-        """Return ``items`` of ``node`` on ``channel``, tagged (made once per list and status)."""
+    def items(self, channel: str, node: str, items: Any, mark: str | None) -> list[dict[str, Any]]:
+        """Return ``items`` of ``node`` on ``channel``, tagged (made once per list and mark)."""
         kept = self._kept.get((channel, node))
-        if kept is not None and kept[0] is items and kept[1] == gone:
+        if kept is not None and kept[0] is items and kept[1] == mark:
             return kept[2]
-        tagged = _tagged(items, node, gone)
-        self._kept[(channel, node)] = (items, gone, tagged)
+        tagged = _tagged(items, node, mark)
+        self._kept[(channel, node)] = (items, mark, tagged)
         return tagged
 
     def forget(self, node: str) -> None:
@@ -55,29 +58,25 @@ class Tags:
             del self._kept[key]
 
 
-def _union(
-    nodes: Nodes, channel: str, field: str, unreachable: frozenset[str], tags: Tags | None
-) -> list[dict[str, Any]]:
+def _union(nodes: Nodes, channel: str, field: str, marks: Marks, tags: Tags | None) -> list[dict[str, Any]]:
     """Return the items of every node's data (``field`` of it, "" for the data itself), tagged, nodes in name order."""
     out: list[dict[str, Any]] = []
     for node in sorted(nodes):
         data = nodes[node]
         items = data if not field else data.get(field) if isinstance(data, dict) else None
-        gone = node in unreachable
-        out += tags.items(channel, node, items, gone) if tags is not None else _tagged(items, node, gone)
+        mark = marks.get(node)
+        out += tags.items(channel, node, items, mark) if tags is not None else _tagged(items, node, mark)
     return out
 
 
-def workflows(
-    nodes: Nodes, unreachable: frozenset[str] = frozenset(), tags: Tags | None = None
-) -> list[dict[str, Any]]:
+def workflows(nodes: Nodes, marks: Marks = UNMARKED, tags: Tags | None = None) -> list[dict[str, Any]]:
     """Every node's WorkflowExecutions, each with its node."""
-    return _union(nodes, "workflows", "", unreachable, tags)
+    return _union(nodes, "workflows", "", marks, tags)
 
 
-def monitor(nodes: Nodes, unreachable: frozenset[str] = frozenset(), tags: Tags | None = None) -> dict[str, Any]:
+def monitor(nodes: Nodes, marks: Marks = UNMARKED, tags: Tags | None = None) -> dict[str, Any]:
     """Every node's ADWs in one monitor: running first, newest first within a status; summary of the union."""
-    items = _union(nodes, "adw-monitor", "workflows", unreachable, tags)
+    items = _union(nodes, "adw-monitor", "workflows", marks, tags)
     items.sort(key=lambda w: str(w.get("start_time") or ""), reverse=True)
     items.sort(key=lambda w: views.sort_rank(str(w.get("status"))))  # stable: newest first within a status
     summary = empty_summary()
@@ -90,18 +89,18 @@ def monitor(nodes: Nodes, unreachable: frozenset[str] = frozenset(), tags: Tags 
     return {"workflows": items, "summary": summary, "last_updated": max(stamps, default="")}
 
 
-def queue(nodes: Nodes, unreachable: frozenset[str] = frozenset(), tags: Tags | None = None) -> dict[str, Any]:
+def queue(nodes: Nodes, marks: Marks = UNMARKED, tags: Tags | None = None) -> dict[str, Any]:
     """Every node's phases; the queue counts as paused when any reachable node's is."""
-    phases = _union(nodes, "queue", "phases", unreachable, tags)
+    phases = _union(nodes, "queue", "phases", marks, tags)
     paused = any(
-        isinstance(d, dict) and d.get("paused") is True for node, d in nodes.items() if node not in unreachable
+        isinstance(d, dict) and d.get("paused") is True for node, d in nodes.items() if marks.get(node) != "unreachable"
     )
     return {"phases": phases, "total": len(phases), "paused": paused}
 
 
-def history(nodes: Nodes, unreachable: frozenset[str] = frozenset(), tags: Tags | None = None) -> dict[str, Any]:
+def history(nodes: Nodes, marks: Marks = UNMARKED, tags: Tags | None = None) -> dict[str, Any]:
     """Every node's newest runs, newest first; analytics computed over those rows, counts summed."""
-    rows = _union(nodes, "workflow-history", "workflows", unreachable, tags)
+    rows = _union(nodes, "workflow-history", "workflows", marks, tags)
     rows.sort(key=lambda r: str(r.get("start_time") or r.get("created_at") or ""), reverse=True)
     total = sum(
         d["total_count"] for d in nodes.values() if isinstance(d, dict) and isinstance(d.get("total_count"), int)
@@ -109,31 +108,37 @@ def history(nodes: Nodes, unreachable: frozenset[str] = frozenset(), tags: Tags 
     return {"workflows": rows, "total_count": total, "analytics": db_views.analytics(rows)}
 
 
-def adw_state(nodes: Nodes, holders: list[str], unreachable: frozenset[str] = frozenset()) -> dict[str, Any]:
+def adw_state(nodes: Nodes, holders: list[str], marks: Marks = UNMARKED) -> dict[str, Any]:
     """One ADW's state from the first of ``holders`` (its nodes, reachable first) that has it; else empty."""
-    for node in sorted(holders, key=lambda n: (n in unreachable, n)):
+    for node in sorted(holders, key=lambda n: (marks.get(n) == "unreachable", n)):
         data = nodes.get(node)
         if isinstance(data, dict) and data:
-            return {**data, "node": node, **({"node_status": "unreachable"} if node in unreachable else {})}
+            return {**data, "node": node, **({"node_status": marks[node]} if node in marks else {})}
     return {}
 
 
-def webhook(nodes: Nodes, unreachable: frozenset[str] = frozenset()) -> dict[str, Any] | None:
+def webhook(nodes: Nodes, marks: Marks = UNMARKED) -> dict[str, Any] | None:
     """The webhook status of the first node (by name) whose webhook answers, else of any; None if no node has one.
 
     The team's webhook service is one service that several nodes may poll: its status is not a
     union, so the view shows one node's view of it, preferring a reachable node it answers.
     """
     known = [n for n in sorted(nodes) if isinstance(nodes[n], dict) and nodes[n].get("status") != "unknown"]
-    reachable = [n for n in known if n not in unreachable]
+    reachable = [n for n in known if marks.get(n) != "unreachable"]
     answering = [n for n in reachable if nodes[n].get("status") != "error"]
     for chosen in answering or reachable or known:
         return {**nodes[chosen], "node": chosen}
     return None
 
 
-def system_status(nodes: Nodes, unreachable: frozenset[str] = frozenset(), **own: dict[str, Any]) -> dict[str, Any]:
-    """One entry per node and service (``host-a/database``), a node whose record expired in error, plus ``own``."""
+def system_status(
+    nodes: Nodes,
+    marks: Marks = UNMARKED,
+    problems: Mapping[str, tuple[str, str]] | None = None,
+    own: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One entry per node and service (``host-a/database``), plus a ``{node}/node`` entry for a node not in
+    good standing (its record expired: error; ``problems``: the level and why), plus ``own``."""
     services: dict[str, Any] = {}
     for node in sorted(nodes):
         data = nodes[node]
@@ -141,16 +146,14 @@ def system_status(nodes: Nodes, unreachable: frozenset[str] = frozenset(), **own
         for name, entry in entries.items() if isinstance(entries, dict) else ():
             if isinstance(entry, dict) and isinstance(entry.get("status"), str) and entry["status"] in LEVELS:
                 services[f"{node}/{name}"] = {**entry, "name": f"{node}/{name}"}  # others are not service entries
-        if node in unreachable:
-            services[f"{node}/node"] = {
-                "name": f"{node}/node",
-                "status": "error",
-                "uptime_seconds": 0.0,
-                "uptime_human": "unreachable",
-                "message": f"{node} has not refreshed its record: its items are its last known state",
-                "details": {},
-            }
-    services.update(own)
+        if marks.get(node) == "unreachable":
+            services[f"{node}/node"] = _node_entry(
+                node, "error", "unreachable", f"{node} has not refreshed its record: its items are its last known state"
+            )
+    for node, (level, why) in sorted((problems or {}).items()):
+        if marks.get(node) != "unreachable":
+            services[f"{node}/node"] = _node_entry(node, level, level, why)
+    services.update(own or {})
     stamps = [str(d.get("timestamp")) for d in nodes.values() if isinstance(d, dict) and d.get("timestamp")]
     statuses = [str(s.get("status")) for s in services.values()]
     return {
@@ -158,4 +161,15 @@ def system_status(nodes: Nodes, unreachable: frozenset[str] = frozenset(), **own
         "timestamp": max(stamps, default=""),
         "services": services,
         "summary": summary_of(statuses),
+    }
+
+
+def _node_entry(node: str, level: str, human: str, message: str) -> dict[str, Any]:
+    return {
+        "name": f"{node}/node",
+        "status": level,
+        "uptime_seconds": 0.0,
+        "uptime_human": human,
+        "message": message,
+        "details": {},
     }

@@ -7,6 +7,13 @@ channel (a newest-state system needs no history of what it could not send) in a 
 and one task writes them. While Redis cannot be reached the node serves locally and reports
 ``backplane`` as error; once it is back it publishes the current state of every channel, then
 goes on.
+
+At each refresh the node also checks that the bus still holds what it wrote: its index and
+streams (a ``FLUSHALL`` or an eviction took them: it publishes every channel again) and its
+record (another run's record there twice in a row: two nodes share one name, an error on both,
+said in the record so that the view shows it too). Writes Redis refuses (a key of another type,
+``maxmemory``) cost their channels, are retried at the next refresh and are said in the record;
+an event larger than ``max_entry_bytes`` is not published (its channel is named in status).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ class Publisher:
         node_timeout: float,
         on_state: Callable[[str, str], None],
         counts: dict[str, int] | None = None,
+        max_entry_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self.url = url
         self.node = node
@@ -55,9 +63,18 @@ class Publisher:
         self._refresh = refresh_interval
         self._timeout = node_timeout
         self._on_state = on_state
+        self._max_entry = max_entry_bytes
         self._waiting: dict[str, Event] = {}
         self._refused: dict[str, str] = {}  # key -> why Redis refused the last write to it
-        self._session = secrets.token_hex(8)  # with the batch count, lets a view notice entries it missed
+        self._retry: dict[str, Event] = {}  # channel -> its event Redis refused: offered again at the next refresh
+        self._retried: dict[str, Event] = {}  # those offered again at the last refresh
+        self._oversize: dict[str, int] = {}  # channel -> bytes of its newest event, over max_entry_bytes
+        self._written: set[str] = set()  # channels whose stream this node wrote: they must still be there
+        self._foreign = 0  # refreshes in a row that found another run's record under this name
+        self._other = ""  # that run's address
+        # One per run: in the record (a view tells two runs under one name apart) and in the
+        # changes index (with the batch count, it lets a view notice entries it missed).
+        self._session = secrets.token_hex(8)
         self._batches = 0
         self._wake = asyncio.Event()
         # Entries by outcome (the app's Counters.backplane: /metrics reads it).
@@ -101,41 +118,10 @@ class Publisher:
         while True:
             now = time.monotonic()
             if now >= next_record:
-                record = orjson.dumps(self._record())
-                async with client.pipeline(transaction=False) as pipe:
-                    pipe.set(NODE_RECORD + self.node, record, px=int(self._timeout * 1000))
-                    pipe.hset(NODES, self.node, record)
-                    self._check([NODE_RECORD + self.node, NODES], await pipe.execute(raise_on_error=False))
+                await self._refresh_record(client)
                 next_record = now + self._refresh
             if self._waiting:
-                batch, self._waiting = self._waiting, {}
-                try:
-                    async with client.pipeline(transaction=False) as pipe:
-                        for channel, event in batch.items():
-                            pipe.xadd(
-                                stream_key(self.node, channel),
-                                entry(self.node, event),
-                                maxlen=self._keep,
-                                approximate=True,
-                            )
-                        # Last, so a view told of these channels finds their entries already there.
-                        pipe.xadd(
-                            changes_key(self.node),
-                            change_entry(self._session, self._batches, batch),
-                            maxlen=INDEX_KEEP,
-                            approximate=True,
-                        )
-                        results = await pipe.execute(raise_on_error=False)
-                except BaseException:
-                    for channel, event in batch.items():  # not sent: they wait again (newer ones win)
-                        self._waiting.setdefault(channel, event)
-                    raise
-                keys = [stream_key(self.node, channel) for channel in batch] + [changes_key(self.node)]
-                self._check(keys, results)
-                self._batches += 1
-                refused = sum(isinstance(r, ResponseError) for r in results[:-1])
-                self.counts["published"] += len(batch) - refused
-                self.counts["refused"] += refused
+                await self._publish(client)
                 continue
             self._wake.clear()
             try:
@@ -143,8 +129,106 @@ class Publisher:
             except TimeoutError:
                 pass
 
+    async def _refresh_record(self, client: aioredis.Redis) -> None:
+        """Refresh the record; check it and the streams are still this run's and still there."""
+        for channel, event in self._retry.items():  # refused last time: try again (a newer one may wait)
+            self._waiting.setdefault(channel, event)
+        self._retried, self._retry = self._retry, {}
+        record = orjson.dumps(
+            {**self._record(), "instance": self._session, "refresh_interval": self._refresh, "problem": self._problem()}
+        )
+        keys = [changes_key(self.node), *(stream_key(self.node, c) for c in sorted(self._written))]
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.get(NODE_RECORD + self.node)  # before the SET: whose record was there
+            pipe.set(NODE_RECORD + self.node, record, px=int(self._timeout * 1000))
+            pipe.hset(NODES, self.node, record)
+            for start in range(0, len(keys), 1000):
+                pipe.exists(*keys[start : start + 1000])
+            results = await pipe.execute(raise_on_error=False)
+        self._note_record(results[0])
+        if self._written and sum(r for r in results[3:] if isinstance(r, int)) < len(keys):
+            # The bus lost keys (FLUSHALL, eviction): a view would serve nothing for the channels
+            # that do not change. Publish the newest state of every channel again.
+            logger.warning("backplane: streams of %s are gone from the bus; publishing every channel again", self.node)
+            self._written.clear()
+            for event in self._current():
+                self.offer(event)
+        self._check([NODE_RECORD + self.node, NODES], results[1:3])
+
+    def _note_record(self, found: Any) -> None:
+        """Count refreshes in a row that found another run's record under this node's name."""
+        try:
+            other = orjson.loads(found) if isinstance(found, bytes) else None
+        except orjson.JSONDecodeError:
+            other = None
+        instance = other.get("instance") if isinstance(other, dict) else None
+        if isinstance(instance, str) and instance and instance != self._session:
+            self._foreign += 1  # once may be this node's previous run, whose record has not expired yet
+            self._other = str(other.get("address", "?"))[:200] if isinstance(other, dict) else "?"
+        else:
+            self._foreign = 0
+
+    async def _publish(self, client: aioredis.Redis) -> None:
+        batch, self._waiting = self._waiting, {}
+        fields = {}
+        for channel, event in batch.items():
+            fields[channel] = entry(self.node, event)
+            size = len(fields[channel]["data"])
+            if size > self._max_entry:  # not published: the view keeps this channel's previous state
+                if channel not in self._oversize:
+                    logger.warning("backplane: %s is %d bytes, over [backplane] max_entry_bytes", channel, size)
+                self._oversize[channel] = size
+                del fields[channel]
+            else:
+                self._oversize.pop(channel, None)
+        if not fields:
+            self._check([], [])
+            return
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for channel, values in fields.items():
+                    pipe.xadd(stream_key(self.node, channel), values, maxlen=self._keep, approximate=True)
+                # Last, so a view told of these channels finds their entries already there.
+                pipe.xadd(
+                    changes_key(self.node),
+                    change_entry(self._session, self._batches, fields),
+                    maxlen=INDEX_KEEP,
+                    approximate=True,
+                )
+                results = await pipe.execute(raise_on_error=False)
+        except BaseException:
+            for channel, event in batch.items():  # not sent: they wait again (newer ones win)
+                self._waiting.setdefault(channel, event)
+            raise
+        keys = [stream_key(self.node, channel) for channel in fields] + [changes_key(self.node)]
+        self._check(keys, results)
+        self._batches += 1
+        for channel, result in zip(fields, results, strict=False):
+            if isinstance(result, ResponseError):
+                self._retry[channel] = batch[channel]
+                if self._retried.get(channel) is not batch[channel]:  # each event counted once, not per retry
+                    self.counts["refused"] += 1
+            else:
+                self._written.add(channel)
+                self.counts["published"] += 1
+
+    def _problem(self) -> str:
+        """Return what keeps this node from publishing all it has ("" for nothing): said in its record."""
+        if self._foreign >= 2:
+            return (
+                f"another run of node {self.node!r} (at {self._other}) publishes under the same name:"
+                " give each node its own [backplane] node"
+            )
+        if self._refused:
+            key, why = next(iter(sorted(self._refused.items())))
+            return f"Redis refuses writes to {len(self._refused)} key(s), e.g. {key}: {why[:200]}"
+        if self._oversize:
+            shown = ", ".join(sorted(self._oversize)[:3])
+            return f"{len(self._oversize)} channel(s) over [backplane] max_entry_bytes, not published: {shown}"
+        return ""
+
     def _check(self, keys: list[str], results: list[Any]) -> None:
-        """Note the keys Redis refused (a key of another type): each costs its own channel, not the others."""
+        """Note the keys Redis refused (a key of another type, maxmemory): each costs its own channel only."""
         for key, result in zip(keys, results, strict=True):
             if isinstance(result, ResponseError):
                 if key not in self._refused:
@@ -153,9 +237,11 @@ class Publisher:
             else:
                 self._refused.pop(key, None)
         base = f"publishing to {safe_url(self.url)} as {self.node}"
-        if self._refused:
-            shown = ", ".join(sorted(self._refused)[:3])
-            self._set("degraded", f"{base}; Redis refuses {len(self._refused)} key(s) ({shown}): not streams?")
+        problem = self._problem()
+        if self._foreign >= 2 or NODE_RECORD + self.node in self._refused:
+            self._set("error", problem)  # the view sees the other run's record, or none: not this node
+        elif problem:
+            self._set("degraded", f"{base}; {problem}")
         else:
             self._set("healthy", base)
 

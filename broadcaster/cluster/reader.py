@@ -9,6 +9,8 @@ six shared channels, and the ``adw-state`` of each ADW its newest monitor lists.
 following (a new one, or every one after a reconnect: that also covers a Redis that came back
 empty) is read whole, newest entry of each channel; so is a node whose index shows a gap.
 
+Which nodes are alive, gone or in trouble is ``liveness``'s to judge, on the view's own clock.
+
 Bad data from the bus (a malformed record or entry, a node name or ADW id that is not one, a key
 of the wrong type) is logged once and skipped: it costs that entry, never the view.
 """
@@ -43,6 +45,7 @@ from .bus import (
     safe_url,
     stream_key,
 )
+from .liveness import Liveness
 from .publisher import RETRY
 
 logger = logging.getLogger(__name__)
@@ -69,6 +72,8 @@ class Batch:
     """With ``alive``: the nodes whose record expired and that are not yet forgotten."""
     problem: str | None = None
     """Set when Redis cannot be reached: the view keeps its last known state."""
+    problems: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """With ``alive``: the live nodes in trouble, each with a status level and why (their data is stale)."""
 
 
 class Reader:
@@ -83,9 +88,10 @@ class Reader:
         on_state: Callable[[str, str], None],
         clock: Callable[[], float] = time.time,
         counts: dict[str, int] | None = None,
+        max_entry_bytes: int | None = None,
     ) -> None:
         self.url = url
-        self._forget_after = forget_after
+        self._max_entry = max_entry_bytes
         self._scan_interval = scan_interval
         self._on_state = on_state
         self._clock = clock
@@ -96,6 +102,7 @@ class Reader:
         self._batch: dict[str, tuple[str, int]] = {}  # node -> (session, n) of that entry
         self._held: dict[str, frozenset[str]] = {}  # node -> ADW ids its newest monitor lists
         self._nodes: frozenset[str] = frozenset()  # nodes followed (alive or not yet forgotten)
+        self._liveness = Liveness(forget_after=forget_after, slack=scan_interval)
         self._refused: set[str] = set()  # keys that are not streams: not read again until a reconnect
         self._logged: set[str] = set()
         # Entries by outcome (the app's Counters.backplane: /metrics reads it); "bad" counts distinct ones.
@@ -156,6 +163,38 @@ class Reader:
 
     async def _scan(self, client: aioredis.Redis) -> Batch:
         """Look at the node records; start following new nodes; return the nodes' liveness (and their first data)."""
+        records = await self._records(client)
+        names = sorted(records)
+        found = await client.mget([NODE_RECORD + n for n in names]) if names else []
+        live: dict[str, Record] = {}
+        for name, raw in zip(names, found, strict=True):
+            if raw is not None:  # the record exists: the node is alive (what it says is read when it can be)
+                try:
+                    live[name] = decode_record(name.encode(), raw)
+                except BadEntry:
+                    live[name] = records[name]
+        seen = self._liveness.look(records, live, self._clock())
+        alive, gone, problems = seen.alive, seen.gone, seen.problems
+        nodes = alive | gone
+        for node in self._nodes - nodes:
+            self._forget(node)
+        new = sorted(nodes - self._nodes)
+        self._nodes = nodes
+        await self._follow(client, new)
+        data = await self._fetch(client, set())
+        message = f"reading {len(alive)} node(s) from {safe_url(self.url)}" + _also(gone)
+        if not nodes:
+            message = f"no node has published to {safe_url(self.url)} yet (is [backplane] url the same on the nodes?)"
+        if problems:
+            message += "; " + "; ".join(f"{n}: {why}" for n, (_, why) in sorted(problems.items()))
+        bad = self.counts["bad"]
+        if bad:
+            message += f"; skipped {bad} bad entries (see the log)"
+        level = "error" if any(lv == "error" for lv, _ in problems.values()) else "degraded"
+        self._set(level if bad or problems or not nodes else "healthy", message)
+        return Batch(data, alive=alive, gone=gone, problems=problems)
+
+    async def _records(self, client: aioredis.Redis) -> dict[str, Record]:
         records: dict[str, Record] = {}
         try:
             found = await client.hgetall(NODES)
@@ -169,26 +208,7 @@ class Reader:
                 self._bad(str(exc))
                 continue
             records[record.name] = record
-        names = sorted(records)
-        exists = await client.mget([NODE_RECORD + n for n in names]) if names else []
-        alive = frozenset(n for n, value in zip(names, exists, strict=True) if value is not None)
-        now = self._clock()
-        gone = frozenset(n for n in names if n not in alive and now - records[n].last_seen <= self._forget_after)
-        nodes = alive | gone
-        for node in self._nodes - nodes:
-            self._forget(node)
-        new = sorted(nodes - self._nodes)
-        self._nodes = nodes
-        await self._follow(client, new)
-        data = await self._fetch(client, set())
-        message = f"reading {len(alive)} node(s) from {safe_url(self.url)}" + _also(gone)
-        if not nodes:
-            message = f"no node has published to {safe_url(self.url)} yet (is [backplane] url the same on the nodes?)"
-        bad = self.counts["bad"]
-        if bad:
-            message += f"; skipped {bad} bad entries (see the log)"
-        self._set("degraded" if bad or not nodes else "healthy", message)
-        return Batch(data, alive=alive, gone=gone)
+        return records
 
     async def _follow(self, client: aioredis.Redis, nodes: list[str]) -> None:
         """Start following ``nodes``: their index from its newest entry, then each channel's newest entry."""
@@ -241,6 +261,7 @@ class Reader:
             self._batch.pop(node, None)
             return None
         self._batch[node] = (session, n)
+        self._liveness.ran(node, session, self._clock())  # a session is a run: two runs under one name alternate
         return channels
 
     def _want(self, node: str, channel: str) -> None:
@@ -276,7 +297,7 @@ class Reader:
         """Decode one entry into ``data``; note the ADWs a monitor lists."""
         node, channel = self._channel_of[key]
         try:
-            value, problems = checked_items(node, channel, decode_data(node, channel, fields))
+            value, problems = checked_items(node, channel, decode_data(node, channel, fields, self._max_entry))
             orjson.dumps(value)  # nested past what can be encoded again: refused here, not in the merge
         except BadEntry as exc:
             self._bad(str(exc))

@@ -8,7 +8,9 @@ nothing). ``routes`` stays the view's own.
 
 A node whose record expired keeps its last items, marked ``"node_status": "unreachable"``, and
 an error entry in system status, until it publishes again or ``forget_after`` passes (the reader
-then stops reading it, and its items leave).
+then stops reading it, and its items leave). A live node in trouble (``Batch.problems``: its
+writes refused, its record late, two runs under its name) has its items marked ``"stale"`` and
+a ``{node}/node`` entry saying why: never silently merged, never shown as healthy.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ..views import parse_time
 from . import merge
 from .reader import SHARED, Batch
 
-MERGES: dict[str, Callable[[merge.Nodes, frozenset[str], merge.Tags], Any]] = {
+MERGES: dict[str, Callable[[merge.Nodes, merge.Marks, merge.Tags], Any]] = {
     "workflows": merge.workflows,
     "adw-monitor": merge.monitor,
     "queue": merge.queue,
@@ -65,6 +67,8 @@ class ClusterView:
         self._lists: dict[str, frozenset[str]] = {}  # node -> ADW ids its newest monitor lists
         self._alive: frozenset[str] = frozenset()
         self._gone: frozenset[str] = frozenset()
+        self._problems: dict[str, tuple[str, str]] = {}
+        self._marks: dict[str, str] = {}  # node -> "unreachable" or "stale": what its items say
         self._started = False
 
     @property
@@ -88,18 +92,26 @@ class ClusterView:
                 self._note_since(node, value)
             if channel == "adw-monitor":
                 adws |= self._relist(node, value)
-        if batch.alive is not None and (batch.alive, batch.gone) != (self._alive, self._gone):
+        if batch.alive is not None and (batch.alive, batch.gone, batch.problems) != (
+            self._alive,
+            self._gone,
+            self._problems,
+        ):
             before = self._alive | self._gone
-            moved = (before ^ (batch.alive | batch.gone)) | (self._gone ^ batch.gone)
-            self._alive, self._gone = batch.alive, batch.gone
+            marks = {n: "stale" for n in batch.problems} | {n: "unreachable" for n in batch.gone}
+            moved = (before ^ (batch.alive | batch.gone)) | {n for n in marks.keys() ^ self._marks.keys()}
+            moved |= {n for n in marks if marks[n] != self._marks.get(n)}
+            self._alive, self._gone, self._problems, self._marks = batch.alive, batch.gone, batch.problems, marks
             for node in before - (batch.alive | batch.gone):  # forgotten: its items leave
                 adws |= self._relist(node, None)
                 for table in (*self._data.values(), *self._digests.values()):
                     table.pop(node, None)
                 self._tags.forget(node)
-            for node in self._gone:
-                self._since.setdefault(f"{node}/node", ("error", self._clock()))
-            for name in [n for n in self._since if n.endswith("/node") and n[:-5] not in self._gone]:
+            levels = {n: level for n, (level, _) in batch.problems.items()} | dict.fromkeys(batch.gone, "error")
+            for node, level in levels.items():  # since when each node entry has had its status
+                if self._since.get(f"{node}/node", ("",))[0] != level:
+                    self._since[f"{node}/node"] = (level, self._clock())
+            for name in [n for n in self._since if n.endswith("/node") and n[:-5] not in levels]:
                 del self._since[name]
             families.update(SHARED)
             adws |= {adw_id for node in moved for adw_id in self._lists.get(node, ())}
@@ -113,7 +125,7 @@ class ClusterView:
         services = own.get("services")
         if not isinstance(services, dict):
             services = {}
-        return merge.system_status(self._data.get("system-status", {}), self._gone, **services)
+        return merge.system_status(self._data.get("system-status", {}), self._marks, self._problems, services)
 
     def refreshed(self, data: Any) -> Any:
         """Return system-status data with the uptimes of the nodes' services as of now."""
@@ -165,12 +177,12 @@ class ClusterView:
         return set(old ^ ids)
 
     def _publish(self, families: set[str], adws: set[str]) -> None:
-        gone = self._gone
+        marks = dict(self._marks)
         for adw_id in sorted(adws):
             channel = adw_state_channel(adw_id)
             holders = [node for node, ids in self._lists.items() if adw_id in ids]
             nodes = self._data.get(channel, {})
-            self._outlet.offer(channel, functools.partial(merge.adw_state, nodes, holders, gone))
+            self._outlet.offer(channel, functools.partial(merge.adw_state, nodes, holders, marks))
         for family, build in MERGES.items():
             if family in families:
                 nodes = self._data.get(family, {})
@@ -178,9 +190,9 @@ class ClusterView:
                 if family == "workflow-history":
                     self._outlet.offer(family, functools.partial(self._history, nodes, known))
                 else:
-                    self._outlet.offer(family, functools.partial(_with, known, build, nodes, gone, self._tags))
+                    self._outlet.offer(family, functools.partial(_with, known, build, nodes, marks, self._tags))
         if "webhook-status" in families:
-            hook = merge.webhook(self._data.get("webhook-status", {}), gone)
+            hook = merge.webhook(self._data.get("webhook-status", {}), marks)
             self._outlet.offer("webhook-status", lambda: WEBHOOK_STATUS.empty() if hook is None else hook)
         if "system-status" in families:
             self._outlet.refresh_status()
@@ -194,10 +206,10 @@ class ClusterView:
         parts = self._digests.get(channel)
         if not parts:
             return None  # no node has it: the empty shape, digested as such
-        return digest([channel, [[node, parts[node], node in self._gone] for node in sorted(parts)]])
+        return digest([channel, [[node, parts[node], self._marks.get(node)] for node in sorted(parts)]])
 
     def _history(self, nodes: merge.Nodes, known: str | None) -> tuple[dict[str, Any], str | None]:
-        data = merge.history(nodes, self._gone, self._tags)
+        data = merge.history(nodes, self._marks, self._tags)
         self._outlet.history_rows = data["workflows"]  # the rows the cost trends are recomputed from
         return data, known
 

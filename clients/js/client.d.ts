@@ -5,8 +5,11 @@
 export interface ClusterFields {
   /** The node that holds this item. */
   node?: string;
-  /** Set when the node's record expired: the item is its last known state. */
-  node_status?: "unreachable";
+  /**
+   * Set when the item is its node's last known state: "unreachable", the node's record expired;
+   * "stale", the node is alive but in trouble (writes refused, record late, two runs under its name).
+   */
+  node_status?: "unreachable" | "stale";
 }
 
 export interface WorkflowExecution extends ClusterFields {
