@@ -145,7 +145,8 @@ async def subscribe(
                         whole = channel.take(message)
                         if whole is None:  # a patch after a gap: ask for the whole state again
                             name = message["channel"]
-                            await ws.send_str(orjson.dumps({"type": "subscribe", "channels": [name]}).decode())
+                            again = {"type": "subscribe", "channels": [name], "patches": patches}  # as at first
+                            await ws.send_str(orjson.dumps(again).decode())
                             continue
                         yield whole
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:

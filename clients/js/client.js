@@ -54,6 +54,15 @@ function isObject(value) {
   return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
+// Ids and member names are data, never object members: `__proto__`, `constructor`, `toString`
+// are valid ADW ids. Reads look at own properties only; writes define them (an assignment to
+// `__proto__` would set the prototype instead).
+const own = (object, key) => (Object.hasOwn(object, key) ? object[key] : undefined);
+function put(object, key, value) {
+  Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
+  return object;
+}
+
 /** An item without its null members (objects at any depth), and the key paths to them. */
 function splitNulls(item) {
   const paths = [];
@@ -61,8 +70,7 @@ function splitNulls(item) {
     const kept = {};
     for (const [key, member] of Object.entries(value)) {
       if (member === null) paths.push([...at, key]);
-      else if (isObject(member)) kept[key] = strip(member, [...at, key]);
-      else kept[key] = member;
+      else put(kept, key, isObject(member) ? strip(member, [...at, key]) : member);
     }
     return kept;
   };
@@ -71,15 +79,16 @@ function splitNulls(item) {
 
 /** An item with a null put back at each path (the inverse of splitNulls). */
 function withNulls(item, paths) {
-  if (!paths || paths.length === 0 || !isObject(item)) return item;
+  if (!Array.isArray(paths) || paths.length === 0 || !isObject(item)) return item;
   const whole = { ...item };
   for (const path of paths) {
     let node = whole;
     for (const key of path.slice(0, -1)) {
-      node[key] = isObject(node[key]) ? { ...node[key] } : {};
+      const inner = own(node, key);
+      put(node, key, isObject(inner) ? { ...inner } : {});
       node = node[key];
     }
-    node[path[path.length - 1]] = null;
+    put(node, path[path.length - 1], null);
   }
   return whole;
 }
@@ -97,10 +106,10 @@ export function keyedForm(data, keyed) {
   const nulls = {};
   for (const item of list) {
     const id = itemId(item, keyed.key);
-    if (id === undefined || Object.prototype.hasOwnProperty.call(items, id)) return null;
+    if (id === undefined || Object.hasOwn(items, id)) return null;
     const [kept, paths] = splitNulls(item);
-    items[id] = kept;
-    if (paths.length) nulls[id] = paths;
+    put(items, id, kept);
+    if (paths.length) put(nulls, id, paths);
     order.push(id);
   }
   const form = { items, order, nulls };
@@ -111,7 +120,7 @@ export function keyedForm(data, keyed) {
 export function listForm(data, keyed) {
   const form = keyed.field ? data[keyed.field] : data;
   const nulls = form.nulls || {};
-  const list = form.order.map((id) => withNulls(form.items[id], nulls[id]));
+  const list = form.order.map((id) => withNulls(own(form.items, id), own(nulls, id)));
   return keyed.field ? { ...data, [keyed.field]: list } : list;
 }
 
@@ -121,15 +130,20 @@ export function applyMergePatch(target, patch) {
   const result = isObject(target) ? { ...target } : {};
   for (const [key, value] of Object.entries(patch)) {
     if (value === null) delete result[key];
-    else result[key] = applyMergePatch(result[key], value);
+    else put(result, key, applyMergePatch(own(result, key), value));
   }
   return result;
+}
+
+/** The path the socket URL names the service by ("" or "/prefix", "/api/v1" kept): the fallback shares it. */
+function basePath(url) {
+  return url.pathname.replace(/\/+$/, "").replace(/\/ws$/, "");
 }
 
 function socketUrl(base) {
   const url = new URL(base);
   url.protocol = url.protocol === "https:" || url.protocol === "wss:" ? "wss:" : "ws:";
-  url.pathname = url.pathname.replace(/\/+$/, "").replace(/\/ws$/, "") + "/ws";
+  url.pathname = `${basePath(url)}/ws`;
   url.search = "";
   url.hash = "";
   return url;
@@ -140,7 +154,7 @@ function fallbackUrl(base, channel) {
   url.protocol = url.protocol === "wss:" ? "https:" : url.protocol === "ws:" ? "http:" : url.protocol;
   const family = familyOf(channel);
   const path = family === "adw-state" ? `adw-state/${channel.slice(channel.indexOf(":") + 1)}` : family;
-  url.pathname = `/api/v1/${path}`;
+  url.pathname = `${basePath(url).replace(/\/api\/v1$/, "")}/api/v1/${path}`;
   url.search = "";
   url.hash = "";
   return url;
@@ -204,6 +218,8 @@ export class Connection {
     this.lastMessageAt = null;
     this.retryTimer = null;
     this.fallbackTimer = null;
+    this.polling = false; // a fallback poll is under way
+    this.opened = 0; // sockets opened so far: a poll begun under another one is stale
     this.qualityTimer = null;
     this.quality = "poor";
     this.closed = false;
@@ -282,6 +298,7 @@ export class Connection {
     const ws = new WebSocket(url);
     this.ws = ws;
     ws.onopen = () => {
+      this.opened += 1;
       this.reconnectAttempts = 0;
       this.lastMessageAt = Date.now();
       this.stopFallback();
@@ -374,25 +391,52 @@ export class Connection {
     this.fallbackTimer = null;
   }
 
+  /**
+   * Fetch each channel's HTTP fallback once (while the socket is down). One poll at a time, each
+   * request bounded by fallbackInterval; an answer that arrives after the socket reopened is
+   * dropped (the socket is newer). A poll never touches the patch base (`held.held`, the data
+   * at `held.seq`): patches after a reconnect apply to what the socket last gave.
+   */
   async poll() {
-    for (const held of [...this.channels.values()]) {
-      const headers = {};
-      if (held.etag) headers["If-None-Match"] = held.etag;
-      if (this.options.token) headers.Authorization = `Bearer ${this.options.token}`;
-      let response;
-      try {
-        response = await fetch(fallbackUrl(this.url, held.name), { headers, cache: "no-store" });
-      } catch {
-        continue; // the service is down too: the next poll will tell
+    if (this.polling) return;
+    this.polling = true;
+    const opened = this.opened;
+    const stale = () => this.closed || this.state === "open" || this.opened !== opened;
+    try {
+      for (const held of [...this.channels.values()]) {
+        if (stale()) return;
+        const whole = await this.fetchFallback(held);
+        if (whole === null || stale() || this.channels.get(held.name) !== held) continue;
+        held.last = whole;
+        for (const listener of [...held.listeners]) listener(whole);
       }
-      if (response.status !== 200 || this.state === "open") continue;
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  /** One channel's fallback answer as a whole message, or null (unchanged, failed, timed out). */
+  async fetchFallback(held) {
+    const headers = {};
+    if (held.etag) headers["If-None-Match"] = held.etag;
+    if (this.options.token) headers.Authorization = `Bearer ${this.options.token}`;
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), this.options.fallbackInterval);
+    try {
+      const response = await fetch(fallbackUrl(this.url, held.name), {
+        headers,
+        cache: "no-store",
+        signal: abort.signal,
+      });
+      if (response.status !== 200) return null;
       let data = await response.json();
       if (held.family === "routes" && data && Array.isArray(data.routes)) data = data.routes;
       held.etag = response.headers.get("ETag");
-      if (held.keyed) held.held = keyedForm(data, held.keyed);
-      const whole = { type: `${held.family.replace(/-/g, "_")}_update`, channel: held.name, data, fallback: true };
-      held.last = whole;
-      for (const listener of [...held.listeners]) listener(whole);
+      return { type: `${held.family.replace(/-/g, "_")}_update`, channel: held.name, data, fallback: true };
+    } catch {
+      return null; // the service is down too, or too slow: the next poll will tell
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

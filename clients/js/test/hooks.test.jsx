@@ -116,6 +116,44 @@ describe("each hook", () => {
   });
 });
 
+test("ids that name object members are data: whole messages and patches rebuild every item", async () => {
+  const ids = ["__proto__", "constructor", "toString", "hasOwnProperty"];
+  const s = await started();
+  ids.forEach((id, n) => s.writeState(id, { issue_number: String(n + 1), status: "running", current_phase: "plan" }));
+  await s.start();
+  const monitor = probe(useADWMonitorWebSocket);
+  const workflows = probe(useWorkflowsWebSocket);
+  const proto = probe(() => useADWStateWebSocket("__proto__"));
+  render(
+    <BroadcasterProvider url={s.url}>
+      <monitor.Probe />
+      <workflows.Probe />
+      <proto.Probe />
+    </BroadcasterProvider>,
+  );
+  const served = async (path) => (await fetch(`${s.url}/api/v1/${path}`)).json();
+  const same = async () => {
+    const [monitorData, workflowsData] = await Promise.all([served("adw-monitor"), served("workflows")]);
+    expect(monitor.last().workflows).toEqual(monitorData.workflows);
+    expect(workflows.last().workflows).toEqual(workflowsData);
+  };
+  await waitFor(() => expect(monitor.last().workflows.map((w) => w.adw_id).sort()).toEqual([...ids].sort()));
+  await same();
+  // Changes come as patches keyed by these ids: each one lands on its own item.
+  for (const [n, phase] of ["build", "test", "review"].entries()) {
+    const id = ids[n % ids.length];
+    s.writeState(id, { issue_number: String((n % ids.length) + 1), status: "running", current_phase: phase });
+    await waitFor(() => expect(monitor.last().workflows.find((w) => w.adw_id === id)?.current_phase).toBe(phase));
+    await same();
+  }
+  s.writeState("__proto__", { issue_number: "1", status: "failed", current_phase: "ship", error_count: 2 });
+  await waitFor(() => expect(proto.last().state?.status).toBe("failed"));
+  expect(Object.getPrototypeOf(proto.last().state)).toBe(Object.prototype);
+  expect(Object.keys(proto.last().state)).toContain("adw_id");
+  await waitFor(() => expect(monitor.last().summary.failed).toBe(1));
+  await same();
+});
+
 test("two hooks on the same channel share one subscription; unmounting the last unsubscribes", async () => {
   const s = await started();
   s.writeState("a1", { issue_number: "7" });

@@ -10,29 +10,36 @@ const WATCHED = [
   ["last_error", "error"],
 ];
 const PAGE = 1000;
+/** A state's member (own only: a member named `constructor` is data, not Object's). */
+const own = (state, key) => (Object.hasOwn(state, key) ? state[key] : undefined);
 
 /** What changed from `before` to `after` (two states), as short phrases; the watched keys first. */
 export function changes(before, after) {
   if (!before) return ["first state recorded"];
   const out = [];
   for (const [key, label] of WATCHED) {
-    if (JSON.stringify(before[key]) !== JSON.stringify(after[key])) {
+    if (JSON.stringify(own(before, key)) !== JSON.stringify(own(after, key))) {
       const show = (v) => (key === "current_cost" ? money(v) : v === null || v === undefined ? "–" : brief(v, 60));
-      out.push(`${label} ${show(before[key])} → ${show(after[key])}`);
+      out.push(`${label} ${show(own(before, key))} → ${show(own(after, key))}`);
     }
   }
-  const others = Object.keys({ ...before, ...after }).filter(
-    (key) => !WATCHED.some(([k]) => k === key) && JSON.stringify(before[key]) !== JSON.stringify(after[key]),
+  const others = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter(
+    (key) => !WATCHED.some(([k]) => k === key) && JSON.stringify(own(before, key)) !== JSON.stringify(own(after, key)),
   );
   if (others.length) out.push(`${others.length === 1 ? others[0] : `${others.length} other fields`} changed`);
   return out.length ? out : ["no visible change"];
 }
 
+/** An event's identity: its seq within its epoch (a new epoch starts seq over). */
+const eventKey = (event) => `${event.epoch}/${event.seq}`;
+/** Oldest first: by time, then by seq (seqs of different epochs do not compare). */
+const byTime = (a, b) => String(a.timestamp).localeCompare(String(b.timestamp)) || a.seq - b.seq;
+
 export class Detail {
   constructor(live) {
     this.live = live;
     this.adwId = null;
-    this.events = []; // {seq, timestamp, data}
+    this.events = []; // {epoch, seq, timestamp, data}: an event is its (epoch, seq); seq restarts with an epoch
     this.at = null; // index shown while scrubbing; null: follow live
     this.stop = null;
     this.token = 0;
@@ -51,8 +58,8 @@ export class Detail {
     this.stop = this.live.subscribe(`adw-state:${adwId}`, (message) => this.receive(message));
     const stored = await this.history(adwId);
     if (token !== this.token) return; // another ADW was opened meanwhile
-    const known = new Set(stored.map((e) => e.seq));
-    this.events = [...stored, ...this.events.filter((e) => !known.has(e.seq))].sort((a, b) => a.seq - b.seq);
+    const known = new Set(stored.map(eventKey));
+    this.events = [...stored, ...this.events.filter((e) => !known.has(eventKey(e)))].sort(byTime);
     this.drawTimeline();
   }
 
@@ -76,7 +83,9 @@ export class Detail {
       } catch {
         break; // offline: the live events still come when the socket is back
       }
-      for (const event of page.events) found.push({ seq: event.seq, timestamp: event.timestamp, data: event.data });
+      for (const event of page.events) {
+        found.push({ epoch: page.epoch, seq: event.seq, timestamp: event.timestamp, data: event.data });
+      }
       if (page.events.length < PAGE) break;
       since = page.next;
     }
@@ -89,9 +98,10 @@ export class Detail {
       return;
     }
     const data = message.data;
-    if (data && Object.keys(data).length && !this.events.some((e) => e.seq === message.seq)) {
-      this.events.push({ seq: message.seq, timestamp: message.timestamp, data });
-      this.events.sort((a, b) => a.seq - b.seq);
+    const event = { epoch: message.epoch ?? this.live.epoch, seq: message.seq, timestamp: message.timestamp, data };
+    if (data && Object.keys(data).length && !this.events.some((e) => eventKey(e) === eventKey(event))) {
+      this.events.push(event);
+      this.events.sort(byTime);
       this.drawTimeline();
     } else if (this.at === null) {
       this.drawState(data);
