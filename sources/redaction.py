@@ -54,9 +54,16 @@ DEFAULT_SECRET_KEYS = (
 )
 _AWS = ("AKIA", "ASIA", "AIDA", "AROA", "AGPA", "ANPA", "ANVA", "AIPA")
 # Each default pattern with the texts one of which a match must contain: a value holding none of
-# them is not searched (a substring test is ~50 times cheaper than the search).
+# them is not searched. One search for all the hints at once decides for most texts.
 _DEFAULTS = {
-    r"\b(?:gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{30,255})": ("gh", "github_pat_"),
+    r"\b(?:gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{30,255})": (
+        "ghp_",
+        "gho_",
+        "ghu_",
+        "ghs_",
+        "ghr_",
+        "github_pat_",
+    ),
     # OpenAI and Anthropic keys are long and random: a digit and a capital letter, unlike a slug.
     r"\bsk-(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Z])[A-Za-z0-9_-]{20,}": ("sk-",),
     rf"\b(?:{'|'.join(_AWS)})[A-Z0-9]{{16}}\b": _AWS,
@@ -97,6 +104,8 @@ class Redactor:
         self._keys = [w for w in (words(k) for k in keys) if w]
         patterns = tuple(patterns)
         self._values = compile_patterns(patterns)
+        hints = sorted({hint for _, some in self._values for hint in some})
+        self._any_hint = re.compile("|".join(map(re.escape, hints))) if hints else None
         digest = hashlib.sha256("\n".join(patterns).encode()).hexdigest()[:16]
         self.rule = "redact-v2:" + ",".join(sorted("_".join(p) for p in self._keys)) + ":" + digest
         """Names the rule: data cleaned under another rule may need cleaning again."""
@@ -104,8 +113,11 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """Return ``value`` with every credential-looking part replaced by ``[redacted]``."""
+        hinted = self._any_hint is not None and self._any_hint.search(value) is not None
         for pattern, hints in self._values:
-            if (not hints or any(hint in value for hint in hints)) and pattern.search(value):
+            if hints and not (hinted and any(hint in value for hint in hints)):
+                continue
+            if pattern.search(value):
                 value = pattern.sub(_replace, value)
         return value
 
