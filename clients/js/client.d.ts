@@ -299,7 +299,10 @@ export interface Options {
   maxRetry?: number;
   /** ms without any message on an open socket before quality is "poor" (default 25000). */
   heartbeatTimeout?: number;
-  /** ms between polls of the HTTP fallback while the socket is down (default 5000). */
+  /**
+   * ms between polls of the HTTP fallback while the socket is down (default 5000); also the
+   * longest a poll may take. Polls go to `{base path}/api/v1/...` under the URL given to connect.
+   */
   fallbackInterval?: number;
   /** Random source for the backoff jitter (default Math.random). */
   random?: () => number;
