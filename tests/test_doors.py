@@ -3,7 +3,7 @@
 The relay to the upstream obeys the service's own socket rules (frame size both ways, no
 compression, origin policy, both connection limits, its own pool); only GET/HEAD /healthz are
 open; the token never reaches the log however it is spelled; TLS handshakes have the handshake
-deadline; a FIFO or directory at the event-log path is one line; hop-by-hop headers and the
+deadline; a FIFO, device or directory at the event-log path is one line; hop-by-hop headers and the
 token cookie (however spaced) stay here; a cookie from a foreign page is refused.
 """
 
@@ -357,13 +357,15 @@ def _closed(sock: socket.socket) -> bool:
         return True
 
 
-@pytest.mark.parametrize("kind", ["fifo", "directory"])
-async def test_a_fifo_or_directory_at_the_event_log_path_is_one_line(workspace, kind: str) -> None:
+@pytest.mark.parametrize("kind", ["a FIFO", "a directory", "a device"])
+async def test_a_fifo_device_or_directory_at_the_event_log_path_is_one_line(workspace, kind: str) -> None:
     path = workspace.root / "events.db"
-    if kind == "fifo":
+    if kind == "a FIFO":
         os.mkfifo(path)
-    else:
+    elif kind == "a directory":
         path.mkdir()
+    else:
+        path.symlink_to("/dev/null")  # a character device, reached the way a mistyped path would
     text = config(workspace).replace("[event_log]\npath = ''", f"[event_log]\npath = '{path}'")
     (workspace.root / "config.toml").write_text(text)
     done = await asyncio.to_thread(
@@ -374,10 +376,9 @@ async def test_a_fifo_or_directory_at_the_event_log_path_is_one_line(workspace, 
         timeout=30,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
-    what = "a FIFO" if kind == "fifo" else "a directory"
     assert (done.returncode, done.stderr) == (
         1,
-        f"adw-broadcaster: cannot start: event log {path} is {what}: [event_log] path must name a file of its own\n",
+        f"adw-broadcaster: cannot start: event log {path} is {kind}: [event_log] path must name a file of its own\n",
     )
 
 
