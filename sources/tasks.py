@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
 logger = logging.getLogger(__name__)
 
@@ -22,3 +23,18 @@ async def cancel_and_wait(task: asyncio.Task[object]) -> None:
             raise
     except Exception:
         logger.exception("task %s failed while stopping", task.get_name())
+
+
+async def cancel_all_and_wait(tasks: Iterable[asyncio.Task[object]]) -> None:
+    """Cancel every task, then wait until all have ended; log their errors, if any.
+
+    For a finally block of a task that is itself being cancelled: ``cancel_and_wait`` one by one
+    would re-raise at the first child and leave the rest running.
+    """
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for task, result in zip(tasks, results, strict=True):
+        if isinstance(result, Exception):
+            logger.error("task %s failed while stopping", task.get_name(), exc_info=result)

@@ -112,3 +112,37 @@ async def test_a_crashed_part_shows_in_system_status_until_it_recovers(start) ->
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_cancelled_parent_stops_every_child_before_it_ends(caplog) -> None:
+    """The demo's simulation, cancelled, used to stop its first run only: the others wrote on into a removed workspace."""
+    from sources.tasks import cancel_all_and_wait
+
+    running: list[str] = []
+    ended: list[str] = []
+
+    async def child(name: str) -> None:
+        running.append(name)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            ended.append(name)
+            if name == "c":
+                raise RuntimeError("c failed while stopping")
+
+    async def parent() -> None:
+        children = [asyncio.create_task(child(name), name=name) for name in "abc"]
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await cancel_all_and_wait(children)
+
+    task = asyncio.create_task(parent())
+    await eventually(lambda: len(running) == 3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sorted(ended) == ["a", "b", "c"]
+    assert [(r.levelname, r.getMessage(), str(r.exc_info[1])) for r in caplog.records if r.exc_info] == [
+        ("ERROR", "task c failed while stopping", "c failed while stopping")
+    ]

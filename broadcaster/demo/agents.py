@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sources.adw_read import PHASES
-from sources.tasks import cancel_and_wait
+from sources.tasks import cancel_all_and_wait
 
 from .backend import Backend
 
@@ -102,8 +102,7 @@ class Agents:
                         (self.rng.choice(("true", "false")),),
                     )
         finally:
-            for task in runs:
-                await cancel_and_wait(task)
+            await cancel_all_and_wait(runs)  # no run may write into the workspace once it is removed
 
     async def _feature_run(self) -> None:
         self._feature += 1
