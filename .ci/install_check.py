@@ -122,7 +122,11 @@ def check_demo(command: list[str], cwd: Path, env: dict[str, str] | None = None)
         snapshot = first_frame(base, "/ws/adw-monitor")
         assert snapshot["type"] == "adw_monitor_update" and snapshot["data"]["workflows"], snapshot
         os.killpg(proc.pid, signal.SIGINT)
-        code = proc.wait(15)
+        try:
+            code = proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise SystemExit(f"the demo did not end within 15 s of SIGINT; it wrote:\n{proc.stderr.read()}") from None
         err = proc.stderr.read()
         assert code == 0, f"exit {code} on SIGINT: {err}"
         assert "Traceback" not in err, err
