@@ -115,7 +115,7 @@ async def test_a_crashed_part_shows_in_system_status_until_it_recovers(start) ->
 
 
 async def test_a_cancelled_parent_stops_every_child_before_it_ends(caplog) -> None:
-    """The demo's simulation, cancelled, used to stop its first run only: the others wrote on into a removed workspace."""
+    """The demo's simulation, cancelled, stopped its first run only: the rest wrote into a removed workspace."""
     from sources.tasks import cancel_all_and_wait
 
     running: list[str] = []
