@@ -23,8 +23,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from broadcaster import create_app, load_config
-from broadcaster.keys import EVENT_LOG, PIPELINE
-from broadcaster.sqlite_store import SqliteEventStore
+from broadcaster.core.sqlite_store import SqliteEventStore
+from broadcaster.web.keys import EVENT_LOG, PIPELINE
 
 
 def state(n: int) -> dict[str, object]:

@@ -32,13 +32,13 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from broadcaster.client import Client  # noqa: E402
-from broadcaster.events import Event  # noqa: E402
-from broadcaster.hub import Hub  # noqa: E402
-from broadcaster.protocol import encode_event, ws_frame  # noqa: E402
+from broadcaster.core.client import Client  # noqa: E402
+from broadcaster.core.events import Event  # noqa: E402
+from broadcaster.core.hub import Hub  # noqa: E402
+from broadcaster.core.protocol import encode_event, ws_frame  # noqa: E402
 
 try:
-    from broadcaster.client import Socket
+    from broadcaster.core.client import Socket
 except ImportError:  # a checkout from before issue 20 (run from a worktree of it): measured the same way
     Socket = web.WebSocketResponse  # type: ignore[misc,assignment]
 

@@ -24,30 +24,30 @@ from sources.sqlite import Reader, SqliteWatch
 from sources.tasks import cancel_and_wait
 from sources.values import Cleaner
 
+from .channels.feeds import ADW_PART, CLUSTER_PART, Feeds, database_part
+from .channels.fresh import CLOCK_FAMILIES, Fresh
+from .channels.health import Health
+from .channels.status import SELF, SystemStatus
 from .cluster import add_backplane, add_cluster_view, view_config
 from .config import Config
-from .counters import Counters
-from .events import EventLog
-from .feeds import ADW_PART, CLUSTER_PART, Feeds, database_part
-from .fetch import HttpFetch
-from .fresh import CLOCK_FAMILIES, Fresh
-from .guards import HANDSHAKES_KEY, Handshakes, host_check, origin_policy
-from .health import Health
-from .hub import Hub
-from .keys import ADW_FILES, CONFIG, COUNTERS, DATABASES, EVENT_LOG, FEEDS, FETCH, HUB, PIPELINE, STATUS, SUPERVISOR
-from .pipeline import Pipeline
-from .problems import json_errors
-from .sqlite_store import SqliteEventStore
-from .status import SELF, SystemStatus
-from .store import EventStore, MemoryEventStore
+from .core.counters import Counters
+from .core.events import EventLog
+from .core.hub import Hub
+from .core.pipeline import Pipeline
+from .core.sqlite_store import SqliteEventStore
+from .core.store import EventStore, MemoryEventStore
+from .core.throttle import Throttle
 from .supervisor import Supervisor
-from .throttle import Throttle
 from .web.auth import TOKEN_KEY, load_token, token_check
+from .web.fetch import HttpFetch
+from .web.guards import HANDSHAKES_KEY, Handshakes, host_check, origin_policy
 from .web.healthz import add_healthz
 from .web.http import add_http_routes
+from .web.keys import ADW_FILES, CONFIG, COUNTERS, DATABASES, EVENT_LOG, FEEDS, FETCH, HUB, PIPELINE, STATUS, SUPERVISOR
 from .web.limits import LIMITS, Limits
 from .web.metrics import add_metrics
 from .web.mux import add_mux_routes
+from .web.problems import json_errors
 from .web.protocol_docs import add_doc_routes
 from .web.proxy import add_proxy
 from .web.static_files import add_static_routes

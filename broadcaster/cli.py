@@ -18,16 +18,15 @@ from aiohttp import web
 
 from . import __version__
 from .app import create_app
-from .channels import SPECS
+from .channels.specs import SPECS
 from .cluster import node_name
 from .cluster.bus import safe_url
-from .config import Config, load_config
-from .config_rules import LOG_LEVELS
+from .config import LOG_LEVELS, Config, load_config
 from .demo import run_demo
 from .errors import ConfigError, ListenError, StartupError
-from .guards import HANDSHAKES_KEY, is_loopback
-from .site import GuardedSite, LoopErrors, quiet_server_log
 from .web.auth import TOKEN_KEY, AccessLog, TokenScrubber, load_token
+from .web.guards import HANDSHAKES_KEY, is_loopback
+from .web.site import GuardedSite, LoopErrors, quiet_server_log
 from .web.tls import tls_context
 
 logger = logging.getLogger("broadcaster")
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the service (or ``watch``, a client of one); return the process exit code."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["watch"]:
-        from . import watch  # a client: none of the service's start-up applies
+        from .subscriber import watch
 
         return watch.main(argv[1:])
     args = parse_args(argv)

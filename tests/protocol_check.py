@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 from jsonschema import Draft202012Validator
 
-from broadcaster.schemas import components, schema_name
+from broadcaster.channels.schemas import components, schema_name
 from broadcaster.web.protocol_docs import openapi
 from broadcaster.web.proxy import UPSTREAM_ROUTE
 

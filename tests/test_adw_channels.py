@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from broadcaster.keys import ADW_FILES
+from broadcaster.web.keys import ADW_FILES
 from tests.conftest import EPOCH, ISO_TIME, receive
 
 

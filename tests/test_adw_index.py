@@ -8,10 +8,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broadcaster import views
-from broadcaster.adw_index import AdwIndex
-from broadcaster.channels import ADW_MONITOR, WORKFLOWS
-from broadcaster.snapshot import digest
+from broadcaster.channels import views
+from broadcaster.channels.adw_index import AdwIndex
+from broadcaster.channels.specs import ADW_MONITOR, WORKFLOWS
+from broadcaster.core.snapshot import digest
 from sources.adw_read import PHASES, AdwRecord
 
 states = st.fixed_dictionaries(

@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 from playwright.async_api import Page, WebSocket, WebSocketRoute
 
-from broadcaster.channels import SPECS
-from broadcaster.patches import Patcher
+from broadcaster.channels.specs import SPECS
+from broadcaster.core.patches import Patcher
 from tests.helpers import Service, eventually, free_port, service_config
 from tests.protocol_check import check_frame
 

@@ -23,9 +23,9 @@ import orjson
 import pytest
 from playwright.async_api import Page
 
-from broadcaster.channels import SPECS
-from broadcaster.patches import Patcher
-from broadcaster.subscriber import subscribe
+from broadcaster.channels.specs import SPECS
+from broadcaster.core.patches import Patcher
+from broadcaster.subscriber.stream import subscribe
 from tests.between import Between
 from tests.helpers import Service, free_port, service_config
 

@@ -17,8 +17,8 @@ import redis.asyncio as aioredis
 
 from broadcaster.cluster.reader import Batch, Newest, Reader
 from broadcaster.cluster.view import ClusterView
-from broadcaster.events import Event
-from broadcaster.snapshot import digest
+from broadcaster.core.events import Event
+from broadcaster.core.snapshot import digest
 from tests.helpers import RedisServer
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from broadcaster.channels import empty_analytics
+from broadcaster.channels.specs import empty_analytics
 from broadcaster.cluster import merge
 from tests.protocol_check import _validator
 

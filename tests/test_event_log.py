@@ -17,11 +17,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from broadcaster import create_app
 from broadcaster.config import load_config
-from broadcaster.events import Event
-from broadcaster.keys import EVENT_LOG
-from broadcaster.log_file import CRASH_SEQ_GAP
-from broadcaster.sqlite_store import SqliteEventStore
-from broadcaster.store import MemoryEventStore
+from broadcaster.core.events import Event
+from broadcaster.core.log_file import CRASH_SEQ_GAP
+from broadcaster.core.sqlite_store import SqliteEventStore
+from broadcaster.core.store import MemoryEventStore
+from broadcaster.web.keys import EVENT_LOG
 from tests.conftest import EPOCH, ISO_TIME, UPGRADE, receive
 
 STATE = "/ws/adw-state/a1"

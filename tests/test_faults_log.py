@@ -15,10 +15,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from broadcaster.events import Event
-from broadcaster.keys import EVENT_LOG
-from broadcaster.log_file import CRASH_SEQ_GAP
-from broadcaster.sqlite_store import SqliteEventStore
+from broadcaster.core.events import Event
+from broadcaster.core.log_file import CRASH_SEQ_GAP
+from broadcaster.core.sqlite_store import SqliteEventStore
+from broadcaster.web.keys import EVENT_LOG
 from tests.conftest import EPOCH, receive, receive_until
 from tests.helpers import Service
 

@@ -226,7 +226,7 @@ def test_a_logged_bad_request_line_has_its_token_redacted() -> None:
 
     from aiohttp.http_exceptions import BadStatusLine
 
-    from broadcaster.site import _InputErrors
+    from broadcaster.web.site import _InputErrors
 
     exc = BadStatusLine("GET /ws/queue?token=leak-me&since=3 HTTP/1.1")
     record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request", (), None)

@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from broadcaster.client import Client
-from broadcaster.events import Event
-from broadcaster.hub import Hub
+from broadcaster.core.client import Client
+from broadcaster.core.events import Event
+from broadcaster.core.hub import Hub
 from tests.conftest import receive, receive_until
 
 

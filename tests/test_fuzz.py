@@ -12,10 +12,10 @@ import orjson
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from broadcaster import db_views, views
-from broadcaster.channels import SPECS
-from broadcaster.protocol import reply_to
-from broadcaster.snapshot import digest
+from broadcaster.channels import db_views, views
+from broadcaster.channels.specs import SPECS
+from broadcaster.core.protocol import reply_to
+from broadcaster.core.snapshot import digest
 from sources.adw_read import read_dirs
 from sources.database import QueueData, phase_item
 from sources.values import Cleaner, as_float, as_int

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aiohttp import WSServerHandshakeError
 
-from broadcaster.keys import DATABASES
+from broadcaster.web.keys import DATABASES
 from tests.agents_db import AgentsDb
 from tests.conftest import receive, receive_until
 from tests.test_service_channels import WEBHOOK, json_app

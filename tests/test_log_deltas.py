@@ -11,11 +11,11 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broadcaster import deltas
-from broadcaster.channels import ADW_MONITOR, WORKFLOWS
-from broadcaster.deltas import Items, Keyed
-from broadcaster.events import Event
-from broadcaster.sqlite_store import SqliteEventStore
+from broadcaster.channels.specs import ADW_MONITOR, WORKFLOWS
+from broadcaster.core import deltas
+from broadcaster.core.deltas import Items, Keyed
+from broadcaster.core.events import Event
+from broadcaster.core.sqlite_store import SqliteEventStore
 
 MONITOR = ADW_MONITOR.keyed or Keyed("", "")
 

@@ -10,12 +10,12 @@ import hypothesis.strategies as st
 from aiohttp import web
 from hypothesis import given, settings
 
-from broadcaster.channels import SPECS
-from broadcaster.client import Client
-from broadcaster.deltas import Keyed
-from broadcaster.events import Event
-from broadcaster.hub import Hub
-from broadcaster.patches import Patcher, apply_merge_patch, keyed_form, list_form, merge_diff
+from broadcaster.channels.specs import SPECS
+from broadcaster.core.client import Client
+from broadcaster.core.deltas import Keyed
+from broadcaster.core.events import Event
+from broadcaster.core.hub import Hub
+from broadcaster.core.patches import Patcher, apply_merge_patch, keyed_form, list_form, merge_diff
 from tests.conftest import EPOCH, ISO_TIME, receive
 from tests.test_fresh import server_frames
 

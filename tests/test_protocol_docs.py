@@ -9,8 +9,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from broadcaster.channels import SPECS
-from broadcaster.schemas import components, schema_name
+from broadcaster.channels.schemas import components, schema_name
+from broadcaster.channels.specs import SPECS
 from broadcaster.web.proxy import UPSTREAM_ROUTE
 from tests.agents_db import AgentsDb
 from tests.conftest import receive, receive_until

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from broadcaster.channels import ADW_MONITOR, SYSTEM_STATUS, empty_digest
-from broadcaster.events import EventLog
-from broadcaster.snapshot import canonical, digest
-from broadcaster.store import MemoryEventStore
+from broadcaster.channels.specs import ADW_MONITOR, SYSTEM_STATUS, empty_digest
+from broadcaster.core.events import EventLog
+from broadcaster.core.snapshot import canonical, digest
+from broadcaster.core.store import MemoryEventStore
 
 
 def test_key_order_does_not_change_the_digest() -> None:

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from broadcaster.subscriber import backoff, socket_url, subscribe
-from broadcaster.watch import line
+from broadcaster.subscriber.stream import backoff, socket_url, subscribe
+from broadcaster.subscriber.watch import line
 from tests.conftest import Workspace
 from tests.helpers import REPO, Service, free_port
 

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from broadcaster.keys import SUPERVISOR
 from broadcaster.supervisor import Part, Supervisor
+from broadcaster.web.keys import SUPERVISOR
 from tests.conftest import receive, receive_until
 from tests.helpers import eventually
 

@@ -12,10 +12,10 @@ import orjson
 import pytest
 from aiohttp import web
 
-from broadcaster.client import Client
-from broadcaster.events import Event
-from broadcaster.hub import Hub
-from broadcaster.schedule import Schedule
+from broadcaster.core.client import Client
+from broadcaster.core.events import Event
+from broadcaster.core.hub import Hub
+from broadcaster.core.schedule import Schedule
 
 HEARTBEAT = 10.0
 WRITE_TIMEOUT = 5.0

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from broadcaster.events import Event
-from broadcaster.throttle import Throttle
+from broadcaster.core.events import Event
+from broadcaster.core.throttle import Throttle
 
 
 class FakeClock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from broadcaster import views
+from broadcaster.channels import views
 from sources.adw_read import AdwRecord
 
 

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import WSMsgType
 from yarl import URL
 
-from broadcaster.keys import HUB
+from broadcaster.web.keys import HUB
 from tests.conftest import EPOCH, ISO_TIME, UPGRADE, receive
 
 EMPTY = {

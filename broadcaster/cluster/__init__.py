@@ -18,11 +18,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..channels.fresh import Fresh
+from ..channels.health import Health
 from ..config import Config
+from ..core.events import Event
 from ..errors import StartupError
-from ..events import Event
-from ..fresh import Fresh
-from ..health import Health
 
 if TYPE_CHECKING:
     from .publisher import Publisher

@@ -28,9 +28,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from ..channels import spec_of, validate_adw_id
+from ..channels.specs import spec_of, validate_adw_id
+from ..core.events import Event
 from ..errors import InvalidAdwId
-from ..events import Event
 
 NODES = "adwb:nodes"
 NODE_RECORD = "adwb:node:"

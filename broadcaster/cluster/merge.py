@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .. import db_views, views
-from ..channels import empty_summary
-from ..status import LEVELS, overall, summary_of
+from ..channels import db_views, views
+from ..channels.specs import empty_summary
+from ..channels.status import LEVELS, overall, summary_of
 
 Nodes = Mapping[str, Any]
 Marks = Mapping[str, str]  # node -> "unreachable" or "stale"

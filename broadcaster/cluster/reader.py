@@ -28,8 +28,8 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from ..channels import adw_state_channel, spec_of
-from ..snapshot import digest
+from ..channels.specs import adw_state_channel, spec_of
+from ..core.snapshot import digest
 from .bus import (
     CHANGES,
     NODE_RECORD,

@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from ..channels import WEBHOOK_STATUS, adw_id_of, adw_state_channel
-from ..events import Event
-from ..snapshot import digest
-from ..status import uptime
-from ..views import parse_time
+from ..channels.specs import WEBHOOK_STATUS, adw_id_of, adw_state_channel
+from ..channels.status import uptime
+from ..channels.views import parse_time
+from ..core.events import Event
+from ..core.snapshot import digest
 from . import merge
 from .reader import SHARED, Batch
 

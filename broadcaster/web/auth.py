@@ -22,8 +22,8 @@ from yarl import URL
 
 from ..config import ServerConfig
 from ..errors import ConfigError
-from ..problems import Handler, problem
 from .origins import cookie_allowed
+from .problems import Handler, problem
 
 TOKEN_KEY = web.AppKey("token", bytes)
 COOKIE = "adw_broadcaster_token"

@@ -12,9 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..keys import SUPERVISOR
-from ..problems import problem
-from ..service_views import route
+from ..channels.service_views import route
+from .keys import SUPERVISOR
+from .problems import problem
 
 TICK = 0.5  # seconds between the watchdog's ticks
 STALLED = 5.0  # a tick this late means the loop did not turn

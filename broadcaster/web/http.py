@@ -14,17 +14,17 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..channels import SPECS, adw_state_channel, validate_adw_id
-from ..clock import iso_utc
-from ..db_views import HISTORY_FILTERS, HISTORY_LIMIT, filter_history
+from ..channels.db_views import HISTORY_FILTERS, HISTORY_LIMIT, filter_history
+from ..channels.fresh import CLOCK_FAMILIES
+from ..channels.service_views import route
+from ..channels.specs import SPECS, adw_state_channel, validate_adw_id
+from ..core.clock import iso_utc
+from ..core.events import Event
+from ..core.protocol import parse_count
+from ..core.snapshot import digest
 from ..errors import InvalidAdwId
-from ..events import Event
-from ..fresh import CLOCK_FAMILIES
-from ..keys import EVENT_LOG, FEEDS, HUB
-from ..problems import problem
-from ..protocol import parse_count
-from ..service_views import route
-from ..snapshot import digest
+from .keys import EVENT_LOG, FEEDS, HUB
+from .problems import problem
 
 HTTP_PREFIXES = ("/api/v1", "/api")
 MAX_LIMIT = 1000

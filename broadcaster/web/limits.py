@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from ..problems import problem
+from .problems import problem
 
 logger = logging.getLogger(__name__)
 LOG_EVERY = 60.0  # seconds between log lines about refusals

@@ -18,10 +18,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ..counters import Counters, family
-from ..hub import Hub
-from ..keys import COUNTERS, EVENT_LOG, HUB, SUPERVISOR
-from ..service_views import route
+from ..channels.service_views import route
+from ..core.counters import Counters, family
+from ..core.hub import Hub
+from .keys import COUNTERS, EVENT_LOG, HUB, SUPERVISOR
 
 PREFIX = "adw_broadcaster_"
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)

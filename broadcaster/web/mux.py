@@ -16,14 +16,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..channels import SPECS, validate_adw_id
-from ..client import Client
+from ..channels.service_views import route
+from ..channels.specs import SPECS, validate_adw_id
+from ..core.client import Client
+from ..core.events import EventLog
+from ..core.hub import Hub
+from ..core.protocol import parse_count, reply_to
 from ..errors import InvalidAdwId
-from ..events import EventLog
-from ..hub import Hub
-from ..keys import CONFIG, EVENT_LOG, HUB
-from ..protocol import parse_count, reply_to
-from ..service_views import route
+from .keys import CONFIG, EVENT_LOG, HUB
 from .ws import greet, run_socket
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import re
 from aiohttp import web
 
 from ..config import ServerConfig
-from ..keys import CONFIG
+from .keys import CONFIG
 
 _LOCAL_ORIGIN = re.compile(r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?")
 

@@ -11,10 +11,10 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from ..channels import SPECS
-from ..db_views import HISTORY_FILTERS
-from ..schemas import COUNT, NAMES, TEXT, TIME, Schema, components
-from ..service_views import route
+from ..channels.db_views import HISTORY_FILTERS
+from ..channels.schemas import COUNT, NAMES, TEXT, TIME, Schema, components
+from ..channels.service_views import route
+from ..channels.specs import SPECS
 from .http import HTTP_PREFIXES
 from .static_files import FILES, content_type
 

@@ -23,9 +23,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ..config import UpstreamConfig
-from ..keys import COUNTERS
-from ..problems import Handler, problem
 from .auth import strip_token
+from .keys import COUNTERS
+from .problems import Handler, problem
 from .relay import is_upgrade, relay, relay_session
 
 logger = logging.getLogger(__name__)

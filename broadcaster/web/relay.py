@@ -19,9 +19,9 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from ..keys import CONFIG
-from ..problems import problem
+from .keys import CONFIG
 from .limits import LIMITS
+from .problems import problem
 
 RELAY_SESSION = web.AppKey("relay_session", aiohttp.ClientSession)
 RELAYS = web.AppKey("relays", list)  # one entry per relay held: its count is what max_relays bounds

@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ..channels.service_views import route
 from ..errors import StartupError
-from ..service_views import route
 from .http import Handler
 
 TYPES = {".js": "text/javascript", ".ts": "application/typescript", ".css": "text/css", ".html": "text/html"}

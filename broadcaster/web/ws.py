@@ -9,14 +9,14 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ..channels import SPECS, adw_state_channel, validate_adw_id
-from ..client import Client, Socket, reset
+from ..channels.service_views import route
+from ..channels.specs import SPECS, adw_state_channel, validate_adw_id
+from ..core.client import Client, Socket, reset
+from ..core.events import EventLog
+from ..core.hub import Hub
+from ..core.protocol import parse_count, reply_to
 from ..errors import InvalidAdwId
-from ..events import EventLog
-from ..hub import Hub
-from ..keys import CONFIG, COUNTERS, EVENT_LOG, HUB
-from ..protocol import parse_count, reply_to
-from ..service_views import route
+from .keys import CONFIG, COUNTERS, EVENT_LOG, HUB
 from .limits import LIMITS
 
 logger = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from sources.adw_files import AdwFiles
 from sources.http import Reply
 from sources.sqlite import SqliteWatch
 
-from . import __version__
-from .config import Config
+from .. import __version__
+from ..config import Config
 from .status import SELF, SystemStatus
 
 # Which service a channel's data comes from, for a channel that could not be published.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .channels import SPECS, empty_analytics
+from .specs import SPECS, empty_analytics
 
 Schema = dict[str, Any]
 

@@ -19,8 +19,8 @@ from typing import Any
 from sources.adw_read import PHASES, AdwRecord
 from sources.values import as_float, as_int
 
-from .channels import empty_summary
-from .clock import now_iso
+from ..core.clock import now_iso
+from .specs import empty_summary
 
 MONITOR_STATUSES = ("running", "completed", "failed", "paused", "queued")
 # The state file's own words, then a phase_queue row's, in the monitor's vocabulary.

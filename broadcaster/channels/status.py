@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .clock import iso_utc
+from ..core.clock import iso_utc
 
 SELF = "backend_api"  # this service: the API the dashboard talks to (the real React client has a card for it)
 # The entries the service reports itself (docs/protocol.md, "system-status"); a configured check

@@ -19,8 +19,8 @@ import ssl
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .auth import redact
 from .guards import Handshakes
-from .web.auth import redact
 
 SERVER_LOG = "broadcaster.server"
 

@@ -24,8 +24,8 @@ from typing import Any
 import aiosqlite
 import orjson
 
+from ..channels.specs import spec_of
 from . import deltas
-from .channels import spec_of
 from .deltas import Base, Keyed
 from .events import Event
 

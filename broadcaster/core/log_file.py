@@ -25,8 +25,8 @@ import orjson
 from sources.sqlite import is_lock
 from sources.values import Cleaner
 
-from .channels import spec_of
-from .errors import StartupError
+from ..channels.specs import spec_of
+from ..errors import StartupError
 from .events import Event
 from .log_rows import COLUMNS, RowReader
 from .store import Loaded

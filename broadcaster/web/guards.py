@@ -22,12 +22,12 @@ from typing import Any
 
 from aiohttp import web
 
-from .config import ServerConfig
+from ..config import ServerConfig
 from .keys import CONFIG
+from .origins import page_allowed
 from .problems import problem
-from .web.origins import page_allowed
-from .web.proxy import UPSTREAM_ROUTE
-from .web.relay import is_upgrade
+from .proxy import UPSTREAM_ROUTE
+from .relay import is_upgrade
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
+from ..core.clock import now_iso
 from . import views
-from .clock import now_iso
 from .db_views import cost_trends
 from .status import SystemStatus
 

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from .subscriber import subscribe
+from .stream import subscribe
 
 DEFAULT_URL = "http://127.0.0.1:8002"
 Summary = Callable[[Any, Any], str]

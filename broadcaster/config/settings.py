@@ -20,8 +20,8 @@ from typing import Any
 
 from sources.values import DEFAULT_SECRET_KEYS, DEFAULT_SECRET_PATTERNS
 
-from .config_rules import validate
-from .errors import ConfigError
+from ..errors import ConfigError
+from .rules import validate
 
 
 @dataclass(frozen=True, kw_only=True)

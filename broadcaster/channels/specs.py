@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from .clock import now_iso
-from .deltas import Keyed
-from .errors import InvalidAdwId
-from .snapshot import VolatilePath, digest
+from ..core.clock import now_iso
+from ..core.deltas import Keyed
+from ..core.snapshot import VolatilePath, digest
+from ..errors import InvalidAdwId
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,10 @@ import orjson
 
 from sources.adw_read import AdwRecord
 
+from ..core.clock import now_iso
+from ..core.deltas import Items
 from . import views
-from .channels import empty_summary
-from .clock import now_iso
-from .deltas import Items
+from .specs import empty_summary
 
 SortKey = tuple[Any, ...]
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .channels import empty_digest, spec_of
+from ..channels.specs import empty_digest, spec_of
 from .snapshot import digest
 
 if TYPE_CHECKING:

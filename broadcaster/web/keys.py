@@ -8,14 +8,14 @@ from sources.adw_files import AdwFiles
 from sources.http import Fetch
 from sources.sqlite import SqliteWatch
 
-from .config import Config
-from .counters import Counters
-from .events import EventLog
-from .feeds import Feeds
-from .hub import Hub
-from .pipeline import Pipeline
-from .status import SystemStatus
-from .supervisor import Supervisor
+from ..channels.feeds import Feeds
+from ..channels.status import SystemStatus
+from ..config import Config
+from ..core.counters import Counters
+from ..core.events import EventLog
+from ..core.hub import Hub
+from ..core.pipeline import Pipeline
+from ..supervisor import Supervisor
 
 CONFIG = web.AppKey("config", Config)
 HUB = web.AppKey("hub", Hub)

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode
 
-from .channels import spec_of
+from ..channels.specs import spec_of
 from .client import Client, post_all
 from .events import Event, empty_event
 from .patches import Patcher

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType
 
-from .channels import adw_id_of
+from ..channels.specs import adw_id_of
 from .clock import iso_utc
 from .events import Event
 

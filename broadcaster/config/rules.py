@@ -10,11 +10,11 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError
-from .status import SERVICE_NAMES
+from ..channels.status import SERVICE_NAMES
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from .config import Config
+    from .settings import Config
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

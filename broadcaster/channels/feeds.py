@@ -21,14 +21,14 @@ from sources.http import Reply
 from sources.sqlite import Part, SqliteWatch
 from sources.values import Cleaner
 
+from ..config import Config
+from ..core.events import Event
+from ..core.pipeline import Pipeline
+from ..supervisor import Part as SupervisedPart
 from . import db_views, service_views, views
 from .adw_index import AdwIndex
-from .channels import adw_id_of, adw_state_channel
-from .config import Config
-from .events import Event
 from .health import Health
-from .pipeline import Pipeline
-from .supervisor import Part as SupervisedPart
+from .specs import adw_id_of, adw_state_channel
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The channels: their specs, the data each is built from, system status, feeds and freshness."""
