@@ -32,6 +32,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from broadcaster.channels.specs import CATALOG  # noqa: E402
 from broadcaster.core.client import Client  # noqa: E402
 from broadcaster.core.events import Event  # noqa: E402
 from broadcaster.core.hub import Hub  # noqa: E402
@@ -66,7 +67,7 @@ STATE = {"adw_id": "a1", "issue_number": "42", "status": "running", "pad": "p" *
 
 async def measure(n: int, rounds: int) -> dict[str, float]:
     options: dict[str, Any] = {"sweep_interval": 1.0} if "sweep_interval" in inspect.signature(Hub).parameters else {}
-    hub = Hub(**options)
+    hub = Hub(catalog=CATALOG, **options)
     clients: list[Client] = []
     transports: list[asyncio.Transport] = []
     everyone = asyncio.Event()

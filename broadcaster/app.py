@@ -27,9 +27,11 @@ from sources.values import Cleaner
 from .channels.feeds import ADW_PART, CLUSTER_PART, Feeds, database_part
 from .channels.fresh import CLOCK_FAMILIES, Fresh
 from .channels.health import Health
-from .channels.status import SELF, SystemStatus
+from .channels.specs import CATALOG
+from .channels.status import SystemStatus
 from .cluster import add_backplane, add_cluster_view, view_config
 from .config import Config
+from .config.rules import SELF
 from .core.counters import Counters
 from .core.events import EventLog
 from .core.hub import Hub
@@ -78,6 +80,7 @@ def create_app(config: Config) -> web.Application:
     fresh = Fresh(status, lambda: app[FEEDS].history_rows)  # the rows the feeds read last
     app[COUNTERS] = counters = Counters()
     app[HUB] = hub = Hub(
+        catalog=CATALOG,
         fresh=fresh,
         fresh_families=CLOCK_FAMILIES,
         refresh_interval=config.broadcast.refresh_interval,
@@ -85,7 +88,7 @@ def create_app(config: Config) -> web.Application:
         sweep_interval=sweep_interval(config),
         sent=counters.sent,
     )
-    app[EVENT_LOG] = log = EventLog(_store(config, cleaner))
+    app[EVENT_LOG] = log = EventLog(_store(config, cleaner), catalog=CATALOG)
     app[PIPELINE] = pipeline = Pipeline(log, Throttle(config.broadcast.min_interval), hub, counters)
     view = config.backplane.view == "cluster"  # a cluster view reads no ADWs of its own: the nodes' come from Redis
     adw = None if view else _adw_files(config, cleaner)
@@ -174,6 +177,7 @@ def _store(config: Config, cleaner: Cleaner) -> EventStore:
         return MemoryEventStore(keep_per_channel=c.keep_per_channel)
     return SqliteEventStore(
         c.path,
+        catalog=CATALOG,
         flush_interval=c.flush_interval,
         batch_max=c.batch_max,
         keep_per_channel=c.keep_per_channel,

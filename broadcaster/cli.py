@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__
+from ._version import __version__
 from .app import create_app
 from .channels.specs import SPECS
 from .cluster import node_name
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _raise_descriptor_limit()
     try:
-        run(run_demo(config, speed=args.demo_speed, tls=tls) if args.demo else serve(config, tls=tls))
+        run(run_demo(config, serve, speed=args.demo_speed, tls=tls) if args.demo else serve(config, tls=tls))
     except ListenError as exc:
         print(f"adw-broadcaster: {exc}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from broadcaster import create_app
+from broadcaster.channels.specs import CATALOG
 from broadcaster.config import load_config
 from broadcaster.core.events import Event
 from broadcaster.core.log_file import CRASH_SEQ_GAP
@@ -273,7 +274,7 @@ async def test_kill_9_loses_at_most_the_last_batch_and_never_reuses_a_seq(worksp
 
 async def test_retention_trims_by_count_and_age_and_keeps_each_channels_newest(tmp_path: Path) -> None:
     now = [1000.0]
-    store = SqliteEventStore(tmp_path / "e.db", keep_per_channel=3, max_age=100, clock=lambda: now[0])
+    store = SqliteEventStore(tmp_path / "e.db", catalog=CATALOG, keep_per_channel=3, max_age=100, clock=lambda: now[0])
     await store.open()
     try:
         for seq in range(1, 7):

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from broadcaster.channels.specs import CATALOG
 from broadcaster.core.events import Event
 from broadcaster.core.log_file import CRASH_SEQ_GAP
 from broadcaster.core.sqlite_store import SqliteEventStore
@@ -173,7 +174,7 @@ async def test_list_channels_stored_as_deltas_read_back_whole_after_a_full_disk(
 
 
 async def test_a_delta_never_stands_on_a_pending_event_that_was_dropped(tmp_path: Path) -> None:
-    store = SqliteEventStore(tmp_path / "events.db", max_pending=2)
+    store = SqliteEventStore(tmp_path / "events.db", catalog=CATALOG, max_pending=2)
     await store.open()
     states = {
         n: {"phases": [{"queue_id": f"q{i}", "n": n * (i == 0), "pad": "p" * 200} for i in range(10)]}
@@ -279,7 +280,7 @@ async def test_a_corrupt_newest_event_keeps_its_seq(start, write_state, workspac
 async def test_a_damaged_log_is_moved_aside_and_a_new_history_begins(start, workspace) -> None:
     path = workspace.root / ".state" / "events.db"
     path.parent.mkdir()
-    store = SqliteEventStore(path)
+    store = SqliteEventStore(path, catalog=CATALOG)
     old_epoch = (await store.open()).epoch
     for seq in range(1, 3001):
         store.append(Event("adw-state:a1", seq, "adw_state_update", {"step": seq, "pad": "p" * 150}, f"d{seq}", 1.0))
@@ -296,7 +297,7 @@ async def test_a_damaged_log_is_moved_aside_and_a_new_history_begins(start, work
 
 
 async def test_pending_events_are_bounded_keeping_each_channels_newest(tmp_path: Path) -> None:
-    store = SqliteEventStore(tmp_path / "events.db", max_pending=10, batch_max=1000)
+    store = SqliteEventStore(tmp_path / "events.db", catalog=CATALOG, max_pending=10, batch_max=1000)
     await store.open()
     for seq in range(1, 31):  # written while nothing flushes, as when the disk refuses
         for channel in ("queue", "workflows", "adw-monitor"):

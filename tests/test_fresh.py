@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from broadcaster.channels.specs import CATALOG
 from broadcaster.core.client import Client
 from broadcaster.core.events import Event
 from broadcaster.core.hub import Hub
@@ -30,6 +31,7 @@ def server_frames(data: bytes) -> list[dict[str, Any]]:
 async def test_a_quiet_clock_channel_is_refreshed_once_per_interval_and_no_other_is() -> None:
     now = [0.0]
     hub = Hub(
+        catalog=CATALOG,
         tick=lambda: now[0],
         fresh=lambda channel, data: {**data, "as_of": now[0]},
         fresh_families=frozenset({"system-status"}),

@@ -11,7 +11,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broadcaster.channels.specs import ADW_MONITOR, WORKFLOWS
+from broadcaster.channels.specs import ADW_MONITOR, CATALOG, WORKFLOWS
 from broadcaster.core import deltas
 from broadcaster.core.deltas import Items, Keyed
 from broadcaster.core.events import Event
@@ -86,7 +86,7 @@ def test_no_delta_when_an_unchanged_item_moved_or_ids_are_unusable() -> None:
 
 async def test_one_item_changed_is_stored_as_that_item_and_read_back_whole(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
-    store = SqliteEventStore(path)
+    store = SqliteEventStore(path, catalog=CATALOG)
     await store.open()
     items = [item(f"{n:04x}") for n in range(300)]
     states = [monitor(list(items))]
@@ -108,7 +108,7 @@ async def test_one_item_changed_is_stored_as_that_item_and_read_back_whole(tmp_p
     assert [(seq, base) for seq, base, _ in stored] == [(1, None)] + [(s, s - 1) for s in range(2, 42)]
     assert max(n for _, _, n in stored[1:]) < whole / 100  # one item of 300, not the list
 
-    reopened = SqliteEventStore(path)
+    reopened = SqliteEventStore(path, catalog=CATALOG)
     loaded = await reopened.open()
     assert loaded.last["adw-monitor"].data == states[-1]
     assert reopened.undecodable == 0
@@ -117,7 +117,7 @@ async def test_one_item_changed_is_stored_as_that_item_and_read_back_whole(tmp_p
 
 async def test_a_whole_row_comes_back_once_the_deltas_add_up_to_one(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
-    store = SqliteEventStore(path)
+    store = SqliteEventStore(path, catalog=CATALOG)
     await store.open()
     phases = [{"queue_id": f"q{n}", "status": "queued", "note": ""} for n in range(5)]
     for seq in range(1, 31):
@@ -141,7 +141,7 @@ async def test_a_whole_row_comes_back_once_the_deltas_add_up_to_one(tmp_path: Pa
 
 async def changed_one_by_one(path: Path, *, size: int, changes: int) -> tuple[SqliteEventStore, list[Any]]:
     """Return a store (keeping 5 per channel) holding ``changes`` monitor events, one item changed each."""
-    store = SqliteEventStore(path, keep_per_channel=5, clock=lambda: 100.0)  # nothing too old
+    store = SqliteEventStore(path, catalog=CATALOG, keep_per_channel=5, clock=lambda: 100.0)  # nothing too old
     await store.open()
     items = [item(str(n)) for n in range(size)]
     states = []
@@ -179,7 +179,7 @@ async def test_trimming_drops_what_lies_before_the_kept_events_whole_row(tmp_pat
 
 async def test_items_that_know_their_ids_are_stored_like_any_list(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
-    store = SqliteEventStore(path)
+    store = SqliteEventStore(path, catalog=CATALOG)
     await store.open()
     first = [orjson.Fragment(orjson.dumps(item(i))) for i in "abc"]
     second = [first[0], orjson.Fragment(orjson.dumps(item("b", cost=2.0))), first[2]]
@@ -192,7 +192,7 @@ async def test_items_that_know_their_ids_are_stored_like_any_list(tmp_path: Path
         [(delta,)] = db.execute("SELECT data FROM events WHERE channel = 'workflows' AND seq = 2").fetchall()
     db.close()
     assert orjson.loads(delta) == {"set": [["b", 1, item("b", cost=2.0)]], "del": []}
-    reopened = SqliteEventStore(path)
+    reopened = SqliteEventStore(path, catalog=CATALOG)
     loaded = await reopened.open()
     assert loaded.last["workflows"].data == [item("a"), item("b", cost=2.0), item("c")]
     await reopened.close()
@@ -200,7 +200,7 @@ async def test_items_that_know_their_ids_are_stored_like_any_list(tmp_path: Path
 
 async def test_a_delta_whose_base_is_gone_is_skipped_and_counted(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
-    store = SqliteEventStore(path)
+    store = SqliteEventStore(path, catalog=CATALOG)
     await store.open()
     phases = [{"queue_id": f"q{n}", "n": 0, "pad": "p" * 100} for n in range(20)]
     for seq in (1, 2, 3):
@@ -212,7 +212,7 @@ async def test_a_delta_whose_base_is_gone_is_skipped_and_counted(tmp_path: Path)
     with sqlite3.connect(path) as db:
         db.execute("UPDATE events SET data = 'not json' WHERE seq = 1")
     db.close()
-    reopened = SqliteEventStore(path)
+    reopened = SqliteEventStore(path, catalog=CATALOG)
     loaded = await reopened.open()
     assert (loaded.last["queue"].seq, loaded.last["queue"].digest) == (3, "")  # the seq stays; data unknown
     assert await reopened.events("queue", 0, 10) == []

@@ -10,7 +10,7 @@ import hypothesis.strategies as st
 from aiohttp import web
 from hypothesis import given, settings
 
-from broadcaster.channels.specs import SPECS
+from broadcaster.channels.specs import CATALOG, SPECS
 from broadcaster.core.client import Client
 from broadcaster.core.deltas import Keyed
 from broadcaster.core.events import Event
@@ -163,7 +163,7 @@ def workflows_event(seq: int, n: int) -> Event:
 
 
 async def test_a_patch_goes_only_to_a_client_holding_its_base_else_the_whole_message() -> None:
-    hub = Hub()
+    hub = Hub(catalog=CATALOG)
     ours, theirs = socket.socketpair()
     transport, _ = await asyncio.get_running_loop().connect_accepted_socket(asyncio.Protocol, ours)
     client = Client(web.WebSocketResponse(), heartbeat_interval=1e9, write_timeout=10, transport=transport)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from broadcaster.channels.specs import ADW_MONITOR, SYSTEM_STATUS, empty_digest
+from broadcaster.channels.specs import ADW_MONITOR, CATALOG, SYSTEM_STATUS, empty_digest
 from broadcaster.core.events import EventLog
 from broadcaster.core.snapshot import canonical, digest
 from broadcaster.core.store import MemoryEventStore
@@ -41,7 +41,7 @@ def test_volatile_paths_through_dict_values() -> None:
 
 
 def test_event_log_numbers_real_changes_only() -> None:
-    log = EventLog(MemoryEventStore(), clock=lambda: 7.0)
+    log = EventLog(MemoryEventStore(), catalog=CATALOG, clock=lambda: 7.0)
     assert log.record("workflows", []) is None  # equal to the empty shape: nothing to say
     first = log.record("workflows", [{"adw_id": "a"}])
     assert first is not None and (first.seq, first.type, first.timestamp) == (1, "workflows_update", 7.0)

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from broadcaster.channels.specs import CATALOG
 from broadcaster.core.client import Client
 from broadcaster.core.events import Event
 from broadcaster.core.hub import Hub
@@ -94,7 +95,7 @@ def sweeps(hub: Hub, clock: Clock, until: float) -> None:
 
 async def test_a_heartbeat_goes_after_exactly_a_quiet_interval_and_a_busy_client_gets_none(peers) -> None:
     clock = Clock()
-    hub = Hub(tick=clock, sweep_interval=1.0)
+    hub = Hub(catalog=CATALOG, tick=clock, sweep_interval=1.0)
     quiet, busy = await connect(peers, clock), await connect(peers, clock)
     hub.publish(event("workflows", 1))
     hub.publish(event("routes", 1))
@@ -111,7 +112,7 @@ async def test_a_heartbeat_goes_after_exactly_a_quiet_interval_and_a_busy_client
 
 async def test_a_peer_that_leaves_a_ping_unanswered_is_dropped_one_interval_later(peers) -> None:
     clock = Clock()
-    hub = Hub(tick=clock, sweep_interval=1.0, ping_interval=4.0)
+    hub = Hub(catalog=CATALOG, tick=clock, sweep_interval=1.0, ping_interval=4.0)
     silent, answering = await connect(peers, clock), await connect(peers, clock)
     hub.publish(event("workflows", 1))
     for peer in (silent, answering):
@@ -131,7 +132,7 @@ async def test_a_peer_that_leaves_a_ping_unanswered_is_dropped_one_interval_late
 
 async def test_a_client_whose_socket_stays_full_is_dropped_after_the_write_timeout(peers) -> None:
     clock = Clock()
-    hub = Hub(tick=clock, sweep_interval=1.0)
+    hub = Hub(catalog=CATALOG, tick=clock, sweep_interval=1.0)
     slow = await connect(peers, clock)
     hub.publish(event("workflows", 1))
     hub.attach(slow.client, "workflows")

@@ -16,9 +16,10 @@ from sources.adw_files import AdwFiles
 from sources.http import Reply
 from sources.sqlite import SqliteWatch
 
-from .. import __version__
+from .._version import __version__
 from ..config import Config
-from .status import SELF, SystemStatus
+from ..config.rules import SELF
+from .status import SystemStatus
 
 # Which service a channel's data comes from, for a channel that could not be published.
 CHANNEL_SERVICE = {

@@ -3,31 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from ..core.clock import now_iso
 from ..core.deltas import Keyed
-from ..core.snapshot import VolatilePath, digest
+from ..core.spec import Catalog, ChannelSpec
 from ..errors import InvalidAdwId
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelSpec:
-    """What every channel of one family shares."""
-
-    family: str
-    """``workflows``, ..., or ``adw-state`` for the per-ADW channels ``adw-state:{adw_id}``."""
-    type: str
-    """The message ``type`` on the wire."""
-    empty: Callable[[], Any]
-    """The data a channel shows before its source has produced anything."""
-    volatile: tuple[VolatilePath, ...] = ()
-    """Clock-derived fields: left out of the digest, so time passing is not a change."""
-    keyed: Keyed | None = None
-    """Where the data's list of items with ids is, for channels that change an item at a time."""
 
 
 def empty_analytics() -> dict[str, Any]:
@@ -69,7 +50,7 @@ WORKFLOW_HISTORY = ChannelSpec(
     volatile=(("analytics", "cost_trend_7day"), ("analytics", "cost_trend_30day")),  # relative to now
     keyed=Keyed("workflows", "adw_id"),
 )
-ADW_STATE = ChannelSpec("adw-state", "adw_state_update", dict)
+ADW_STATE = ChannelSpec("adw-state", "adw_state_update", dict, param="adw_id")
 ADW_MONITOR = ChannelSpec(
     "adw-monitor",
     "adw_monitor_update",
@@ -103,6 +84,9 @@ SPECS: dict[str, ChannelSpec] = {
     for spec in (WORKFLOWS, ROUTES, WORKFLOW_HISTORY, ADW_STATE, ADW_MONITOR, QUEUE, SYSTEM_STATUS, WEBHOOK_STATUS)
 }
 
+CATALOG = Catalog(SPECS.values())
+"""Every channel family, handed to the core (the event log, its store, the hub) by ``create_app``."""
+
 _ADW_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
@@ -120,7 +104,7 @@ def adw_state_channel(adw_id: str) -> str:
 
 def spec_of(channel: str) -> ChannelSpec:
     """Return the spec of a channel name such as ``queue`` or ``adw-state:77c90e61``."""
-    return SPECS[channel.partition(":")[0]]
+    return CATALOG.spec_of(channel)
 
 
 def adw_id_of(channel: str) -> str | None:
@@ -129,8 +113,23 @@ def adw_id_of(channel: str) -> str | None:
     return adw_id if family == ADW_STATE.family else None
 
 
-@cache
 def empty_digest(family: str) -> str:
     """Return the digest of a channel family's empty shape (the state before any data)."""
-    spec = SPECS[family]
-    return digest(spec.empty(), spec.volatile)
+    return CATALOG.empty_digest(family)
+
+
+def channel_name(name: Any) -> str:
+    """Return ``name`` if it is a channel of docs/protocol.md's table; raise ValueError saying why not."""
+    if not isinstance(name, str):
+        raise ValueError(f"a channel name is a string, got {type(name).__name__}")
+    family, colon, adw_id = name.partition(":")
+    if family not in SPECS:
+        raise ValueError(f"unknown channel; the channels are {', '.join(sorted(SPECS))} (adw-state:{{adw_id}})")
+    if family == "adw-state":
+        try:
+            validate_adw_id(adw_id)
+        except InvalidAdwId as exc:
+            raise ValueError(str(exc)) from None
+    elif colon:
+        raise ValueError(f"{family} takes no ':' suffix")
+    return name

@@ -9,11 +9,6 @@ from typing import Any
 
 from ..core.clock import iso_utc
 
-SELF = "backend_api"  # this service: the API the dashboard talks to (the real React client has a card for it)
-# The entries the service reports itself (docs/protocol.md, "system-status"); a configured check
-# may not take one of these names.
-SERVICE_NAMES = (SELF, "adw_files", "database", "webhook", "openapi", "upstream")
-
 LEVELS = ("healthy", "degraded", "error")
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
+from .._version import __version__
 from ..channels.fresh import Fresh
 from ..channels.health import Health
 from ..config import Config

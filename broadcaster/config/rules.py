@@ -10,13 +10,16 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ..channels.status import SERVICE_NAMES
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from .settings import Config
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SELF = "backend_api"  # this service: the API the dashboard talks to (the real React client has a card for it)
+# The entries the service reports itself (docs/protocol.md, "system-status"); a configured check
+# may not take one of these names.
+SERVICE_NAMES = (SELF, "adw_files", "database", "webhook", "openapi", "upstream")
 
 
 def validate(config: Config, origins: Mapping[str, str]) -> None:

@@ -7,10 +7,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..channels.specs import empty_digest, spec_of
 from .snapshot import digest
 
 if TYPE_CHECKING:
+    from .spec import Catalog
     from .store import EventStore
 
 
@@ -26,10 +26,10 @@ class Event:
     timestamp: float  # epoch seconds
 
 
-def empty_event(channel: str, timestamp: float) -> Event:
+def empty_event(catalog: Catalog, channel: str, timestamp: float) -> Event:
     """Return the seq-0 event of a channel that has no data yet: its empty shape."""
-    spec = spec_of(channel)
-    return Event(channel, 0, spec.type, spec.empty(), empty_digest(spec.family), timestamp)
+    spec = catalog.spec_of(channel)
+    return Event(channel, 0, spec.type, spec.empty(), catalog.empty_digest(spec.family), timestamp)
 
 
 class EventLog:
@@ -39,8 +39,9 @@ class EventLog:
     Each new event is appended to ``store`` before it is returned (and so before it is broadcast).
     """
 
-    def __init__(self, store: EventStore, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: EventStore, *, catalog: Catalog, clock: Callable[[], float] = time.time) -> None:
         self.store = store
+        self.catalog = catalog
         self._clock = clock
         self._last: dict[str, Event] = {}
         self._floor = 0
@@ -55,10 +56,10 @@ class EventLog:
 
         ``known_digest``: the digest of ``data`` as its builder already knows it (see ``adw_index``).
         """
-        spec = spec_of(channel)
+        spec = self.catalog.spec_of(channel)
         new_digest = known_digest or digest(data, spec.volatile)
         last = self._last.get(channel)
-        if new_digest == (last.digest if last else empty_digest(spec.family)):
+        if new_digest == (last.digest if last else self.catalog.empty_digest(spec.family)):
             return None
         # After a crash the floor is above every seq that may have reached a client: never reuse one.
         seq = max(last.seq if last else 0, self._floor) + 1

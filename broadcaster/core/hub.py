@@ -11,12 +11,12 @@ from typing import Any
 
 from aiohttp import WSCloseCode
 
-from ..channels.specs import spec_of
 from .client import Client, post_all
 from .events import Event, empty_event
 from .patches import Patcher
 from .protocol import Frame, encode_heartbeat, ws_frame
 from .schedule import Schedule
+from .spec import Catalog
 
 logger = logging.getLogger(__name__)
 PARKED_RETRY = 0.05  # seconds between looks at sockets that were full
@@ -29,6 +29,7 @@ class Hub:
     def __init__(
         self,
         *,
+        catalog: Catalog,
         epoch: str = "",
         clock: Callable[[], float] = time.time,
         tick: Callable[[], float] = time.monotonic,
@@ -42,10 +43,12 @@ class Hub:
         """Make an empty hub.
 
         Args:
+            catalog: the channel families (message types, keyed lists, envelope fields).
             clock: timestamps (epoch seconds); ``tick``: intervals (monotonic).
             ping_interval: seconds of a peer's silence before a protocol ping (0: never).
             sweep_interval: how often ``sweep`` is called; clients are filed by it (``schedule``).
         """
+        self.catalog = catalog
         self.epoch = epoch  # of the event log; every connection's first frame carries it
         self.sent = {} if sent is None else sent  # family -> [frames, bytes] written to sockets
         self._clock = clock
@@ -77,7 +80,7 @@ class Hub:
     def publish(self, event: Event) -> None:
         """Make ``event`` the channel's current state and queue its frame for every subscriber."""
         unchanged = event.digest == self.current(event.channel).digest
-        frame = Frame(event, self.epoch, self._tally(event.channel))
+        frame = self._frame(event)
         self._current[event.channel] = frame
         if unchanged:
             # A change and its undoing inside one throttle window: the subscribers already
@@ -112,6 +115,10 @@ class Hub:
         if patch is not None:
             frame.set_patch(base_seq, patch)
 
+    def _frame(self, event: Event) -> Frame:
+        channel = event.channel
+        return Frame(event, self.epoch, self._tally(channel), self.catalog.envelope(channel))
+
     def _tally(self, channel: str) -> list[int]:
         family = channel.partition(":")[0]
         tally = self.sent.get(family)
@@ -122,7 +129,7 @@ class Hub:
     def seed(self, events: Iterable[Event]) -> None:
         """Take stored events as the current state (at start-up, before any client)."""
         for event in events:
-            self._current[event.channel] = Frame(event, self.epoch, self._tally(event.channel))
+            self._current[event.channel] = self._frame(event)
 
     def current(self, channel: str) -> Event:
         """Return the newest published event of ``channel`` (its empty shape at seq 0 if none)."""
@@ -131,9 +138,7 @@ class Hub:
     def frame(self, channel: str) -> Frame:
         """Return the current frame of ``channel`` (its empty shape at seq 0 if none)."""
         held = self._current.get(channel)
-        return (
-            held if held is not None else Frame(empty_event(channel, self._clock()), self.epoch, self._tally(channel))
-        )
+        return held if held is not None else self._frame(empty_event(self.catalog, channel, self._clock()))
 
     def fresh_frame(self, channel: str, *, reuse: bool = True) -> Frame:
         """Return the current frame of ``channel`` with its clock-derived fields as of now.
@@ -155,7 +160,7 @@ class Hub:
                 self._fresh_failed.add(channel)
                 logger.exception("%s: cannot compute its clock values; sending them as published", channel)
             return frame
-        fresh = Frame(dataclasses.replace(frame.event, data=data), self.epoch, frame.tally)
+        fresh = Frame(dataclasses.replace(frame.event, data=data), self.epoch, frame.tally, frame.envelope)
         self._fresh_frames[channel] = (now, frame, fresh)
         return fresh
 
@@ -205,7 +210,7 @@ class Hub:
             self._clients[client] = set()
             self._due.add(client, client.next_check(self._tick(), self._ping_interval))
         self._clients[client].add(channel)
-        keyed = spec_of(channel).keyed
+        keyed = self.catalog.spec_of(channel).keyed
         if patches and keyed is not None:
             patching = self._patchers.get(channel)
             if patching is None:

@@ -25,7 +25,6 @@ import orjson
 from sources.sqlite import is_lock
 from sources.values import Cleaner
 
-from ..channels.specs import spec_of
 from ..errors import StartupError
 from .events import Event
 from .log_rows import COLUMNS, RowReader
@@ -187,7 +186,7 @@ async def _last_events(conn: aiosqlite.Connection, reader: RowReader) -> dict[st
             last[channel] = read[channel]
             continue
         try:
-            spec = spec_of(channel)
+            spec = reader.catalog.spec_of(channel)
         except KeyError:
             continue  # a channel this version does not know: nothing to continue
         # Keep the seq (never reused); an empty digest makes the next read of the source a change.

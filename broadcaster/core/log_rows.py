@@ -24,10 +24,10 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from ..channels.specs import spec_of
 from . import deltas
 from .deltas import Base, Keyed
 from .events import Event
+from .spec import Catalog
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +40,9 @@ def _dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
-def _keyed(channel: str) -> Keyed | None:
+def _keyed(catalog: Catalog, channel: str) -> Keyed | None:
     try:
-        return spec_of(channel).keyed
+        return catalog.spec_of(channel).keyed
     except KeyError:  # a channel this version does not know (an older or newer log)
         return None
 
@@ -59,12 +59,13 @@ class _Chain:
 class RowEncoder:
     """Encode each channel's events in seq order, as deltas where that is smaller."""
 
-    def __init__(self) -> None:
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
         self._chains: dict[str, _Chain] = {}
 
     def encode(self, event: Event) -> tuple[bytes, int | None]:
         """Return the row data of ``event`` and the seq it is a delta against (None: whole data)."""
-        keyed = _keyed(event.channel)
+        keyed = _keyed(self._catalog, event.channel)
         if keyed is None:
             return _dumps(event.data), None
         chain = self._chains.pop(event.channel, None)
@@ -132,7 +133,8 @@ class _State:
 class Rebuilder:
     """Turn rows of any channels, each channel's in seq order, into Events with whole data."""
 
-    def __init__(self) -> None:
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
         self._states: dict[str, _State] = {}
 
     def needs_base(self, row: Row) -> bool:
@@ -146,7 +148,7 @@ class Rebuilder:
             self._states[row.channel] = _State(row.seq, value=row.value)
             return Event(row.channel, row.seq, row.type, row.value, row.digest, row.timestamp)
         state = self._states.pop(row.channel, None)
-        keyed = _keyed(row.channel)
+        keyed = _keyed(self._catalog, row.channel)
         if state is None or state.seq != row.base or keyed is None:
             return None
         base = state.base or deltas.base_of(state.value, keyed)
@@ -165,14 +167,15 @@ class Rebuilder:
 class RowReader:
     """Read rows of one log file into Events; say once per row what cannot be read, and count it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, catalog: Catalog) -> None:
         self.path = path
+        self.catalog = catalog
         self.count = 0  # rows skipped because their data could not be decoded or rebuilt
         self._ids: set[object] = set()
 
     async def rebuild(self, conn: aiosqlite.Connection, rows: Iterable[sqlite3.Row]) -> list[tuple[int, Event]]:
         """Return the events of ``rows`` (each channel's in seq order) with whole data; skip what cannot be read."""
-        rebuilder = Rebuilder()
+        rebuilder = Rebuilder(self.catalog)
         events: list[tuple[int, Event]] = []
         for raw in rows:
             row = self._parse(raw)

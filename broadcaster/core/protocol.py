@@ -9,7 +9,6 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType
 
-from ..channels.specs import adw_id_of
 from .clock import iso_utc
 from .events import Event
 
@@ -22,8 +21,17 @@ def parse_count(text: str) -> int | None:
     return int(text) if _COUNT.fullmatch(text) else None
 
 
-def encode_event(event: Event, *, epoch: str | None = None, recovered: bool | None = None) -> bytes:
-    """Encode ``event`` as a JSON text frame; a connection's first frame also carries ``epoch``."""
+def encode_event(
+    event: Event,
+    *,
+    envelope: tuple[str, str] | None = None,
+    epoch: str | None = None,
+    recovered: bool | None = None,
+) -> bytes:
+    """Encode ``event`` as a JSON text frame; a connection's first frame also carries ``epoch``.
+
+    ``envelope``: a field the channel's messages carry besides ``data`` (``Catalog.envelope``).
+    """
     message: dict[str, Any] = {
         "type": event.type,
         "channel": event.channel,
@@ -31,9 +39,8 @@ def encode_event(event: Event, *, epoch: str | None = None, recovered: bool | No
         "seq": event.seq,
         "timestamp": iso_utc(event.timestamp),
     }
-    adw_id = adw_id_of(event.channel)
-    if adw_id is not None:
-        message["adw_id"] = adw_id
+    if envelope is not None:
+        message[envelope[0]] = envelope[1]
     if epoch is not None:
         message["epoch"] = epoch
     if recovered is not None:
@@ -74,11 +81,14 @@ class Frame:
     event as a merge patch against ``base_seq`` (encoded once for all of them).
     """
 
-    __slots__ = ("_bytes", "_epoch", "_opening", "_wire", "base_seq", "event", "patch_wire", "tally")
+    __slots__ = ("_bytes", "_epoch", "_opening", "_wire", "base_seq", "envelope", "event", "patch_wire", "tally")
 
-    def __init__(self, event: Event, epoch: str, tally: list[int] | None = None) -> None:
+    def __init__(
+        self, event: Event, epoch: str, tally: list[int] | None = None, envelope: tuple[str, str] | None = None
+    ) -> None:
         self.event = event
         self.tally = tally  # [frames, bytes] written, of the channel's family (the service's counters)
+        self.envelope = envelope  # a field the channel's messages carry besides data (``Catalog.envelope``)
         self._epoch = epoch
         self._bytes: bytes | None = None  # encoded on first use: a channel nobody follows costs nothing
         self._opening: bytes | None = None
@@ -95,7 +105,7 @@ class Frame:
     def encoded(self) -> bytes:
         """Return the message as every subscriber gets it (encoded once, on first use)."""
         if self._bytes is None:
-            self._bytes = encode_event(self.event)
+            self._bytes = encode_event(self.event, envelope=self.envelope)
         return self._bytes
 
     @property
@@ -108,9 +118,9 @@ class Frame:
     def opening(self, recovered: bool | None = None) -> bytes:
         """Return the frame as a connection's first message: with ``epoch`` (and ``recovered`` if given)."""
         if recovered is not None:  # only resuming connections ask; encode for this one
-            return encode_event(self.event, epoch=self._epoch, recovered=recovered)
+            return encode_event(self.event, envelope=self.envelope, epoch=self._epoch, recovered=recovered)
         if self._opening is None:
-            self._opening = encode_event(self.event, epoch=self._epoch)
+            self._opening = encode_event(self.event, envelope=self.envelope, epoch=self._epoch)
         return self._opening
 
 

@@ -30,6 +30,7 @@ from sources.values import Cleaner
 from .events import Event
 from .log_file import open_log
 from .log_rows import COLUMNS, RowEncoder, RowReader
+from .spec import Catalog
 from .store import Continuity, Loaded, select_events
 
 __all__ = ["SqliteEventStore"]
@@ -55,6 +56,7 @@ class SqliteEventStore:
         self,
         path: Path,
         *,
+        catalog: Catalog,
         flush_interval: float = 0.05,
         batch_max: int = 500,
         keep_per_channel: int = 1000,
@@ -80,8 +82,8 @@ class SqliteEventStore:
         self._clock = clock
         self._conn: aiosqlite.Connection | None = None
         self._pending: list[_Pending] = []
-        self._encoder = RowEncoder()
-        self._reader = RowReader(path)
+        self._encoder = RowEncoder(catalog)
+        self._reader = RowReader(path, catalog)
         self._inflight = 0  # pending entries at the head that a write is committing
         self._next_id = 1
         self._continuity = Continuity()

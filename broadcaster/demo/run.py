@@ -9,6 +9,7 @@ import shutil
 import ssl
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 from aiohttp import web
 
@@ -37,16 +38,21 @@ def demo_config(config: Config, root: Path, backend_url: str) -> Config:
     )
 
 
-async def run_demo(config: Config, *, speed: float = 1.0, tls: ssl.SSLContext | None = None) -> None:
+class Serve(Protocol):
+    """How the CLI serves a configuration until SIGINT or SIGTERM (``cli.serve``)."""
+
+    async def __call__(self, config: Config, *, demo_workspace: Path, tls: ssl.SSLContext | None) -> None: ...
+
+
+async def run_demo(config: Config, serve: Serve, *, speed: float = 1.0, tls: ssl.SSLContext | None = None) -> None:
     """Serve ``config`` on simulated agents until SIGINT or SIGTERM, then remove the workspace.
 
     Args:
         config: the configuration; its server settings (host, port, ...) are used as they are.
+        serve: what serves it (the CLI's ``serve``: the demo never imports the CLI that starts it).
         speed: how much faster than the default pace the simulated agents work.
         tls: the server's TLS context, if it serves https.
     """
-    from ..cli import serve  # the CLI module imports this one for --demo
-
     root = Path(tempfile.mkdtemp(prefix="adw-broadcaster-demo-"))
     backend = Backend()
     runner = web.AppRunner(backend.app(), access_log=None)

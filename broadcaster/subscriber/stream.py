@@ -27,9 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import orjson
 
-from ..channels.specs import spec_of
+from ..channels.specs import channel_name, spec_of
 from ..core.patches import apply_merge_patch, keyed_form, list_form
-from ..web.mux import channel_name
 
 logger = logging.getLogger(__name__)
 FIRST_RETRY = 1.0  # seconds: the first reconnect comes within this

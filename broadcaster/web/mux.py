@@ -17,35 +17,17 @@ import orjson
 from aiohttp import web
 
 from ..channels.service_views import route
-from ..channels.specs import SPECS, validate_adw_id
+from ..channels.specs import channel_name
 from ..core.client import Client
 from ..core.events import EventLog
 from ..core.hub import Hub
 from ..core.protocol import parse_count, reply_to
-from ..errors import InvalidAdwId
 from .keys import CONFIG, EVENT_LOG, HUB
 from .ws import greet, run_socket
 
 logger = logging.getLogger(__name__)
 ECHO_LIMIT = 100  # characters of a client's own text repeated in an error frame
 ERRORS_PER_MESSAGE = 20  # error frames one message may cause; the rest are counted in one more
-
-
-def channel_name(name: Any) -> str:
-    """Return ``name`` if it is a channel of docs/protocol.md's table; raise ValueError saying why not."""
-    if not isinstance(name, str):
-        raise ValueError(f"a channel name is a string, got {type(name).__name__}")
-    family, colon, adw_id = name.partition(":")
-    if family not in SPECS:
-        raise ValueError(f"unknown channel; the channels are {', '.join(sorted(SPECS))} (adw-state:{{adw_id}})")
-    if family == "adw-state":
-        try:
-            validate_adw_id(adw_id)
-        except InvalidAdwId as exc:
-            raise ValueError(str(exc)) from None
-    elif colon:
-        raise ValueError(f"{family} takes no ':' suffix")
-    return name
 
 
 def error(detail: str, channel: Any = None) -> bytes:

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import __version__
+from .._version import __version__
 from ..channels.db_views import HISTORY_FILTERS
 from ..channels.schemas import COUNT, NAMES, TEXT, TIME, Schema, components
 from ..channels.service_views import route
