@@ -17,6 +17,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from .core.backoff import Backoff
+
 logger = logging.getLogger(__name__)
 
 
@@ -47,14 +49,13 @@ class Supervisor:
         stable_after: float = 10.0,
     ) -> None:
         self.on_change = on_change
-        self.initial_delay = initial_delay
-        self.max_delay = max_delay
+        self.restarts = Backoff(initial_delay, max_delay)
         self.stable_after = stable_after
         self.parts: dict[str, Part] = {}
 
     def backoff(self, streak: int) -> float:
         """Return the delay before restart number ``streak`` of a streak (1, 2, ...): doubling, capped."""
-        return min(self.max_delay, self.initial_delay * 2.0 ** max(0, streak - 1))
+        return self.restarts.delay(streak)
 
     def problems(self) -> dict[str, list[str]]:
         """Return, per service, the problems of its parts that are down."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from broadcaster.subscriber.stream import backoff, socket_url, subscribe
+from broadcaster.subscriber.stream import RECONNECT, socket_url, subscribe
 from broadcaster.subscriber.watch import line
 from tests.conftest import Workspace
 from tests.helpers import REPO, Service, free_port
@@ -41,8 +42,9 @@ async def pump(source: AsyncIterator[dict[str, Any]], inbox: Inbox) -> None:
 
 
 def test_backoff_is_full_jitter_under_a_doubling_cap() -> None:
-    assert [backoff(n, lambda: 1.0) for n in (1, 2, 3, 5, 6, 50)] == [1.0, 2.0, 4.0, 16.0, 30.0, 30.0]
-    assert backoff(4, lambda: 0.25) == 2.0
+    at_most, a_quarter = (dataclasses.replace(RECONNECT, random=r) for r in (lambda: 1.0, lambda: 0.25))
+    assert [at_most.delay(n) for n in (1, 2, 3, 5, 6, 50)] == [1.0, 2.0, 4.0, 16.0, 30.0, 30.0]
+    assert a_quarter.delay(4) == 2.0
     assert socket_url("http://h:1") == "ws://h:1/ws"
     assert socket_url("https://h/api/v1/") == "wss://h/api/v1/ws"
     with pytest.raises(ValueError, match="http"):

@@ -29,11 +29,12 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from ..core.backoff import Backoff
 from ..core.events import Event
 from .bus import INDEX_KEEP, NODE_RECORD, NODES, change_entry, changes_key, entry, safe_url, stream_key
 
 logger = logging.getLogger(__name__)
-RETRY = (0.5, 1.0, 2.0, 5.0)  # seconds between attempts to reach Redis, then every 5 s
+RETRY = Backoff(0.5, 5.0)  # between attempts to reach Redis: 0.5 s doubling, then every 5 s
 
 
 class Publisher:
@@ -106,10 +107,9 @@ class Publisher:
                 attempt = 0
                 await self._serve(client)
             except (RedisError, OSError) as exc:
-                delay = RETRY[min(attempt, len(RETRY) - 1)]
                 attempt += 1
                 self._set("error", f"cannot reach {safe_url(self.url)}: {exc}; serving locally, retrying")
-                await asyncio.sleep(delay)
+                await RETRY.pause(attempt)
             finally:
                 await client.aclose()
 

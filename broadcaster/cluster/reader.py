@@ -123,12 +123,11 @@ class Reader:
                 async for batch in self._serve(client):
                     yield batch
             except (RedisError, OSError) as exc:
-                delay = RETRY[min(attempt, len(RETRY) - 1)]
                 attempt += 1
                 problem = f"cannot reach {safe_url(self.url)}: {exc}; showing the last known state, retrying"
                 self._set("error", problem)
                 yield Batch(problem=problem)
-                await asyncio.sleep(delay)
+                await RETRY.pause(attempt)
             finally:
                 await client.aclose()
 

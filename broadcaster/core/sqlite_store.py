@@ -27,6 +27,7 @@ import aiosqlite
 
 from sources.values import Cleaner
 
+from .backoff import Backoff
 from .events import Event
 from .log_file import open_log
 from .log_rows import COLUMNS, RowEncoder, RowReader
@@ -73,6 +74,7 @@ class SqliteEventStore:
         self.failure: str | None = None  # why the last write failed, while it does
         self.on_problem = on_problem
         self._flush_interval = flush_interval
+        self._retries = Backoff(2 * flush_interval, MAX_RETRY_DELAY)  # failed writes: 2, 4, 8... flush intervals
         self._batch_max = batch_max
         self._keep = keep_per_channel
         self._max_age = max_age
@@ -172,7 +174,7 @@ class SqliteEventStore:
                     await asyncio.wait_for(self._appended.wait(), max(0.0, next_trim - time.monotonic()))
                 except TimeoutError:
                     pass
-            delay = self._flush_interval if not failures else min(MAX_RETRY_DELAY, self._flush_interval * 2**failures)
+            delay = self._retries.delay(failures) if failures else self._flush_interval
             try:
                 await asyncio.wait_for(self._full.wait(), delay)
             except TimeoutError:

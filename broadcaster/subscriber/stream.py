@@ -16,9 +16,7 @@ was missed; false: the server could not vouch for the gap and sent the current s
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -28,16 +26,12 @@ import aiohttp
 import orjson
 
 from ..channels.specs import channel_name, spec_of
+from ..core.backoff import Backoff
 from ..core.patches import apply_merge_patch, keyed_form, list_form
 
 logger = logging.getLogger(__name__)
-FIRST_RETRY = 1.0  # seconds: the first reconnect comes within this
-MAX_RETRY = 30.0  # seconds: reconnects are never further apart
-
-
-def backoff(attempt: int, rng: Callable[[], float] = random.random) -> float:
-    """Return the pause before reconnect ``attempt`` (1, 2, ...): full jitter over a doubling cap."""
-    return rng() * min(MAX_RETRY, FIRST_RETRY * 2.0 ** (attempt - 1))
+# The first reconnect comes within 1 s; reconnects are never more than 30 s apart.
+RECONNECT = Backoff(1.0, 30.0, jitter=True)
 
 
 def socket_url(url: str) -> str:
@@ -158,7 +152,7 @@ async def subscribe(
             if retry_for is not None and time.monotonic() - down_since > retry_for:
                 raise ConnectionError(f"cannot reach {endpoint} (tried for {retry_for:g}s)")
             attempt += 1
-            await asyncio.sleep(backoff(attempt))
+            await RECONNECT.pause(attempt)
     finally:
         if own:
             await http.close()
