@@ -166,7 +166,7 @@ class AdwFiles:
         try:
             async for batch in awatch(
                 self.agents_dir,
-                watch_filter=_ShallowFilter(root),
+                watch_filter=ShallowFilter(root),
                 debounce=self._debounce_ms,
                 step=self._step_ms,
                 force_polling=self._force_polling,
@@ -239,7 +239,7 @@ class AdwFiles:
         return changed
 
 
-class _ShallowFilter:
+class ShallowFilter:
     """Pass events for ``agents_dir`` itself and at most two levels below it.
 
     ``{id}/adw_state.json`` and ``{id}/adw_plan_iso`` matter; the logs written inside phase

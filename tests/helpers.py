@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import re
 import signal
@@ -14,9 +15,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import orjson
 import redis.asyncio as aioredis
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
 
 REPO = Path(__file__).resolve().parents[1]
 UPGRADE_REQUEST = (
@@ -175,13 +181,27 @@ class Service:
         return count
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> None:
-    """Wait until ``predicate()`` is true, failing the test after ``timeout`` seconds."""
+async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Wait until ``check()`` (plain or async) is truthy and return it; fail the test after ``timeout`` seconds.
+
+    The one way tests wait for something: never a fixed sleep. (In a browser page, ``in_page``.)
+    """
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while True:
+        found = check()
+        if inspect.isawaitable(found):
+            found = await found
+        if found:
+            return found
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def in_page(page: Page, expression: str, arg: Any = None, timeout: float = 10.0) -> Any:
+    """Wait until the JavaScript ``expression`` is truthy in ``page``; return its value."""
+    handle = await page.wait_for_function(expression, arg=arg, timeout=timeout * 1000, polling=20)
+    return await handle.json_value()
 
 
 def raw_upgrade(port: int, path: str, *, rcvbuf: int | None = None) -> socket.socket:
@@ -227,3 +247,61 @@ def service_config(workspace: Any, port: int) -> str:
         f"[adw]\nagents_dir = '{workspace.agents}'\ntrees_dir = '{workspace.trees}'\n"
         f"[event_log]\npath = '{workspace.root / 'events.db'}'\n"
     )
+
+
+TOKEN = "s3cret-t0ken"
+
+
+def operate_config(workspace: Any, server: str = "") -> str:
+    """A service config for the operations tests: debug log, no throttle, no webhook, no event log."""
+    return (
+        f'log_level = "debug"\n[server]\n{server}\n[broadcast]\nmin_interval = 0\n[webhook]\nstatus_url = ""\n'
+        f"[adw]\nagents_dir = '{workspace.agents}'\ntrees_dir = '{workspace.trees}'\n[event_log]\npath = ''\n"
+    )
+
+
+def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+WEBHOOK: dict[str, Any] = {
+    "status": "healthy",
+    "uptime": 12.5,
+    "stats": {"total_received": 3, "successful": 3, "failed": 0, "success_rate": 100.0},
+    "recent_failures": [],
+    "last_successful": "2026-11-25T10:00:00",
+}
+
+
+def json_app(routes: dict[str, Any]) -> web.Application:
+    """A small service answering each path with the JSON currently in ``routes``."""
+    app = web.Application()
+
+    async def answer(request: web.Request) -> web.Response:
+        body = routes[request.path]
+        if isinstance(body, int):
+            return web.Response(status=body)
+        return web.json_response(body)
+
+    for path in list(routes):
+        app.router.add_get(path, answer)
+    return app
+
+
+def server_frames(data: bytes) -> list[dict[str, Any]]:
+    """Decode the unmasked text frames a server wrote (payloads under 64 KiB)."""
+    frames, at = [], 0
+    while at < len(data):
+        length, at = data[at + 1] & 0x7F, at + 2
+        if length == 126:
+            length, at = int.from_bytes(data[at : at + 2], "big"), at + 2
+        frames.append(orjson.loads(data[at : at + length]))
+        at += length
+    return frames

@@ -23,7 +23,7 @@ PREFIXES = ("", "/api/v1")
 
 
 @cache
-def _validator(name: str) -> Draft202012Validator:
+def validator(name: str) -> Draft202012Validator:
     root = {"$ref": f"#/components/schemas/{name}", "components": {"schemas": components()}}
     return Draft202012Validator(root)
 
@@ -32,7 +32,7 @@ def check_message(message: Any) -> None:
     """Fail unless ``message`` (a parsed server frame) matches the schema its type names."""
     name = schema_name(message)
     assert name is not None, f"no schema for {message!r:.200}"
-    errors = sorted(_validator(name).iter_errors(message), key=str)
+    errors = sorted(validator(name).iter_errors(message), key=str)
     assert not errors, f"{name}: {errors[0].message} at {list(errors[0].absolute_path)} in {message!r:.300}"
 
 

@@ -6,7 +6,7 @@ import asyncio
 import shutil
 from pathlib import Path
 
-from sources.adw_files import AdwFiles, _ShallowFilter
+from sources.adw_files import AdwFiles, ShallowFilter
 from sources.adw_read import AdwRecord
 
 
@@ -78,7 +78,7 @@ async def test_a_file_that_is_not_json_is_counted_once_per_streak(workspace, wri
 
 def test_the_filter_passes_only_what_can_change_a_record(tmp_path: Path) -> None:
     root = str(tmp_path / "agents")
-    keep = _ShallowFilter(root)
+    keep = ShallowFilter(root)
     assert keep(None, root)  # type: ignore[arg-type]
     assert keep(None, f"{root}/a1")  # type: ignore[arg-type]
     assert keep(None, f"{root}/a1/adw_state.json")  # type: ignore[arg-type]

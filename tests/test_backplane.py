@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
@@ -11,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.conftest import receive_until
-from tests.helpers import Service
+from tests.helpers import Service, eventually
 
 
 def node_config(workspace: Any, url: str, node: str = "host-a") -> str:
@@ -27,14 +26,6 @@ async def stream(client: aioredis.Redis, channel: str, node: str = "host-a") -> 
     return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
 
 
-async def until(check: Any, timeout: float = 10.0) -> Any:
-    """Wait for ``await check()`` to be truthy; return it."""
-    async with asyncio.timeout(timeout):
-        while not (found := await check()):
-            await asyncio.sleep(0.05)
-    return found
-
-
 async def backplane_status(session: aiohttp.ClientSession, service: Service) -> dict[str, Any]:
     async with session.get(service.url("/api/v1/system-status")) as response:
         services: dict[str, Any] = (await response.json())["services"]
@@ -46,12 +37,12 @@ async def test_a_node_publishes_each_change_and_its_record(redis_server, workspa
     service = await Service(workspace.root, node_config(workspace, redis_server.url)).start()
     client = aioredis.from_url(redis_server.url)
     try:
-        first = await until(lambda: stream(client, "adw-state:a1"))
+        first = await eventually(lambda: stream(client, "adw-state:a1"))
         assert [(e["node"], e["seq"], orjson.loads(e["data"])) for e in first] == [
             ("host-a", "1", {"adw_id": "a1", "step": 0})
         ]
         write_state("a1", step=1)
-        both = await until(lambda: _longer(stream(client, "adw-state:a1"), 1))
+        both = await eventually(lambda: _longer(stream(client, "adw-state:a1"), 1))
         assert [(e["seq"], e["type"], orjson.loads(e["data"])["step"]) for e in both] == [
             ("1", "adw_state_update", 0),
             ("2", "adw_state_update", 1),
@@ -66,7 +57,7 @@ async def test_a_node_publishes_each_change_and_its_record(redis_server, workspa
         # Nothing changed, nothing published: an identical rewrite adds no entry.
         write_state("a1", step=1)
         write_state("a2", step=0)
-        await until(lambda: stream(client, "adw-state:a2"))
+        await eventually(lambda: stream(client, "adw-state:a2"))
         assert len(await stream(client, "adw-state:a1")) == 2
         async with aiohttp.ClientSession() as session:
             status = await backplane_status(session, service)
@@ -94,7 +85,7 @@ async def test_while_redis_is_down_the_node_serves_locally_and_then_publishes_th
             async with session.ws_connect(service.url("/ws/adw-state/a1")) as ws:
                 await receive_until(ws, lambda m: m.get("seq") == 1)
                 redis_server.stop()
-                status = await until(lambda: _error(backplane_status(session, service)))
+                status = await eventually(lambda: _error(backplane_status(session, service)))
                 assert status["message"].startswith(f"cannot reach redis://127.0.0.1:{redis_server.port}/0: ")
                 write_state("a1", step=1)  # local delivery goes on, Redis or not
                 await receive_until(ws, lambda m: m.get("seq") == 2)
@@ -103,12 +94,12 @@ async def test_while_redis_is_down_the_node_serves_locally_and_then_publishes_th
                 await redis_server.start()  # back, empty: it lost everything
                 client = aioredis.from_url(redis_server.url)
                 try:
-                    entries = await until(lambda: stream(client, "adw-state:a1"), timeout=20)
+                    entries = await eventually(lambda: stream(client, "adw-state:a1"), timeout=20)
                     assert [(e["seq"], orjson.loads(e["data"])["step"]) for e in entries] == [("3", 2)]  # the newest
-                    assert await until(lambda: stream(client, "adw-monitor"))
+                    assert await eventually(lambda: stream(client, "adw-monitor"))
                 finally:
                     await client.aclose()
-                status = await until(lambda: _healthy(backplane_status(session, service)))
+                status = await eventually(lambda: _healthy(backplane_status(session, service)))
                 assert status["status"] == "healthy"
     finally:
         await service.stop()
@@ -142,9 +133,9 @@ async def test_a_key_redis_refuses_costs_its_channel_only(redis_server, workspac
     write_state("a2", step=0)
     service = await Service(workspace.root, node_config(workspace, redis_server.url)).start()
     try:
-        assert await until(lambda: stream(client, "adw-state:a1"))
+        assert await eventually(lambda: stream(client, "adw-state:a1"))
         write_state("a1", step=1)
-        assert await until(lambda: _longer(stream(client, "adw-state:a1"), 1))  # the others go on
+        assert await eventually(lambda: _longer(stream(client, "adw-state:a1"), 1))  # the others go on
         async with aiohttp.ClientSession() as session:
             status = await backplane_status(session, service)
             async with session.get(service.url("/metrics")) as response:

@@ -17,7 +17,7 @@ from playwright.async_api import Page, WebSocket, WebSocketRoute
 
 from broadcaster.channels.specs import SPECS
 from broadcaster.core.patches import Patcher
-from tests.helpers import Service, eventually, free_port, service_config
+from tests.helpers import Service, eventually, free_port, in_page, service_config
 from tests.protocol_check import check_frame
 
 # The module a page would hold. It runs in a page the service itself served (a page Playwright
@@ -38,12 +38,6 @@ window.live = live;
 async def messages(page: Page, channel: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = await page.evaluate(f"window.messages.filter((m) => m.channel === {channel!r})")
     return found
-
-
-async def wait_for(page: Page, expression: str, timeout: float = 10.0) -> Any:
-    """Wait until ``expression`` (JS) is truthy in the page; return its value."""
-    handle = await page.wait_for_function(expression, timeout=timeout * 1000, polling=50)
-    return await handle.json_value()
 
 
 async def test_the_browser_client_lives_through_a_lost_socket_and_a_restart(browser, workspace, write_state) -> None:
@@ -90,13 +84,13 @@ async def test_the_browser_client_lives_through_a_lost_socket_and_a_restart(brow
         await page.goto(f"{base}/api/v1/channels")
         await page.add_script_tag(content=SCRIPT, type="module")
         # Connect and receive: both channels whole, on one socket, quality good.
-        await wait_for(page, "window.live && window.messages.length >= 2 && window.live.status.quality === 'good'")
+        await in_page(page, "window.live && window.messages.length >= 2 && window.live.status.quality === 'good'")
         assert [(m["channel"], m["seq"]) for m in await page.evaluate("window.messages")] == [
             ("adw-state:a1", 1),
             ("adw-monitor", 1),
         ]
         write_state("a1", issue_number=1, status="running", current_phase="build", step=1)
-        await wait_for(page, "window.messages.filter((m) => m.channel === 'adw-monitor').length >= 2")
+        await in_page(page, "window.messages.filter((m) => m.channel === 'adw-monitor').length >= 2")
         monitor = (await messages(page, "adw-monitor"))[-1]
         assert "patch" not in monitor and monitor["seq"] == 2  # rebuilt from a patch: whole data
         assert monitor["data"]["workflows"][0]["current_phase"] == "build"
@@ -112,17 +106,17 @@ async def test_the_browser_client_lives_through_a_lost_socket_and_a_restart(brow
 
         # Open, but heartbeats stop coming (a stalled link): poor, until they come again.
         muted = True
-        await wait_for(page, "window.live.status.quality === 'poor'")
+        await in_page(page, "window.live.status.quality === 'poor'")
         assert await page.evaluate("window.live.status.state") == "open"
         muted = False
-        await wait_for(page, "window.live.status.quality === 'good'")
+        await in_page(page, "window.live.status.quality === 'good'")
 
         # The socket lost while HTTP still works: poor, and the fallback polls the channels.
         blocked = True
         await routes[-1].close(code=1011, reason="lost")
-        await wait_for(page, "window.live.status.quality === 'poor' && window.live.status.state === 'reconnecting'")
+        await in_page(page, "window.live.status.quality === 'poor' && window.live.status.state === 'reconnecting'")
         write_state("a1", issue_number=1, status="running", current_phase="build", step=2)
-        polled = await wait_for(
+        polled = await in_page(
             page, "window.messages.find((m) => m.fallback && m.channel === 'adw-state:a1' && m.data.step === 2)"
         )
         assert polled == {
@@ -134,7 +128,7 @@ async def test_the_browser_client_lives_through_a_lost_socket_and_a_restart(brow
         await eventually(lambda: 'GET /api/v1/adw-state/a1 HTTP/1.1" 200' in service.log, timeout=5)
         await eventually(lambda: 'GET /api/v1/adw-state/a1 HTTP/1.1" 304' in service.log, timeout=5)
         blocked = False
-        resumed = await wait_for(
+        resumed = await in_page(
             page, "window.messages.find((m) => m.channel === 'adw-state:a1' && m.recovered === true)", timeout=40
         )
         assert (resumed["seq"], resumed["data"]["step"]) == (3, 2)
@@ -144,11 +138,11 @@ async def test_the_browser_client_lives_through_a_lost_socket_and_a_restart(brow
         # The longest backoff, from 5 s: 5 s, 10 s, ... so a reconnect within 3 s is the wake-up's.
         await page.evaluate("window.jitter = 1; window.live.options.firstRetry = 5000")
         assert await service.stop() == 0
-        await wait_for(page, "window.live.status.reconnectAttempts >= 2", timeout=15)  # the next try waits 10 s
+        await in_page(page, "window.live.status.reconnectAttempts >= 2", timeout=15)  # the next try waits 10 s
         write_state("a1", issue_number=1, status="failed", current_phase="build", step=3)
         service = await Service(workspace.root, service_config(workspace, port)).start()
         await page.evaluate("window.dispatchEvent(new Event('online'))")
-        back = await wait_for(
+        back = await in_page(
             page, "window.messages.find((m) => m.channel === 'adw-state:a1' && m.seq === 4)", timeout=3
         )
         assert (back["recovered"], back["data"]["step"]) == (True, 3)
@@ -160,11 +154,11 @@ async def test_the_browser_client_lives_through_a_lost_socket_and_a_restart(brow
         }
         # Once more, woken by the tab becoming visible instead.
         assert await service.stop() == 0
-        await wait_for(page, "window.live.status.reconnectAttempts >= 2", timeout=15)
+        await in_page(page, "window.live.status.reconnectAttempts >= 2", timeout=15)
         write_state("a1", issue_number=1, status="failed", current_phase="build", step=4)
         service = await Service(workspace.root, service_config(workspace, port)).start()
         await page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # the page is visible
-        back = await wait_for(
+        back = await in_page(
             page, "window.messages.find((m) => m.channel === 'adw-state:a1' && m.seq === 5)", timeout=3
         )
         assert (back["recovered"], back["data"]["step"]) == (True, 4)

@@ -27,7 +27,7 @@ from broadcaster.channels.specs import SPECS
 from broadcaster.core.patches import Patcher
 from broadcaster.subscriber.stream import subscribe
 from tests.between import Between
-from tests.helpers import Service, free_port, service_config
+from tests.helpers import Service, eventually, free_port, service_config
 
 IDS = ["__proto__", "constructor", "toString", "hasOwnProperty", "valueOf"]
 
@@ -56,12 +56,12 @@ async def until_same(
     timeout: float = 10.0,
 ) -> Any:
     """Wait until the service's answer at ``path`` passes ``check`` and the page's last data of ``channel`` is it."""
-    async with asyncio.timeout(timeout):
-        while True:
-            want = await served(service, path)
-            if check(want) and steady(await last_data(page, channel)) == steady(want):
-                return want
-            await asyncio.sleep(0.05)
+
+    async def same() -> Any:
+        want = await served(service, path)
+        return [want] if check(want) and steady(await last_data(page, channel)) == steady(want) else None
+
+    return (await eventually(same, timeout))[0]
 
 
 def steady(data: Any) -> Any:
@@ -307,23 +307,18 @@ async def test_the_python_client_asks_for_patches_again_after_a_gap(workspace, w
                 async for message in subscribe(between.url, ["adw-monitor"]):
                     seen.append(message)
 
-            async def until(check: Callable[[], bool]) -> None:
-                async with asyncio.timeout(10):
-                    while not check():
-                        await asyncio.sleep(0.02)
-
             def shows(phase: str) -> Callable[[], bool]:
                 return lambda: bool(seen) and seen[-1]["data"]["workflows"][0]["current_phase"] == phase
 
             task = asyncio.create_task(follow())
             try:
-                await until(shows("plan"))
+                await eventually(shows("plan"))
                 write_state("a1", issue_number="1", status="running", current_phase="build")
-                await until(lambda: patched[0] == 1)  # dropped: the client does not know yet
+                await eventually(lambda: patched[0] == 1)  # dropped: the client does not know yet
                 write_state("a1", issue_number="1", status="running", current_phase="test")
-                await until(shows("test"))  # its patch did not fit: it subscribed again, got the whole state
+                await eventually(shows("test"))  # its patch did not fit: it subscribed again, got the whole state
                 write_state("a1", issue_number="1", status="running", current_phase="review")
-                await until(shows("review"))
+                await eventually(shows("review"))
             finally:
                 task.cancel()
             assert between.sent[-1] == {"type": "subscribe", "channels": ["adw-monitor"], "patches": True}

@@ -6,7 +6,7 @@ from typing import Any
 
 from broadcaster.channels.specs import empty_analytics
 from broadcaster.cluster import merge
-from tests.protocol_check import _validator
+from tests.protocol_check import validator
 
 
 def item(adw_id: str, status: str, start: str) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def test_system_status_has_an_entry_per_node_and_service_and_one_for_a_lost_node
     assert merged["overall_status"] == "error"
     assert merged["summary"] == {"healthy_services": 2, "total_services": 4, "health_percentage": 50.0}
     for family, data in [("system-status", merged), ("queue", merge.queue({}))]:  # the channels' own shapes
-        assert _validator(DATA_NAMES[family]).is_valid(data_message(family, data)), family
+        assert validator(DATA_NAMES[family]).is_valid(data_message(family, data)), family
 
 
 DATA_NAMES = {"system-status": "SystemStatusUpdate", "queue": "QueueUpdate"}

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 from playwright.async_api import Browser, ConsoleMessage, Page, WebSocket
 
-from tests.helpers import REPO, Service, eventually, free_port, service_config
+from tests.helpers import REPO, Service, eventually, free_port, in_page, service_config
 from tests.protocol_check import check_frame
 
 SCREENSHOT = REPO / "docs" / "dashboard.png"
@@ -56,11 +56,6 @@ class Watched:
         ws.on("framereceived", frame)
 
 
-async def wait_for(page: Page, expression: str, arg: Any = None, timeout: float = 10.0) -> Any:
-    handle = await page.wait_for_function(expression, arg=arg, timeout=timeout * 1000, polling=20)
-    return await handle.json_value()
-
-
 async def row_ids(page: Page) -> list[str]:
     ids: list[str] = await page.evaluate(
         "[...document.querySelectorAll('#monitor-rows tr')].map((r) => r.dataset.adwId)"
@@ -89,15 +84,15 @@ async def test_the_demo_shows_every_channel_on_one_socket_with_no_console_errors
         async with aiohttp.ClientSession() as http:
             expected = {w["adw_id"] for w in (await (await http.get(f"{base}/api/v1/adw-monitor")).json())["workflows"]}
         assert expected  # the demo starts with agents
-        await wait_for(
+        await in_page(
             page.page, "(ids) => ids.every((id) => document.querySelector(`tr[data-adw-id='${id}']`))", sorted(expected)
         )
-        await wait_for(page.page, "document.getElementById('connection-state').textContent === 'Live'")
+        await in_page(page.page, "document.getElementById('connection-state').textContent === 'Live'")
         families = {"adw-monitor", "queue", "workflow-history", "system-status", "webhook-status"}
         await eventually(lambda: families <= page.channels, timeout=10)
         assert len(page.sockets) == 1
-        await wait_for(page.page, "document.querySelectorAll('#service-cards li').length >= 5")
-        await wait_for(page.page, "document.querySelectorAll('#monitor-rows tr').length >= 3", timeout=30)
+        await in_page(page.page, "document.querySelectorAll('#service-cards li').length >= 5")
+        await in_page(page.page, "document.querySelectorAll('#monitor-rows tr').length >= 3", timeout=30)
         shot = tmp_path / "dashboard.png"
         await page.page.screenshot(path=str(shot))
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -125,7 +120,7 @@ async def test_a_change_reaches_its_row_and_a_run_replays_across_a_restart(
     page = Watched(await browser.new_page())
     try:
         await page.page.goto(f"http://127.0.0.1:{port}/")
-        await wait_for(page.page, "document.querySelectorAll('#monitor-rows tr').length === 2")
+        await in_page(page.page, "document.querySelectorAll('#monitor-rows tr').length === 2")
         assert await row_ids(page.page) == ["a1", "a2"]  # running first
         assert await page.page.get_attribute("tr[data-adw-id='a2'] a", "href") is None  # not a javascript: link
         phase = "tr[data-adw-id='a1'] .phase-name"
@@ -135,7 +130,7 @@ async def test_a_change_reaches_its_row_and_a_run_replays_across_a_restart(
         for step, name in enumerate(["build", "test", "review"], start=1):
             written = time.monotonic()
             write_phase(write_state, name, current_cost=step * 0.5)
-            await wait_for(
+            await in_page(
                 page.page, "([sel, name]) => document.querySelector(sel)?.textContent === name", [phase, name], 1.0
             )
             assert time.monotonic() - written < 1.0
@@ -145,7 +140,7 @@ async def test_a_change_reaches_its_row_and_a_run_replays_across_a_restart(
         # The keyboard opens the detail view: the timeline of a run whose phase changed three times.
         await page.page.focus("tr[data-adw-id='a1']")
         await page.page.keyboard.press("Enter")
-        await wait_for(page.page, "document.querySelectorAll('#timeline-rows li').length === 4")
+        await in_page(page.page, "document.querySelectorAll('#timeline-rows li').length === 4")
         assert page.page.url.endswith("#/adw/a1")
         steps = await timeline(page.page)
         assert steps == [
@@ -162,9 +157,9 @@ async def test_a_change_reaches_its_row_and_a_run_replays_across_a_restart(
 
         # Stopped: Reconnecting. Started again: Live, without a reload.
         assert await service.stop() == 0
-        await wait_for(page.page, "document.getElementById('connection-state').textContent === 'Reconnecting'")
+        await in_page(page.page, "document.getElementById('connection-state').textContent === 'Reconnecting'")
         service = await Service(workspace.root, service_config(workspace, port)).start()
-        await wait_for(page.page, "document.getElementById('connection-state').textContent === 'Live'", timeout=40)
+        await in_page(page.page, "document.getElementById('connection-state').textContent === 'Live'", timeout=40)
         assert (
             len(page.sockets) >= 2
             and await page.page.evaluate("performance.getEntriesByType('navigation').length") == 1
@@ -172,13 +167,13 @@ async def test_a_change_reaches_its_row_and_a_run_replays_across_a_restart(
 
         # The browser offline: Offline; back online: Live again.
         await page.page.context.set_offline(True)
-        await wait_for(page.page, "document.getElementById('connection-state').textContent === 'Offline'")
+        await in_page(page.page, "document.getElementById('connection-state').textContent === 'Offline'")
         await page.page.context.set_offline(False)
-        await wait_for(page.page, "document.getElementById('connection-state').textContent === 'Live'", timeout=20)
+        await in_page(page.page, "document.getElementById('connection-state').textContent === 'Live'", timeout=20)
 
         # After the restart the run still replays from the event log.
         await page.page.reload()
-        await wait_for(page.page, "document.querySelectorAll('#timeline-rows li').length === 4")
+        await in_page(page.page, "document.querySelectorAll('#timeline-rows li').length === 4")
         assert await timeline(page.page) == steps
         problems = [p for p in page.problems if "ERR_CONNECTION_REFUSED" not in p and "WebSocket connection" not in p]
         assert problems == []  # (while the service was down, the browser logged its refused connections)
@@ -212,12 +207,10 @@ async def test_with_a_token_the_dashboard_opens_once_with_it_and_then_runs_on_it
     page = Watched(await browser.new_page())
     try:
         await page.page.goto(f"http://127.0.0.1:{port}/?token=dash-s3cret")
-        await wait_for(page.page, "document.getElementById('connection-state').textContent === 'Live'")
-        await wait_for(page.page, "document.querySelector(\"tr[data-adw-id='a1']\") !== null")
+        await in_page(page.page, "document.getElementById('connection-state').textContent === 'Live'")
+        await in_page(page.page, "document.querySelector(\"tr[data-adw-id='a1']\") !== null")
         write_phase(write_state, "build")
-        await wait_for(
-            page.page, "document.querySelector(\"tr[data-adw-id='a1'] .phase-name\").textContent === 'build'"
-        )
+        await in_page(page.page, "document.querySelector(\"tr[data-adw-id='a1'] .phase-name\").textContent === 'build'")
         assert page.problems == []
         other = await browser.new_page()  # another browser profile without the cookie: refused
         response = await other.goto(f"http://127.0.0.1:{port}/")

@@ -26,8 +26,7 @@ import pytest
 from aiohttp import WSMsgType, web
 from yarl import URL
 
-from tests.helpers import REPO, Service, eventually, raw_upgrade
-from tests.test_operate import make_certificate
+from tests.helpers import REPO, Service, eventually, make_certificate, raw_upgrade
 
 TOKEN = "s3cret-t0ken"
 MIB = 1024 * 1024

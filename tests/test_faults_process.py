@@ -226,12 +226,12 @@ def test_a_logged_bad_request_line_has_its_token_redacted() -> None:
 
     from aiohttp.http_exceptions import BadStatusLine
 
-    from broadcaster.web.site import _InputErrors
+    from broadcaster.web.site import InputErrors
 
     exc = BadStatusLine("GET /ws/queue?token=leak-me&since=3 HTTP/1.1")
     record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request", (), None)
     record.exc_info = (BadStatusLine, exc, None)
-    assert _InputErrors().filter(record)
+    assert InputErrors().filter(record)
     message = record.getMessage()
     assert "token=***&since=3" in message and "leak-me" not in message
 

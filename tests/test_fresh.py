@@ -6,7 +6,6 @@ import asyncio
 import socket
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from broadcaster.channels.specs import CATALOG
@@ -14,18 +13,7 @@ from broadcaster.core.client import Client
 from broadcaster.core.events import Event
 from broadcaster.core.hub import Hub
 from tests.conftest import receive, receive_until
-
-
-def server_frames(data: bytes) -> list[dict[str, Any]]:
-    """Decode the unmasked text frames a server wrote (payloads under 64 KiB)."""
-    frames, at = [], 0
-    while at < len(data):
-        length, at = data[at + 1] & 0x7F, at + 2
-        if length == 126:
-            length, at = int.from_bytes(data[at : at + 2], "big"), at + 2
-        frames.append(orjson.loads(data[at : at + length]))
-        at += length
-    return frames
+from tests.helpers import server_frames
 
 
 async def test_a_quiet_clock_channel_is_refreshed_once_per_interval_and_no_other_is() -> None:

@@ -11,7 +11,7 @@ from aiohttp import WSServerHandshakeError
 from broadcaster.web.keys import DATABASES
 from tests.agents_db import AgentsDb
 from tests.conftest import receive, receive_until
-from tests.test_service_channels import WEBHOOK, json_app
+from tests.helpers import WEBHOOK, json_app
 
 # HTTP path -> (WebSocket path, how the HTTP body is built from the WebSocket data)
 PATHS: dict[str, tuple[str, Any]] = {

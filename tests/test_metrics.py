@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import receive
-from tests.helpers import Service
-from tests.test_operate import TOKEN, config
+from tests.helpers import TOKEN, Service
+from tests.helpers import operate_config as config
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -7,7 +7,6 @@ import ssl
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,16 +15,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import receive
-from tests.helpers import REPO, Service
-
-TOKEN = "s3cret-t0ken"
-
-
-def config(workspace: Any, server: str = "") -> str:
-    return (
-        f'log_level = "debug"\n[server]\n{server}\n[broadcast]\nmin_interval = 0\n[webhook]\nstatus_url = ""\n'
-        f"[adw]\nagents_dir = '{workspace.agents}'\ntrees_dir = '{workspace.trees}'\n[event_log]\npath = ''\n"
-    )
+from tests.helpers import REPO, TOKEN, Service, make_certificate
+from tests.helpers import operate_config as config
 
 
 async def answer(session: aiohttp.ClientSession, url: str, **kwargs: Any) -> tuple[int, Any]:
@@ -130,17 +121,6 @@ async def test_the_token_is_never_forwarded_to_the_upstream(start) -> None:
     )
     assert path2 == "/api/plans" and "Authorization" not in headers2
     assert TOKEN not in str(seen)
-
-
-def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
-    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 async def test_tls_serves_https_and_wss_on_the_same_port(workspace, write_state) -> None:

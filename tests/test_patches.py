@@ -17,7 +17,7 @@ from broadcaster.core.events import Event
 from broadcaster.core.hub import Hub
 from broadcaster.core.patches import Patcher, apply_merge_patch, keyed_form, list_form, merge_diff
 from tests.conftest import EPOCH, ISO_TIME, receive
-from tests.test_fresh import server_frames
+from tests.helpers import server_frames
 
 MONITOR = Keyed("workflows", "adw_id")
 LEAF = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.sampled_from(["a", "b", "²"]))

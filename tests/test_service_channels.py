@@ -6,17 +6,9 @@ import socket
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from tests.conftest import EPOCH, ISO_TIME, receive, receive_until
-
-WEBHOOK: dict[str, Any] = {
-    "status": "healthy",
-    "uptime": 12.5,
-    "stats": {"total_received": 3, "successful": 3, "failed": 0, "success_rate": 100.0},
-    "recent_failures": [],
-    "last_successful": "2026-11-25T10:00:00",
-}
+from tests.helpers import WEBHOOK, json_app
 
 
 def orjson_error(raw: bytes) -> str:
@@ -32,21 +24,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def json_app(routes: dict[str, Any]) -> web.Application:
-    """A small service answering each path with the JSON currently in ``routes``."""
-    app = web.Application()
-
-    async def answer(request: web.Request) -> web.Response:
-        body = routes[request.path]
-        if isinstance(body, int):
-            return web.Response(status=body)
-        return web.json_response(body)
-
-    for path in list(routes):
-        app.router.add_get(path, answer)
-    return app
 
 
 async def test_webhook_status_down_then_up_then_down(start, aiohttp_server) -> None:

@@ -64,7 +64,7 @@ class GuardedSite(web.BaseSite):
         )
 
 
-class _InputErrors(logging.Filter):
+class InputErrors(logging.Filter):
     """Turn aiohttp's tracebacks for bad input (malformed requests, reset peers) into one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -116,6 +116,6 @@ class LoopErrors:
 def quiet_server_log() -> logging.Logger:
     """Return the logger for aiohttp's server protocol: bad input is one line at INFO, not a traceback."""
     log = logging.getLogger(SERVER_LOG)
-    if not any(isinstance(f, _InputErrors) for f in log.filters):
-        log.addFilter(_InputErrors())
+    if not any(isinstance(f, InputErrors) for f in log.filters):
+        log.addFilter(InputErrors())
     return log
