@@ -75,7 +75,35 @@ def create_app(config: Config) -> web.Application:
     app[LIMITS] = Limits(config.server.max_connections, config.server.max_connections_per_ip)
     app[HANDSHAKES_KEY] = Handshakes(config.server.handshake_timeout)
     cleaner = Cleaner(config.redaction.keys, patterns=config.redaction.patterns)
-    app[SUPERVISOR] = supervisor = Supervisor()
+    hub, log, pipeline, fresh = _add_flow(app, config, cleaner)
+    feeds, health = _add_feeds(app, config, cleaner, log, pipeline)
+
+    app.cleanup_ctx.append(_event_log)  # first in, last out: its final flush sees every event
+    app.cleanup_ctx.append(background("pipeline", SELF, pipeline.run))
+    app.cleanup_ctx.append(background("client sweep", SELF, functools.partial(_sweep, hub, sweep_interval(config))))
+    _add_backplane(app, config, feeds, health, fresh)
+    app.cleanup_ctx.append(_http_session)
+    for db in app[DATABASES]:  # before the ADW files, so the first monitor already knows queue statuses
+        app.cleanup_ctx.append(
+            feed(
+                database_part(db),
+                "database",
+                db.changes,
+                functools.partial(feeds.database_read, db),
+                task_name=f"database {db.path.name}",
+            )
+        )
+    if ADW_FILES in app:
+        app.cleanup_ctx.append(feed(ADW_PART, "adw_files", app[ADW_FILES].changes, feeds.adw_changed))
+    _add_pollers(app, config, feeds)
+    app.on_shutdown.append(_close_sockets)
+    _add_routes(app, config, feeds)
+    return app
+
+
+def _add_flow(app: web.Application, config: Config, cleaner: Cleaner) -> tuple[Hub, EventLog, Pipeline, Fresh]:
+    """Wire the flow: supervisor, status, counters, hub, event log and the pipeline between them."""
+    app[SUPERVISOR] = Supervisor()
     app[STATUS] = status = SystemStatus()
     fresh = Fresh(status, lambda: app[FEEDS].history_rows)  # the rows the feeds read last
     app[COUNTERS] = counters = Counters()
@@ -90,12 +118,22 @@ def create_app(config: Config) -> web.Application:
     )
     app[EVENT_LOG] = log = EventLog(_store(config, cleaner), catalog=CATALOG)
     app[PIPELINE] = pipeline = Pipeline(log, Throttle(config.broadcast.min_interval), hub, counters)
-    view = config.backplane.view == "cluster"  # a cluster view reads no ADWs of its own: the nodes' come from Redis
+    return hub, log, pipeline, fresh
+
+
+def _add_feeds(
+    app: web.Application, config: Config, cleaner: Cleaner, log: EventLog, pipeline: Pipeline
+) -> tuple[Feeds, Health]:
+    """Make the sources (none of its own on a cluster view: the nodes' come from Redis) and the feeds."""
+    view = config.backplane.view == "cluster"
     adw = None if view else _adw_files(config, cleaner)
+    if adw is not None:
+        app[ADW_FILES] = adw
     app[DATABASES] = databases = [] if view else _databases(config, cleaner)
+    supervisor = app[SUPERVISOR]
     health = Health(
         config,
-        status,
+        app[STATUS],
         adw=adw,
         databases=databases,
         supervisor_problems=supervisor.problems,
@@ -105,11 +143,13 @@ def create_app(config: Config) -> web.Application:
     supervisor.on_change = feeds.part_changed
     if isinstance(log.store, SqliteEventStore):
         log.store.on_problem = feeds.refresh_status
+    return feeds, health
 
-    app.cleanup_ctx.append(_event_log)  # first in, last out: its final flush sees every event
-    app.cleanup_ctx.append(background("pipeline", SELF, pipeline.run))
-    app.cleanup_ctx.append(background("client sweep", SELF, functools.partial(_sweep, hub, sweep_interval(config))))
-    if view:
+
+def _add_backplane(app: web.Application, config: Config, feeds: Feeds, health: Health, fresh: Fresh) -> None:
+    """Follow the nodes on Redis (a cluster view), or publish this node's channels there."""
+    hub, counters = app[HUB], app[COUNTERS]
+    if config.backplane.view == "cluster":
         reader, take = add_cluster_view(
             config,
             feeds,
@@ -124,37 +164,23 @@ def create_app(config: Config) -> web.Application:
         publisher = add_backplane(
             config,
             current=hub.channels,
-            listeners=pipeline.listeners,
+            listeners=app[PIPELINE].listeners,
             health=health,
             refresh_status=feeds.refresh_status,
             counts=counters.backplane,
         )
         app.cleanup_ctx.append(background("backplane", "backplane", publisher.run))
-    app.cleanup_ctx.append(_http_session)
-    for db in databases:  # before the ADW files, so the first monitor already knows queue statuses
-        app.cleanup_ctx.append(
-            feed(
-                database_part(db),
-                "database",
-                db.changes,
-                functools.partial(feeds.database_read, db),
-                task_name=f"database {db.path.name}",
-            )
-        )
-    if adw is not None:
-        app[ADW_FILES] = adw
-        app.cleanup_ctx.append(feed(ADW_PART, "adw_files", adw.changes, feeds.adw_changed))
-    _add_pollers(app, config, feeds)
-    app.on_shutdown.append(_close_sockets)
 
+
+def _add_routes(app: web.Application, config: Config, feeds: Feeds) -> None:
+    """Add the service's own routes (the routes channel lists them), then the upstream's catch-all."""
     prefixes = config.server.path_prefixes
     routes = add_routes(app, prefixes) + add_mux_routes(app, prefixes) + add_http_routes(app)
     routes += add_static_routes(app) + add_doc_routes(app, prefixes) + add_healthz(app)
-    routes += add_metrics(app, counters, upstream=bool(config.upstream.url))
+    routes += add_metrics(app, app[COUNTERS], upstream=bool(config.upstream.url))
     feeds.own_routes(routes)
     if config.upstream.url:
         add_proxy(app, config.upstream)  # last: the service's own paths always win
-    return app
 
 
 def _adw_files(config: Config, cleaner: Cleaner) -> AdwFiles:

@@ -7,7 +7,7 @@ config stops start-up with one line naming the key and where the value came from
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
@@ -22,12 +22,21 @@ SELF = "backend_api"  # this service: the API the dashboard talks to (the real R
 SERVICE_NAMES = (SELF, "adw_files", "database", "webhook", "openapi", "upstream")
 
 
+Bad = Callable[[str, str], ConfigError]
+"""Makes the error for a key: ``bad("[server] port", "must be ...")``."""
+
+
 def validate(config: Config, origins: Mapping[str, str]) -> None:
     """Raise ConfigError, one line naming the key and where its value came from, for the first bad value."""
 
     def bad(where: str, why: str) -> ConfigError:
         return ConfigError(f"{origins.get(where, 'built-in default')}: {where}: {why}")
 
+    for check in (_server, _backplane, _broadcast_and_adw, _positive, _urls, _files_and_checks, _patterns_and_level):
+        check(config, bad)
+
+
+def _server(config: Config, bad: Bad) -> None:
     s = config.server
     if not 0 <= s.port <= 65535:
         raise bad("[server] port", f"must be 0-65535, got {s.port}")
@@ -46,6 +55,9 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
         raise bad("[server] token_file", "set token or token_file, not both")
     if (s.tls_cert is None) != (s.tls_key is None):
         raise bad("[server] tls_key" if s.tls_key is None else "[server] tls_cert", "tls_cert and tls_key go together")
+
+
+def _backplane(config: Config, bad: Bad) -> None:
     b = config.backplane
     if b.url and not re.fullmatch(r"rediss?://\S+", b.url):
         raise bad("[backplane] url", f"must be redis://host:port/db (or rediss://), got {b.url[:80]!r}")
@@ -55,6 +67,9 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
         raise bad("[backplane] view", f'must be "" (a node) or "cluster" (a view of every node), got {b.view[:40]!r}')
     if b.view and not b.url:
         raise bad("[backplane] view", '"cluster" reads the nodes from Redis: set [backplane] url too')
+
+
+def _broadcast_and_adw(config: Config, bad: Bad) -> None:
     if config.broadcast.min_interval < 0:
         raise bad("[broadcast] min_interval", f"must be >= 0, got {config.broadcast.min_interval}")
     if config.broadcast.refresh_interval < 0:
@@ -70,7 +85,11 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
         raise bad("[adw] max_state_bytes", f"must be >= 1024, got {a.max_state_bytes}")
     if a.trees_poll_interval <= 0:
         raise bad("[adw] trees_poll_interval", f"must be > 0, got {a.trees_poll_interval}")
-    for section, keys in (  # every duration, count and limit must be positive
+
+
+def _positive(config: Config, bad: Bad) -> None:
+    """Every duration, count and limit must be positive."""
+    for section, keys in (
         (
             "server",
             ("heartbeat_interval", "write_timeout", "handshake_timeout")
@@ -88,10 +107,16 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
             value = getattr(getattr(config, section), key, None)
             if value is not None and value <= 0:
                 raise bad(f"[{section}] {key}", f"must be > 0, got {value}")
+
+
+def _urls(config: Config, bad: Bad) -> None:
     for section, key in (("webhook", "status_url"), ("routes", "openapi_url"), ("upstream", "url")):
         url = getattr(getattr(config, section), key)
         if url and not re.match(r"https?://[^/\s]+", url):
             raise bad(f"[{section}] {key}", f'must be an http(s) URL or "" for none, got {url!r}')
+
+
+def _files_and_checks(config: Config, bad: Bad) -> None:
     log_path = config.event_log.path
     if log_path is not None and log_path.resolve() in {
         p.resolve() for p in (config.database.path, config.database.history_path) if p
@@ -109,6 +134,9 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
                 "[system_status] checks",
                 f"name {name!r} is one of the service's own entries ({', '.join(SERVICE_NAMES)})",
             )
+
+
+def _patterns_and_level(config: Config, bad: Bad) -> None:
     for n, pattern in enumerate(config.redaction.patterns):
         try:
             re.compile(pattern)

@@ -138,27 +138,7 @@ class Agents:
         issue_class, task = self.rng.choice(TASKS)
         queue_id = f"f{feature}-p{number}"
         started = datetime.now()
-        state: dict[str, Any] = {
-            "adw_id": adw_id,
-            "issue_number": str(issue),
-            "branch_name": f"{issue_class[1:]}-{issue}-{adw_id}",
-            "plan_file": f"specs/issue-{issue}-adw-{adw_id}.md",
-            "issue_class": issue_class,
-            "worktree_path": str(self.trees / adw_id),
-            "backend_port": 9100 + issue % 100,
-            "frontend_port": 9200 + issue % 100,
-            "model_set": self.rng.choice(("base", "heavy")),
-            "all_adws": ["adw_plan_iso"],
-            "estimated_cost_total": round(self.rng.uniform(1.5, 6), 2),
-            "workflow_template": "adw_sdlc_iso",
-            "model_used": self.rng.choice(MODELS),
-            "start_time": started.isoformat(timespec="seconds"),
-            "nl_input": task,
-            "github_url": f"https://github.com/{REPO}/issues/{issue}",
-            "status": "running",
-            "current_phase": "plan",
-            "current_cost": 0.0,
-        }
+        state = self._new_state(adw_id, issue, issue_class, task, started)
         self.backend.received += 1
         self.backend.last_successful = datetime.now(UTC).isoformat(timespec="seconds")
         await self._sql(
@@ -170,27 +150,7 @@ class Agents:
         self._write_state(adw_id, state, atomic=True)
         fails_at = self.rng.choice(PHASES[2:]) if self.rng.random() < 0.2 else None
         try:
-            for phase in PHASES:
-                phase_dir = self.agents / adw_id / f"adw_{phase}_iso"
-                phase_dir.mkdir()
-                with (phase_dir / "execution.log").open("a") as log:
-                    log.write(f"{datetime.now().isoformat()} starting {phase}\n")
-                state["current_phase"] = phase
-                state["all_adws"] = [f"adw_{p}_iso" for p in PHASES[: PHASES.index(phase) + 1]]
-                self._write_state(adw_id, state, atomic=self.rng.random() < 0.5)
-                for _ in range(self.rng.randint(1, 3)):
-                    await self._pause(1, 2.5)
-                    state["current_cost"] = round(state["current_cost"] + self.rng.uniform(0.05, 0.4), 3)
-                    self._write_state(adw_id, state, atomic=False)
-                    with (phase_dir / "execution.log").open("a") as log:
-                        log.write(f"{datetime.now().isoformat()} {phase}: step done\n")
-                if phase == fails_at:
-                    raise RuntimeError(f"{phase} failed: 3 tests failing in test_{phase}.py")
-                if phase == "ship":
-                    slug = task.split()[1].lower()
-                    self.backend.paths[f"/api/v1/{slug}/{issue}"] = {
-                        "post": {"operationId": f"{slug}_{issue}", "summary": task, "tags": [slug]}
-                    }
+            await self._phases(adw_id, issue, task, state, fails_at)
             ok, error = True, None
         except RuntimeError as exc:
             ok, error = False, str(exc)
@@ -220,6 +180,54 @@ class Agents:
             await self._pause(3, 5)
             self.backend.frontend_up = True
         return ok
+
+    def _new_state(self, adw_id: str, issue: int, issue_class: str, task: str, started: datetime) -> dict[str, Any]:
+        """Return a run's first state, as the real agents write it."""
+        return {
+            "adw_id": adw_id,
+            "issue_number": str(issue),
+            "branch_name": f"{issue_class[1:]}-{issue}-{adw_id}",
+            "plan_file": f"specs/issue-{issue}-adw-{adw_id}.md",
+            "issue_class": issue_class,
+            "worktree_path": str(self.trees / adw_id),
+            "backend_port": 9100 + issue % 100,
+            "frontend_port": 9200 + issue % 100,
+            "model_set": self.rng.choice(("base", "heavy")),
+            "all_adws": ["adw_plan_iso"],
+            "estimated_cost_total": round(self.rng.uniform(1.5, 6), 2),
+            "workflow_template": "adw_sdlc_iso",
+            "model_used": self.rng.choice(MODELS),
+            "start_time": started.isoformat(timespec="seconds"),
+            "nl_input": task,
+            "github_url": f"https://github.com/{REPO}/issues/{issue}",
+            "status": "running",
+            "current_phase": "plan",
+            "current_cost": 0.0,
+        }
+
+    async def _phases(self, adw_id: str, issue: int, task: str, state: dict[str, Any], fails_at: str | None) -> None:
+        """Go through the phases, writing the state and the phase logs; raise RuntimeError where the run fails."""
+        for phase in PHASES:
+            phase_dir = self.agents / adw_id / f"adw_{phase}_iso"
+            phase_dir.mkdir()
+            with (phase_dir / "execution.log").open("a") as log:
+                log.write(f"{datetime.now().isoformat()} starting {phase}\n")
+            state["current_phase"] = phase
+            state["all_adws"] = [f"adw_{p}_iso" for p in PHASES[: PHASES.index(phase) + 1]]
+            self._write_state(adw_id, state, atomic=self.rng.random() < 0.5)
+            for _ in range(self.rng.randint(1, 3)):
+                await self._pause(1, 2.5)
+                state["current_cost"] = round(state["current_cost"] + self.rng.uniform(0.05, 0.4), 3)
+                self._write_state(adw_id, state, atomic=False)
+                with (phase_dir / "execution.log").open("a") as log:
+                    log.write(f"{datetime.now().isoformat()} {phase}: step done\n")
+            if phase == fails_at:
+                raise RuntimeError(f"{phase} failed: 3 tests failing in test_{phase}.py")
+            if phase == "ship":
+                slug = task.split()[1].lower()
+                self.backend.paths[f"/api/v1/{slug}/{issue}"] = {
+                    "post": {"operationId": f"{slug}_{issue}", "summary": task, "tags": [slug]}
+                }
 
     def _finish(self, adw_id: str, issue: int, task: str, ok: bool, state: dict[str, Any]) -> None:
         with sqlite3.connect(self.db) as conn:

@@ -16,9 +16,11 @@ was missed; false: the server could not vouch for the gap and sent the current s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -102,46 +104,22 @@ async def subscribe(
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     own = session is None
     http = session or aiohttp.ClientSession()
-    epoch: str | None = None
+    resume = _Resume()
     attempt = 0
     connected = False
     down_since = time.monotonic()
     try:
         while True:
-            query: dict[str, str] = {"channels": ",".join(names)}
-            if patches:
-                query["patches"] = "1"
-            since = [f"{name}:{c.seq}" for name, c in held.items() if c.seq is not None]
-            if epoch is not None and since:
-                query.update(since=",".join(since), epoch=epoch)
+            query = resume.query(held, patches)
             try:
                 async with http.ws_connect(endpoint, params=query, headers=headers, max_msg_size=0) as ws:
                     attempt = 0
                     connected = True
                     if on_state is not None:
                         on_state("connected")
-                    async for msg in ws:
-                        if msg.type is not aiohttp.WSMsgType.TEXT:
-                            continue
-                        message = orjson.loads(msg.data)
-                        kind = message.get("type")
-                        if kind == "subscribed":
-                            epoch = message.get("epoch", epoch)
-                            continue
-                        if kind == "error":
-                            logger.warning("the service refused: %s", message)
-                            continue
-                        channel = held.get(message.get("channel"))
-                        if channel is None:
-                            continue  # heartbeats, pongs
-                        epoch = message.get("epoch", epoch)
-                        whole = channel.take(message)
-                        if whole is None:  # a patch after a gap: ask for the whole state again
-                            name = message["channel"]
-                            again = {"type": "subscribe", "channels": [name], "patches": patches}  # as at first
-                            await ws.send_str(orjson.dumps(again).decode())
-                            continue
-                        yield whole
+                    async with contextlib.aclosing(_read(ws, held, patches, resume)) as messages:
+                        async for whole in messages:
+                            yield whole
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 logger.debug("connection to %s failed: %s", endpoint, exc)
             if connected:
@@ -156,3 +134,47 @@ async def subscribe(
     finally:
         if own:
             await http.close()
+
+
+@dataclass(slots=True)
+class _Resume:
+    """Where the next connection resumes: the log's epoch as the service last said it."""
+
+    epoch: str | None = None
+
+    def query(self, held: dict[str, _Channel], patches: bool) -> dict[str, str]:
+        """Return the query of a (re)connection: the channels, patches, and since/epoch once known."""
+        query: dict[str, str] = {"channels": ",".join(held)}
+        if patches:
+            query["patches"] = "1"
+        since = [f"{name}:{c.seq}" for name, c in held.items() if c.seq is not None]
+        if self.epoch is not None and since:
+            query.update(since=",".join(since), epoch=self.epoch)
+        return query
+
+
+async def _read(
+    ws: aiohttp.ClientWebSocketResponse, held: dict[str, _Channel], patches: bool, resume: _Resume
+) -> AsyncGenerator[dict[str, Any], None]:
+    """Yield each message of ``ws`` with whole data; after a gap, ask for the channel again."""
+    async for msg in ws:
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            continue
+        message = orjson.loads(msg.data)
+        kind = message.get("type")
+        if kind == "subscribed":
+            resume.epoch = message.get("epoch", resume.epoch)
+            continue
+        if kind == "error":
+            logger.warning("the service refused: %s", message)
+            continue
+        channel = held.get(message.get("channel"))
+        if channel is None:
+            continue  # heartbeats, pongs
+        resume.epoch = message.get("epoch", resume.epoch)
+        whole = channel.take(message)
+        if whole is None:  # a patch after a gap: ask for the whole state again
+            again = {"type": "subscribe", "channels": [message["channel"]], "patches": patches}  # as at first
+            await ws.send_str(orjson.dumps(again).decode())
+            continue
+        yield whole

@@ -38,10 +38,14 @@ class ServiceCollector(Collector):
         self._app = app
 
     def collect(self) -> Iterator[Any]:
-        app = self._app
-        counters: Counters = app[COUNTERS]
-        hub: Hub = app[HUB]
+        yield from self._delivery()
+        yield from self._sources()
+        yield from self._storage()
 
+    def _delivery(self) -> Iterator[Any]:
+        """Clients, connections, frames and bytes written, events recorded and coalesced, closes."""
+        counters: Counters = self._app[COUNTERS]
+        hub: Hub = self._app[HUB]
         clients = GaugeMetricFamily(PREFIX + "clients", "Subscriptions open, per channel family", labels=["channel"])
         for name, n in _per_family(hub.subscriber_counts()).items():
             clients.add_metric([name], n)
@@ -66,9 +70,11 @@ class ServiceCollector(Collector):
         )
         yield _counter("clients_closed", "Client connections ended, by reason", "reason", counters.closed)
 
-        supervisor = app[SUPERVISOR]
+    def _sources(self) -> Iterator[Any]:
+        """Reads per source, failed reads (crashes of the reader included), the last good read."""
+        counters: Counters = self._app[COUNTERS]
         errors = dict(counters.read_errors)
-        for part in supervisor.parts.values():  # a crashed reader is a failed read too
+        for part in self._app[SUPERVISOR].parts.values():  # a crashed reader is a failed read too
             if part.name in counters.reads or part.restarts:
                 errors[part.name] = errors.get(part.name, 0) + part.restarts
         yield _counter(
@@ -87,7 +93,10 @@ class ServiceCollector(Collector):
             last.add_metric([name], at)
         yield last
 
-        events, size, _ = app[LOG_SIZE]
+    def _storage(self) -> Iterator[Any]:
+        """The event log's size; the bus's and the upstream's counts where they are in use."""
+        counters: Counters = self._app[COUNTERS]
+        events, size, _ = self._app[LOG_SIZE]
         yield _gauge("event_log_events", "Events the event log holds", events)
         yield _gauge("event_log_bytes", "Bytes of the event log's files (0 in memory)", size)
         if counters.backplane:
@@ -97,7 +106,7 @@ class ServiceCollector(Collector):
                 "outcome",
                 counters.backplane,
             )
-        if app[UPSTREAM_SET] or counters.upstream:
+        if self._app[UPSTREAM_SET] or counters.upstream:
             yield _counter(
                 "upstream_requests", "Requests forwarded to the upstream, by status class", "status", counters.upstream
             )

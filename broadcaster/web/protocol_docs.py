@@ -59,67 +59,8 @@ def asyncapi(prefixes: tuple[str, ...]) -> dict[str, Any]:
     messages: dict[str, Any] = {}
     for name in components():
         messages[name] = {"name": name, "payload": _ref(name)}
-    channels: dict[str, Any] = {}
-    operations: dict[str, Any] = {}
-    resume_query = {
-        "type": "object",
-        "properties": {"since": {**TEXT, "description": "the last seq held"}, "epoch": TEXT},
-    }
-    for family, spec in SPECS.items():
-        key = _camel(family)
-        own = {"update": {"$ref": f"#/components/messages/{NAMES[family]}Update"}}
-        own.update({c.lower(): {"$ref": f"#/components/messages/{c}"} for c in ("Heartbeat", "Pong")})
-        channel: dict[str, Any] = {
-            "address": "/ws/adw-state/{adw_id}" if family == "adw-state" else f"/ws/{family}",
-            "title": f"{family} ({spec.type})",
-            "description": "The current state on connect, then every change (at most one per "
-            "[broadcast] min_interval per channel). Also served under each server's pathname.",
-            "messages": own,
-            "bindings": {"ws": {"query": resume_query}},
-        }
-        if family == "adw-state":
-            channel["parameters"] = {"adw_id": {"description": "1-64 letters, digits, '_', '.', '-'"}}
-        channels[key] = channel
-        operations[f"send_{key}"] = {
-            "action": "send",
-            "channel": {"$ref": f"#/channels/{key}"},
-            "messages": [{"$ref": f"#/channels/{key}/messages/{m}"} for m in own],
-        }
-    server_messages = [f"{NAMES[f]}Update" for f in SPECS] + [f"{NAMES[f]}Patch" for f in SPECS if SPECS[f].keyed]
-    server_messages += ["Subscribed", "Unsubscribed", "Error", "Heartbeat", "Pong"]
-    client_messages = ["Subscribe", "Unsubscribe", "Ping", "ClientReady"]
-    channels["mux"] = {
-        "address": "/ws",
-        "title": "the multiplexed socket",
-        "description": "Any set of channels on one socket: subscribe by query "
-        "(?channels=queue,adw-state:77c90e61&since=queue:17&epoch=...&patches=1) or by message. At most "
-        "[server] max_subscriptions channels per socket. A bad channel, since or message gets an Error "
-        "frame; the other subscriptions keep flowing. Every channel frame names its channel.\n\n" + PATCHES,
-        "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in server_messages + client_messages},
-        "bindings": {
-            "ws": {
-                "query": {
-                    "type": "object",
-                    "properties": {
-                        "channels": {**TEXT, "description": "comma-separated channel names"},
-                        "since": {**TEXT, "description": "comma-separated channel:seq pairs"},
-                        "epoch": TEXT,
-                        "patches": {"enum": ["0", "1", "true", "false"]},
-                    },
-                }
-            }
-        },
-    }
-    operations["send_mux"] = {
-        "action": "send",
-        "channel": {"$ref": "#/channels/mux"},
-        "messages": [{"$ref": f"#/channels/mux/messages/{m}"} for m in server_messages],
-    }
-    operations["receive_mux"] = {
-        "action": "receive",
-        "channel": {"$ref": "#/channels/mux"},
-        "messages": [{"$ref": f"#/channels/mux/messages/{m}"} for m in client_messages],
-    }
+    channels, operations = _channel_docs()
+    channels["mux"], operations["send_mux"], operations["receive_mux"] = _mux_doc()
     for key in list(channels):
         if key != "mux":
             operations[f"receive_{key}"] = {
@@ -152,6 +93,77 @@ def asyncapi(prefixes: tuple[str, ...]) -> dict[str, Any]:
         "operations": operations,
         "components": {"schemas": components(), "messages": messages},
     }
+
+
+def _channel_docs() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return the AsyncAPI channel and send operation of each single-channel path."""
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    resume_query = {
+        "type": "object",
+        "properties": {"since": {**TEXT, "description": "the last seq held"}, "epoch": TEXT},
+    }
+    for family, spec in SPECS.items():
+        key = _camel(family)
+        own = {"update": {"$ref": f"#/components/messages/{NAMES[family]}Update"}}
+        own.update({c.lower(): {"$ref": f"#/components/messages/{c}"} for c in ("Heartbeat", "Pong")})
+        channel: dict[str, Any] = {
+            "address": "/ws/adw-state/{adw_id}" if family == "adw-state" else f"/ws/{family}",
+            "title": f"{family} ({spec.type})",
+            "description": "The current state on connect, then every change (at most one per "
+            "[broadcast] min_interval per channel). Also served under each server's pathname.",
+            "messages": own,
+            "bindings": {"ws": {"query": resume_query}},
+        }
+        if family == "adw-state":
+            channel["parameters"] = {"adw_id": {"description": "1-64 letters, digits, '_', '.', '-'"}}
+        channels[key] = channel
+        operations[f"send_{key}"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{key}"},
+            "messages": [{"$ref": f"#/channels/{key}/messages/{m}"} for m in own],
+        }
+    return channels, operations
+
+
+def _mux_doc() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Return the AsyncAPI channel of ``/ws`` and its send and receive operations."""
+    server_messages = [f"{NAMES[f]}Update" for f in SPECS] + [f"{NAMES[f]}Patch" for f in SPECS if SPECS[f].keyed]
+    server_messages += ["Subscribed", "Unsubscribed", "Error", "Heartbeat", "Pong"]
+    client_messages = ["Subscribe", "Unsubscribe", "Ping", "ClientReady"]
+    channel = {
+        "address": "/ws",
+        "title": "the multiplexed socket",
+        "description": "Any set of channels on one socket: subscribe by query "
+        "(?channels=queue,adw-state:77c90e61&since=queue:17&epoch=...&patches=1) or by message. At most "
+        "[server] max_subscriptions channels per socket. A bad channel, since or message gets an Error "
+        "frame; the other subscriptions keep flowing. Every channel frame names its channel.\n\n" + PATCHES,
+        "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in server_messages + client_messages},
+        "bindings": {
+            "ws": {
+                "query": {
+                    "type": "object",
+                    "properties": {
+                        "channels": {**TEXT, "description": "comma-separated channel names"},
+                        "since": {**TEXT, "description": "comma-separated channel:seq pairs"},
+                        "epoch": TEXT,
+                        "patches": {"enum": ["0", "1", "true", "false"]},
+                    },
+                }
+            }
+        },
+    }
+    send = {
+        "action": "send",
+        "channel": {"$ref": "#/channels/mux"},
+        "messages": [{"$ref": f"#/channels/mux/messages/{m}"} for m in server_messages],
+    }
+    receive = {
+        "action": "receive",
+        "channel": {"$ref": "#/channels/mux"},
+        "messages": [{"$ref": f"#/channels/mux/messages/{m}"} for m in client_messages],
+    }
+    return channel, send, receive
 
 
 def _get(summary: str, body: Schema | None, *, etag: bool = False, params: list[Any] | None = None) -> dict[str, Any]:
@@ -226,6 +238,36 @@ CHANNELS = {
 
 def openapi(prefixes: tuple[str, ...]) -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of the HTTP fallback, the events API and the shipped files."""
+    paths: dict[str, Any] = {}
+    fallback = _fallback_paths()
+    for prefix in HTTP_PREFIXES:
+        for path, item in fallback.items():
+            paths[prefix + path] = item
+    paths.update(_own_paths(prefixes))
+    return {
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "info": {
+            "title": "adw-broadcaster",
+            "version": __version__,
+            "description": "The HTTP fallback of every channel (the same data as its WebSocket, with an "
+            'ETag), the event log, and the shipped files. Errors answer {"detail": "..."}.',
+        },
+        "paths": paths,
+        # With [server] token set, every request but /healthz carries it (a 401 otherwise).
+        "security": [{"bearer": []}, {"query_token": []}, {}],
+        "components": {
+            "schemas": components(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "query_token": {"type": "apiKey", "in": "query", "name": "token"},
+            },
+        },
+    }
+
+
+def _fallback_paths() -> dict[str, Any]:
+    """Return the HTTP fallback's paths (under each of /api/v1 and /api): channels, events, channels' seqs."""
     history_params = [
         _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
         _query("offset", COUNT),
@@ -234,7 +276,7 @@ def openapi(prefixes: tuple[str, ...]) -> dict[str, Any]:
         _query("sort_order", {"enum": ["asc", "desc"]}),
         *(_query(name, TEXT, f"only rows whose {column} is this") for name, column in HISTORY_FILTERS.items()),
     ]
-    per_prefix = {
+    return {
         "/workflows": _get("Active workflows", _ref("WorkflowExecutionList"), etag=True),
         "/routes": _get(
             "Routes",
@@ -267,10 +309,11 @@ def openapi(prefixes: tuple[str, ...]) -> dict[str, Any]:
         ),
         "/channels": _get("Every channel's current seq and digest, and the log's epoch", CHANNELS),
     }
+
+
+def _own_paths(prefixes: tuple[str, ...]) -> dict[str, Any]:
+    """Return the WebSocket upgrade paths, the shipped files, /healthz, /metrics and the documents."""
     paths: dict[str, Any] = {}
-    for prefix in HTTP_PREFIXES:
-        for path, item in per_prefix.items():
-            paths[prefix + path] = item
     upgrade = "A WebSocket upgrade (see /asyncapi.json); a plain GET is refused"
     for prefix in prefixes:
         for family in SPECS:
@@ -292,26 +335,7 @@ def openapi(prefixes: tuple[str, ...]) -> dict[str, Any]:
     paths["/metrics"]["get"]["responses"]["200"] = {"description": "OK", "content": {"text/plain": {"schema": TEXT}}}
     paths["/asyncapi.json"] = _get("This service's WebSocket protocol (AsyncAPI 3.0)", {"type": "object"})
     paths["/openapi.json"] = _get("This document", {"type": "object"})
-    return {
-        "openapi": "3.1.0",
-        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
-        "info": {
-            "title": "adw-broadcaster",
-            "version": __version__,
-            "description": "The HTTP fallback of every channel (the same data as its WebSocket, with an "
-            'ETag), the event log, and the shipped files. Errors answer {"detail": "..."}.',
-        },
-        "paths": paths,
-        # With [server] token set, every request but /healthz carries it (a 401 otherwise).
-        "security": [{"bearer": []}, {"query_token": []}, {}],
-        "components": {
-            "schemas": components(),
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "query_token": {"type": "apiKey", "in": "query", "name": "token"},
-            },
-        },
-    }
+    return paths
 
 
 def add_doc_routes(app: web.Application, prefixes: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -169,27 +169,9 @@ async def _run(
     if hub.closing:  # upgraded while shutdown closes the others: this one goes away too
         await client.close(WSCloseCode.GOING_AWAY, b"server shutdown", timeout=CLOSE_TIMEOUT)
         return ws
-    bucket = _TokenBucket(FLOOD_BURST, FLOOD_RATE)
     try:
         start(client)
-        async for msg in ws:
-            client.heard()
-            if msg.type is WSMsgType.PONG:
-                continue
-            if not bucket.take():
-                logger.warning("closing a client of %s: message flood", label)
-                await client.close(WSCloseCode.POLICY_VIOLATION, b"too many messages")
-                break
-            if msg.type is WSMsgType.TEXT:
-                on_text(client, msg.data)
-            elif msg.type is WSMsgType.BINARY:
-                if on_binary is not None:
-                    on_binary(client)
-            elif msg.type is WSMsgType.PING:
-                client.post_control(msg.data, WSMsgType.PONG)
-            elif msg.type is WSMsgType.ERROR:
-                client.closed_reason = client.closed_reason or "oversized"
-                break  # aiohttp already closed the socket (1009 for an oversized frame)
+        await _read(ws, client, label, on_text, on_binary)
     except ConnectionError:
         pass  # the peer reset the connection: nothing to answer
     finally:
@@ -200,6 +182,35 @@ async def _run(
             # gives up (a graceful close waits for them): drop the connection now.
             reset(transport)
     return ws
+
+
+async def _read(
+    ws: web.WebSocketResponse,
+    client: Client,
+    label: str,
+    on_text: Callable[[Client, str], None],
+    on_binary: Callable[[Client], None] | None,
+) -> None:
+    """Take what the peer sends until it closes, floods or sends an oversized frame."""
+    bucket = _TokenBucket(FLOOD_BURST, FLOOD_RATE)
+    async for msg in ws:
+        client.heard()
+        if msg.type is WSMsgType.PONG:
+            continue
+        if not bucket.take():
+            logger.warning("closing a client of %s: message flood", label)
+            await client.close(WSCloseCode.POLICY_VIOLATION, b"too many messages")
+            return
+        if msg.type is WSMsgType.TEXT:
+            on_text(client, msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            if on_binary is not None:
+                on_binary(client)
+        elif msg.type is WSMsgType.PING:
+            client.post_control(msg.data, WSMsgType.PONG)
+        elif msg.type is WSMsgType.ERROR:
+            client.closed_reason = client.closed_reason or "oversized"
+            return  # aiohttp already closed the socket (1009 for an oversized frame)
 
 
 def close_reason(why: str | None) -> str:
