@@ -20,12 +20,12 @@ from aiohttp import web
 from sources import database
 from sources.adw_files import AdwFiles
 from sources.http import Reply, poll
-from sources.sqlite import Reader, SqliteWatch
+from sources.sqlite import Query, SqliteWatch
 from sources.tasks import cancel_and_wait
 from sources.values import Cleaner
 
+from .channels.clock_values import CLOCK_FAMILIES, ClockValues
 from .channels.feeds import ADW_PART, CLUSTER_PART, Feeds, database_part
-from .channels.fresh import CLOCK_FAMILIES, Fresh
 from .channels.health import Health
 from .channels.specs import CATALOG
 from .channels.status import SystemStatus
@@ -85,7 +85,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_http_session)
     for db in app[DATABASES]:  # before the ADW files, so the first monitor already knows queue statuses
         app.cleanup_ctx.append(
-            feed(
+            follow_source(
                 database_part(db),
                 "database",
                 db.changes,
@@ -94,18 +94,18 @@ def create_app(config: Config) -> web.Application:
             )
         )
     if ADW_FILES in app:
-        app.cleanup_ctx.append(feed(ADW_PART, "adw_files", app[ADW_FILES].changes, feeds.adw_changed))
+        app.cleanup_ctx.append(follow_source(ADW_PART, "adw_files", app[ADW_FILES].changes, feeds.adw_changed))
     _add_pollers(app, config, feeds)
     app.on_shutdown.append(_close_sockets)
     _add_routes(app, config, feeds)
     return app
 
 
-def _add_flow(app: web.Application, config: Config, cleaner: Cleaner) -> tuple[Hub, EventLog, Pipeline, Fresh]:
+def _add_flow(app: web.Application, config: Config, cleaner: Cleaner) -> tuple[Hub, EventLog, Pipeline, ClockValues]:
     """Wire the flow: supervisor, status, counters, hub, event log and the pipeline between them."""
     app[SUPERVISOR] = Supervisor()
     app[STATUS] = status = SystemStatus()
-    fresh = Fresh(status, lambda: app[FEEDS].history_rows)  # the rows the feeds read last
+    fresh = ClockValues(status, lambda: app[FEEDS].history_rows)  # the rows the feeds read last
     app[COUNTERS] = counters = Counters()
     app[HUB] = hub = Hub(
         catalog=CATALOG,
@@ -146,7 +146,7 @@ def _add_feeds(
     return feeds, health
 
 
-def _add_backplane(app: web.Application, config: Config, feeds: Feeds, health: Health, fresh: Fresh) -> None:
+def _add_backplane(app: web.Application, config: Config, feeds: Feeds, health: Health, fresh: ClockValues) -> None:
     """Follow the nodes on Redis (a cluster view), or publish this node's channels there."""
     hub, counters = app[HUB], app[COUNTERS]
     if config.backplane.view == "cluster":
@@ -159,7 +159,7 @@ def _add_backplane(app: web.Application, config: Config, feeds: Feeds, health: H
             part=CLUSTER_PART,
             counts=counters.backplane,
         )
-        app.cleanup_ctx.append(feed(CLUSTER_PART, "backplane", reader.changes, take))
+        app.cleanup_ctx.append(follow_source(CLUSTER_PART, "backplane", reader.changes, take))
     elif config.backplane.url:
         publisher = add_backplane(
             config,
@@ -234,7 +234,7 @@ def _databases(config: Config, cleaner: Cleaner) -> list[SqliteWatch]:
     """Return one watch per configured database file, each with the readers it serves."""
     main, history = config.database.path, config.database.history_path
     cleaner = cleaner.bounded(config.database.max_value_bytes)  # a 20 MB error_message is not 20 MB frames
-    files: dict[Any, dict[str, Reader]] = {}
+    files: dict[Any, dict[str, Query]] = {}
     if main is not None:
         files[main] = {"queue": functools.partial(database.read_queue, cleaner=cleaner)}
     if history is not None or main is not None:
@@ -281,7 +281,7 @@ def _add_pollers(app: web.Application, config: Config, feeds: Feeds) -> None:
     for name, service, urls, interval, timeout, publish in pollers:
         if all(urls.values()) and urls:  # "" is "not configured"
             changes = functools.partial(_poll, app, urls, interval, timeout)
-            app.cleanup_ctx.append(feed(name, service, changes, publish, wait_first=False))
+            app.cleanup_ctx.append(follow_source(name, service, changes, publish, wait_first=False))
 
 
 def _poll(
@@ -326,7 +326,7 @@ def background(
     return ctx
 
 
-def feed(
+def follow_source(
     name: str,
     service: str,
     changes: Callable[[], AsyncGenerator[T, None]],
@@ -393,6 +393,6 @@ def failed(item: Any) -> bool:
             problem = getattr(value, "problem", None)
             if callable(problem) and problem() is not None:  # an HTTP Reply
                 return True
-            if isinstance(getattr(value, "error", None), str):  # a database reader's Part
+            if isinstance(getattr(value, "error", None), str):  # a database reader's ReadResult
                 return True
     return False

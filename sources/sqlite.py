@@ -26,13 +26,13 @@ from .tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
-Reader = Callable[[aiosqlite.Connection], Awaitable[Any]]
+Query = Callable[[aiosqlite.Connection], Awaitable[Any]]
 NOT_READ_YET = "not read yet"
 BUSY_TIMEOUT = 0.1  # seconds a query waits on a writer's lock before we report it and retry next poll
 
 
 @dataclass(frozen=True, slots=True)
-class Part:
+class ReadResult:
     """One reader's outcome: its data, or why it failed (then data is None)."""
 
     data: Any = None
@@ -51,12 +51,12 @@ class SqliteHealth:
 
 
 class SqliteWatch:
-    """Yield ``{reader name: Part}`` for a database file each time it changed."""
+    """Yield ``{reader name: ReadResult}`` for a database file each time it changed."""
 
     def __init__(
         self,
         path: Path,
-        readers: Mapping[str, Reader],
+        readers: Mapping[str, Query],
         *,
         poll_interval: float = 0.25,
         file_hint: bool = True,
@@ -74,7 +74,7 @@ class SqliteWatch:
         self._wake = asyncio.Event()
         self._transient: set[str] = set()  # readers that failed on a lock: retried without a commit
 
-    async def changes(self) -> AsyncGenerator[dict[str, Part], None]:
+    async def changes(self) -> AsyncGenerator[dict[str, ReadResult], None]:
         """Yield every reader's result: first at once (errors included), then after each commit.
 
         A failure of the whole file (missing, locked, not a database) is yielded once as failed
@@ -101,10 +101,10 @@ class SqliteWatch:
             finally:
                 await self._close()
 
-    def _failed_parts(self) -> dict[str, Part]:
-        return {name: Part(error=self.health.message) for name in self._readers}
+    def _failed_parts(self) -> dict[str, ReadResult]:
+        return {name: ReadResult(error=self.health.message) for name in self._readers}
 
-    async def _poll(self, *, force: bool) -> dict[str, Part] | None:
+    async def _poll(self, *, force: bool) -> dict[str, ReadResult] | None:
         """Return fresh parts if the database changed (or ``force``), else None."""
         try:
             conn, reopened = await self._ensure_open()
@@ -126,7 +126,7 @@ class SqliteWatch:
         self._succeed()
         return parts
 
-    async def _run(self, conn: aiosqlite.Connection, name: str, read: Reader) -> Part:
+    async def _run(self, conn: aiosqlite.Connection, name: str, read: Query) -> ReadResult:
         try:
             data = await read(conn)
         except sqlite3.Error as exc:
@@ -136,12 +136,12 @@ class SqliteWatch:
             if self.health.errors.get(name) != error:
                 logger.warning("%s: %s", name, error)
             self.health.errors[name] = error
-            return Part(error=error)
+            return ReadResult(error=error)
         self._transient.discard(name)
         if name in self.health.errors:
             logger.info("%s: readable again", name)
             del self.health.errors[name]
-        return Part(data)
+        return ReadResult(data)
 
     async def _ensure_open(self) -> tuple[aiosqlite.Connection, bool]:
         """Return the connection, opening it (again if the file was replaced), and whether it is new."""
@@ -168,7 +168,7 @@ class SqliteWatch:
         self.health.transient = False
         self.health.message = "ok" if not self.health.errors else "; ".join(sorted(set(self.health.errors.values())))
 
-    def _fail(self, message: str, *, transient: bool) -> dict[str, Part] | None:
+    def _fail(self, message: str, *, transient: bool) -> dict[str, ReadResult] | None:
         """Record a failure of the whole file; return failed parts if it is news, else None."""
         news = self.health.ok or self.health.message != message
         if news:

@@ -8,7 +8,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broadcaster.channels import views
+from broadcaster.channels import adw_data
 from broadcaster.channels.adw_index import AdwIndex
 from broadcaster.channels.specs import ADW_MONITOR, WORKFLOWS
 from broadcaster.core.snapshot import digest
@@ -58,10 +58,12 @@ def test_the_index_builds_what_the_views_build_and_digests_move_with_them(first,
     index.update(second, after, worktrees=worktrees, queue_status=queue)  # only the ADWs that changed
 
     data, wf_digest = index.workflows()
-    expected = views.workflows(after.values(), github_repo="acme/shop")
+    expected = adw_data.workflows(after.values(), github_repo="acme/shop")
     assert plain(data) == expected
     monitor, mon_digest = index.monitor()
-    expected_monitor = views.monitor(after.values(), worktrees=worktrees, queue_status=queue, github_repo="acme/shop")
+    expected_monitor = adw_data.monitor(
+        after.values(), worktrees=worktrees, queue_status=queue, github_repo="acme/shop"
+    )
     got = plain(monitor)
     for item in got["workflows"] + expected_monitor["workflows"]:
         item.pop("duration_seconds")  # volatile: computed at build time

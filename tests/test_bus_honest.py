@@ -20,7 +20,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from broadcaster.cluster.reader import Batch, Reader
+from broadcaster.cluster.follower import Batch, BusFollower
 from tests.conftest import receive_until
 from tests.helpers import RedisServer, Service
 
@@ -194,7 +194,7 @@ async def test_a_redis_that_refuses_writes_marks_the_node_stale_and_loses_nothin
 
 async def test_a_record_from_the_future_is_forgotten_on_time(redis_server: RedisServer) -> None:
     now = [time.time()]
-    reader = Reader(
+    reader = BusFollower(
         redis_server.url, forget_after=60, scan_interval=0.1, on_state=lambda *s: None, clock=lambda: now[0]
     )
     client = aioredis.from_url(redis_server.url)
@@ -213,7 +213,7 @@ async def test_a_record_from_the_future_is_forgotten_on_time(redis_server: Redis
     assert (await first(reader)).gone == frozenset()  # and stays forgotten
 
 
-async def first(reader: Reader) -> Batch:
+async def first(reader: BusFollower) -> Batch:
     changes = reader.changes()
     try:
         return await anext(changes)

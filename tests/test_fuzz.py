@@ -12,7 +12,7 @@ import orjson
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from broadcaster.channels import db_views, views
+from broadcaster.channels import adw_data, db_data
 from broadcaster.channels.specs import SPECS
 from broadcaster.core.protocol import reply_to
 from broadcaster.core.snapshot import digest
@@ -86,9 +86,9 @@ def test_any_state_file_reads_into_data_that_encodes(raw: bytes) -> None:
         record = read_dirs(agents, ["a1"], 1024 * 1024, CLEANER)["a1"]
     assert record is not None
     assert (record.state is None) != (record.error is None)  # a state, or why there is none
-    state = views.adw_state("a1", record)
-    monitor = views.monitor([record])
-    workflows = views.workflows([record])
+    state = adw_data.adw_state("a1", record)
+    monitor = adw_data.monitor([record])
+    workflows = adw_data.workflows([record])
     for family, data in (("adw-state", state), ("adw-monitor", monitor), ("workflows", workflows)):
         encodes(data)
         digest(data, SPECS[family].volatile)
@@ -130,10 +130,10 @@ def test_any_database_row_normalises_into_a_queue_that_encodes(rows: list[tuple[
     names = [d[0] for d in cursor.description]
     items = [phase_item(CLEANER.clean(dict(zip(names, r, strict=True))), CLEANER) for r in cursor.fetchall()]
     conn.close()
-    data = db_views.queue(QueueData(items, paused=False))
+    data = db_data.queue(QueueData(items, paused=False))
     encodes(data)
     digest(data, SPECS["queue"].volatile)
-    statuses = db_views.queue_status_by_adw(items)
+    statuses = db_data.queue_status_by_adw(items)
     assert all(isinstance(v, str) for v in statuses.values())
 
 
@@ -205,7 +205,7 @@ def test_any_node_data_merges_into_data_that_encodes(nodes: dict[str, Any], gone
     digest(merge.adw_state(nodes, sorted(nodes), gone))
 
     # The view around the merges: every channel offered builds and encodes.
-    from broadcaster.cluster.reader import Batch, Newest
+    from broadcaster.cluster.follower import Batch, Newest
     from broadcaster.cluster.view import ClusterView
 
     offered: dict[str, Any] = {}

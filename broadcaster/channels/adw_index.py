@@ -25,7 +25,7 @@ from sources.adw_read import AdwRecord
 
 from ..core.clock import now_iso
 from ..core.deltas import Items
-from . import views
+from . import adw_data
 from .specs import empty_summary
 
 SortKey = tuple[Any, ...]
@@ -133,18 +133,18 @@ class AdwIndex:
                 self._count(old, None)
                 mon_changed |= _differs(old, None)
                 continue
-            start = _descending(views.text(record.state.get("start_time")) or "")
-            execution = views.workflow_execution(record, github_repo=self._github_repo)
+            start = _descending(adw_data.text(record.state.get("start_time")) or "")
+            execution = adw_data.workflow_execution(record, github_repo=self._github_repo)
             item = None if execution is None else _item(execution, (start, adw_id))
             wf_changed |= _differs(self._workflows.put(adw_id, item), item)
-            status = views.monitor_item(
+            status = adw_data.monitor_item(
                 record,
                 in_worktree=adw_id in worktrees,
                 queue_status=queue_status.get(adw_id),
                 github_repo=self._github_repo,
                 now=None,
             )
-            rank = views.sort_rank(status["status"])
+            rank = adw_data.sort_rank(status["status"])
             open_start = status["start_time"] if status["end_time"] is None else None
             new = _item(status, (rank, start, adw_id), ("duration_seconds",), status["status"], open_start)
             old = self._monitor.put(adw_id, new)

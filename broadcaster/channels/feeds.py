@@ -18,14 +18,14 @@ import orjson
 from sources.adw_files import AdwFiles
 from sources.database import QueueData
 from sources.http import Reply
-from sources.sqlite import Part, SqliteWatch
+from sources.sqlite import ReadResult, SqliteWatch
 from sources.values import Cleaner
 
 from ..config import Config
 from ..core.events import Event
 from ..core.pipeline import Pipeline
-from ..supervisor import Part as SupervisedPart
-from . import db_views, service_views, views
+from ..supervisor import Part
+from . import adw_data, db_data, service_data
 from .adw_index import AdwIndex
 from .health import Health
 from .specs import adw_id_of, adw_state_channel
@@ -100,7 +100,7 @@ class Feeds:
             raise RuntimeError("adw_changed needs the ADW files: pass adw= to Feeds")
         records = self._adw.records
         for adw_id in sorted(changed):
-            self.offer(adw_state_channel(adw_id), functools.partial(views.adw_state, adw_id, records.get(adw_id)))
+            self.offer(adw_state_channel(adw_id), functools.partial(adw_data.adw_state, adw_id, records.get(adw_id)))
         wf_changed, mon_changed = self._index_update(changed)
         # Assembling a list is work per ADW: skip it when nothing of it moved (unless its last
         # publish failed, or this is the first read).
@@ -112,7 +112,7 @@ class Feeds:
         self._first_adw_read = False
         self._system_status()
 
-    async def database_read(self, db: SqliteWatch, parts: dict[str, Part]) -> None:
+    async def database_read(self, db: SqliteWatch, parts: dict[str, ReadResult]) -> None:
         """Update the queue and history channels from a database read (failed parts keep the last data).
 
         The history view (analytics over every row) is built in a worker thread: with thousands
@@ -122,8 +122,8 @@ class Feeds:
         queue = parts.get("queue")
         if queue is not None and isinstance(queue.data, QueueData):
             data = queue.data
-            self.offer("queue", lambda: db_views.queue(data))
-            queue_status = db_views.queue_status_by_adw(data.phases)
+            self.offer("queue", lambda: db_data.queue(data))
+            queue_status = db_data.queue_status_by_adw(data.phases)
             if queue_status != self._queue_status:
                 moved = {
                     i
@@ -137,7 +137,7 @@ class Feeds:
         if history is not None and isinstance(history.data, list):
             rows = history.data
             try:
-                view = await asyncio.to_thread(db_views.history, rows)
+                view = await asyncio.to_thread(db_data.history, rows)
             except Exception as exc:  # shown as this channel's problem, like any failure to build it
                 self.offer("workflow-history", functools.partial(_raise, exc))
             else:
@@ -149,7 +149,7 @@ class Feeds:
         """Update webhook status from a poll of the webhook service."""
         reply = self._health.webhook = replies["webhook"]
         self._waiting.discard("webhook poll")
-        self.offer("webhook-status", lambda: service_views.webhook_status(reply, self._cleaner))
+        self.offer("webhook-status", lambda: service_data.webhook_status(reply, self._cleaner))
         self._system_status()
 
     def openapi_polled(self, replies: dict[str, Reply]) -> None:
@@ -159,7 +159,7 @@ class Feeds:
         problem = reply.problem()
         if problem is None:
             try:
-                self._api_routes = service_views.openapi_routes(self._cleaner.clean(orjson.loads(reply.body)))
+                self._api_routes = service_data.openapi_routes(self._cleaner.clean(orjson.loads(reply.body)))
             except (orjson.JSONDecodeError, ValueError) as exc:
                 problem = f"{self._config.routes.openapi_url}: {exc}"
         if problem != self._health.api_problem and problem is not None:
@@ -189,7 +189,7 @@ class Feeds:
         """Publish what needs no source (the routes, when no OpenAPI document is configured)."""
         self._routes()
 
-    def part_changed(self, part: SupervisedPart) -> None:
+    def part_changed(self, part: Part) -> None:
         """A supervised part crashed or recovered: it counts as reported, and status says so."""
         self._waiting.discard(part.name)
         self._system_status()
@@ -249,7 +249,7 @@ class Feeds:
 
     def _routes(self) -> None:
         if "openapi poll" not in self._waiting:
-            self.offer("routes", lambda: service_views.merge_routes(self._own_routes, self._api_routes))
+            self.offer("routes", lambda: service_data.merge_routes(self._own_routes, self._api_routes))
 
     def _system_status(self) -> None:
         if self._waiting:

@@ -18,15 +18,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
-from ..channels.fresh import Fresh
+from ..channels.clock_values import ClockValues
 from ..channels.health import Health
 from ..config import Config
 from ..core.events import Event
 from ..errors import StartupError
 
 if TYPE_CHECKING:
+    from .follower import BusFollower
     from .publisher import Publisher
-    from .reader import Reader
     from .view import Outlet
 
 __all__ = ["add_backplane", "add_cluster_view", "node_name", "view_config"]
@@ -97,16 +97,16 @@ def add_cluster_view(
     *,
     current: Callable[[], list[Event]],
     health: Health,
-    fresh: Fresh,
+    fresh: ClockValues,
     part: str,
     counts: dict[str, int],
-) -> tuple[Reader, Callable[[Any], None]]:
+) -> tuple[BusFollower, Callable[[Any], None]]:
     """Read every node's streams from ``[backplane] url``; return the reader and what takes its batches.
 
     ``part`` names the reader in system status, which waits for its first report.
     """
     require_redis()
-    from .reader import Reader  # redis is imported only when a backplane is configured
+    from .follower import BusFollower  # redis is imported only when a backplane is configured
     from .view import ClusterView
 
     b = config.backplane
@@ -119,7 +119,7 @@ def add_cluster_view(
         outlet.refresh_status()
 
     # Look at the node records often enough that a node whose record expired is marked soon after.
-    reader = Reader(
+    reader = BusFollower(
         b.url,
         forget_after=b.forget_after,
         scan_interval=min(1.0, b.node_timeout / 10),

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..channels import db_views, views
+from ..channels import adw_data, db_data
 from ..channels.specs import empty_summary
 from ..channels.status import LEVELS, overall, summary_of
 
@@ -78,7 +78,7 @@ def monitor(nodes: Nodes, marks: Marks = UNMARKED, tags: Tags | None = None) -> 
     """Every node's ADWs in one monitor: running first, newest first within a status; summary of the union."""
     items = _union(nodes, "adw-monitor", "workflows", marks, tags)
     items.sort(key=lambda w: str(w.get("start_time") or ""), reverse=True)
-    items.sort(key=lambda w: views.sort_rank(str(w.get("status"))))  # stable: newest first within a status
+    items.sort(key=lambda w: adw_data.sort_rank(str(w.get("status"))))  # stable: newest first within a status
     summary = empty_summary()
     summary["total"] = len(items)
     for item in items:
@@ -105,7 +105,7 @@ def history(nodes: Nodes, marks: Marks = UNMARKED, tags: Tags | None = None) -> 
     total = sum(
         d["total_count"] for d in nodes.values() if isinstance(d, dict) and isinstance(d.get("total_count"), int)
     )
-    return {"workflows": rows, "total_count": total, "analytics": db_views.analytics(rows)}
+    return {"workflows": rows, "total_count": total, "analytics": db_data.analytics(rows)}
 
 
 def adw_state(nodes: Nodes, holders: list[str], marks: Marks = UNMARKED) -> dict[str, Any]:

@@ -20,13 +20,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from ..channels.adw_data import parse_time
 from ..channels.specs import WEBHOOK_STATUS, adw_id_of, adw_state_channel
 from ..channels.status import uptime
-from ..channels.views import parse_time
 from ..core.events import Event
 from ..core.snapshot import digest
 from . import merge
-from .reader import SHARED, Batch
+from .follower import SHARED, Batch
 
 MERGES: dict[str, Callable[[merge.Nodes, merge.Marks, merge.Tags], Any]] = {
     "workflows": merge.workflows,

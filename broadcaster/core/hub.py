@@ -53,7 +53,7 @@ class Hub:
         self.sent = {} if sent is None else sent  # family -> [frames, bytes] written to sockets
         self._clock = clock
         self._tick = tick
-        self._fresh = fresh  # recomputes a channel's clock-derived fields (see fresh.py)
+        self._fresh = fresh  # recomputes a channel's clock-derived fields (see channels/clock_values.py)
         self._fresh_families = fresh_families
         self._refresh_interval = refresh_interval
         self._fresh_frames: dict[str, tuple[float, Frame, Frame]] = {}  # channel -> (made at, of, fresh)

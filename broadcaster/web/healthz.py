@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..channels.service_views import route
+from ..channels.service_data import route
 from .keys import SUPERVISOR
 from .problems import problem
 

@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..channels.db_views import HISTORY_FILTERS, HISTORY_LIMIT, filter_history
-from ..channels.fresh import CLOCK_FAMILIES
-from ..channels.service_views import route
+from ..channels.clock_values import CLOCK_FAMILIES
+from ..channels.db_data import HISTORY_FILTERS, HISTORY_LIMIT, filter_history
+from ..channels.service_data import route
 from ..channels.specs import SPECS, adw_state_channel, validate_adw_id
 from ..core.clock import iso_utc
 from ..core.events import Event
@@ -60,7 +60,7 @@ def _matches(header: str, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
-def channel_view(channel: str, shape: Callable[[Any], Any] | None = None) -> Handler:
+def channel_answer(channel: str, shape: Callable[[Any], Any] | None = None) -> Handler:
     """Return a handler answering ``channel``'s current data (reshaped by ``shape`` if given)."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -191,10 +191,10 @@ EVENT_LOG_ROUTE = ("The event log", ["events"])
 def add_http_routes(app: web.Application) -> list[dict[str, Any]]:
     """Serve each channel's HTTP fallback and the event log API under ``/api/v1`` and ``/api``; return the Routes."""
     views: list[tuple[str, Handler, str, tuple[str, list[str]]]] = [
-        ("/workflows", channel_view("workflows"), "Active workflows", FALLBACK),
+        ("/workflows", channel_answer("workflows"), "Active workflows", FALLBACK),
         (
             "/routes",
-            channel_view("routes", lambda d: {"routes": d, "total": len(d)}),
+            channel_answer("routes", lambda d: {"routes": d, "total": len(d)}),
             "Routes, as {routes, total}",
             FALLBACK,
         ),
@@ -204,16 +204,16 @@ def add_http_routes(app: web.Application) -> list[dict[str, Any]]:
             "Workflow history; limit, offset, status, model, template, search, sort_by, sort_order",
             FALLBACK,
         ),
-        ("/adw-monitor", channel_view("adw-monitor"), "Every ADW's status and a summary", FALLBACK),
-        ("/queue", channel_view("queue"), "The phase queue", FALLBACK),
+        ("/adw-monitor", channel_answer("adw-monitor"), "Every ADW's status and a summary", FALLBACK),
+        ("/queue", channel_answer("queue"), "The phase queue", FALLBACK),
         (
             "/queue/config",
-            channel_view("queue", lambda d: {"paused": d["paused"]}),
+            channel_answer("queue", lambda d: {"paused": d["paused"]}),
             "Whether the queue is paused",
             FALLBACK,
         ),
-        ("/system-status", channel_view("system-status"), "Health of each source and check", FALLBACK),
-        ("/webhook-status", channel_view("webhook-status"), "The webhook service's status", FALLBACK),
+        ("/system-status", channel_answer("system-status"), "Health of each source and check", FALLBACK),
+        ("/webhook-status", channel_answer("webhook-status"), "The webhook service's status", FALLBACK),
         ("/adw-state/{adw_id}", adw_state_view, "One ADW's state", FALLBACK),
         (
             "/events",

@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ..channels.service_views import route
+from ..channels.service_data import route
 from ..core.counters import Counters, family
 from ..core.hub import Hub
 from .keys import COUNTERS, EVENT_LOG, HUB, SUPERVISOR

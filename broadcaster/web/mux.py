@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..channels.service_views import route
+from ..channels.service_data import route
 from ..channels.specs import channel_name
 from ..core.client import Client
 from ..core.events import EventLog

@@ -11,9 +11,9 @@ from typing import Any
 from aiohttp import web
 
 from .._version import __version__
-from ..channels.db_views import HISTORY_FILTERS
+from ..channels.db_data import HISTORY_FILTERS
 from ..channels.schemas import COUNT, NAMES, TEXT, TIME, Schema, components
-from ..channels.service_views import route
+from ..channels.service_data import route
 from ..channels.specs import SPECS
 from .http import HTTP_PREFIXES
 from .static_files import FILES, content_type

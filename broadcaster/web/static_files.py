@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..channels.service_views import route
+from ..channels.service_data import route
 from ..errors import StartupError
 from .http import Handler
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ..channels.service_views import route
+from ..channels.service_data import route
 from ..channels.specs import SPECS, adw_state_channel, validate_adw_id
 from ..core.client import Client, Socket, reset
 from ..core.events import EventLog

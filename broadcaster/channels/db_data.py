@@ -9,7 +9,7 @@ from typing import Any
 from sources.database import QueueData
 from sources.values import as_float
 
-from .views import parse_time
+from .adw_data import parse_time
 
 HISTORY_LIMIT = 50  # rows in the workflow-history channel; HTTP callers page through the rest
 

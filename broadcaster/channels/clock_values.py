@@ -22,14 +22,14 @@ from typing import Any
 import orjson
 
 from ..core.clock import now_iso
-from . import views
-from .db_views import cost_trends
+from . import adw_data
+from .db_data import cost_trends
 from .status import SystemStatus
 
 CLOCK_FAMILIES = frozenset({"system-status", "adw-monitor", "workflow-history"})
 
 
-class Fresh:
+class ClockValues:
     """Recompute the clock-derived fields of a channel's data (see the module docstring)."""
 
     def __init__(self, status: SystemStatus, history_rows: Callable[[], list[dict[str, Any]]]) -> None:
@@ -64,14 +64,14 @@ def monitor(data: Any) -> Any:
         if start is not None:
             item = items[i]
             decoded = orjson.loads(orjson.dumps(item)) if isinstance(item, orjson.Fragment) else dict(item)
-            decoded["duration_seconds"] = views.duration(start, None, None)
+            decoded["duration_seconds"] = adw_data.duration(start, None, None)
             fresh[i] = decoded
     return {**data, "workflows": fresh, "last_updated": now_iso()}
 
 
 def _open_start(item: Any) -> str | None:
     if isinstance(item, dict) and item.get("end_time") is None:
-        return views.text(item.get("start_time"))
+        return adw_data.text(item.get("start_time"))
     return None
 
 

@@ -1,7 +1,7 @@
 """The ADW channels' payloads (adw-state, workflows, adw-monitor) from the sources' plain data.
 
-Pure functions, no I/O; the database channels' are in ``db_views``, the polled services' in
-``service_views``.
+Pure functions, no I/O; the database channels' are in ``db_data``, the polled services' in
+``service_data``.
 
 The sources hand over cleaned values (see ``sources.values``), but any JSON can sit where a
 number or a string belongs: every field is read with a converter that says "none" instead of

@@ -76,7 +76,7 @@ class Batch:
     """With ``alive``: the live nodes in trouble, each with a status level and why (their data is stale)."""
 
 
-class Reader:
+class BusFollower:
     """Follow every node's channels on Redis (see the module docstring)."""
 
     def __init__(
