@@ -24,10 +24,10 @@ from sources.sqlite import Query, SqliteWatch
 from sources.tasks import cancel_and_wait
 from sources.values import Cleaner
 
-from .channels.clock_values import CLOCK_FAMILIES, ClockValues
+from .channels.clock_values import ClockValues
 from .channels.feeds import ADW_PART, CLUSTER_PART, Feeds, database_part
 from .channels.health import Health
-from .channels.specs import CATALOG
+from .channels.specs import CATALOG, CLOCK_FAMILIES
 from .channels.status import SystemStatus
 from .cluster import add_backplane, add_cluster_view, view_config
 from .config import Config

@@ -246,4 +246,4 @@ def print_banner(
 
 
 def _ws_names() -> list[str]:
-    return [f"{family}/{{adw_id}}" if family == "adw-state" else family for family in SPECS]
+    return [spec.path.lstrip("/") for spec in SPECS.values()]

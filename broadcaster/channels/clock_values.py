@@ -26,8 +26,6 @@ from . import adw_data
 from .db_data import cost_trends
 from .status import SystemStatus
 
-CLOCK_FAMILIES = frozenset({"system-status", "adw-monitor", "workflow-history"})
-
 
 class ClockValues:
     """Recompute the clock-derived fields of a channel's data (see the module docstring)."""

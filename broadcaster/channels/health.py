@@ -19,19 +19,9 @@ from sources.sqlite import SqliteWatch
 from .._version import __version__
 from ..config import Config
 from ..config.rules import SELF
+from .specs import SPECS
 from .status import SystemStatus
 
-# Which service a channel's data comes from, for a channel that could not be published.
-CHANNEL_SERVICE = {
-    "adw-state": "adw_files",
-    "workflows": "adw_files",
-    "adw-monitor": "adw_files",
-    "queue": "database",
-    "workflow-history": "database",
-    "webhook-status": "webhook",
-    "routes": "openapi",
-    "system-status": SELF,
-}
 MAX_LISTED = 3  # problems named in one message; the count says how many there are
 
 
@@ -78,7 +68,8 @@ class Health:
         ]
         problems = {service: list(p) for service, p in self._supervisor_problems().items()}
         for channel, why in sorted(self.channel_problems.items()):
-            service = CHANNEL_SERVICE.get(channel.partition(":")[0], SELF)
+            spec = SPECS.get(channel.partition(":")[0])
+            service = spec.service if spec is not None and spec.service else SELF
             problems.setdefault(service, []).append(f"{channel} not updated: {why}")
         for entry in entries:
             if entry is None:

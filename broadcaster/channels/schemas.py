@@ -169,27 +169,19 @@ WEBHOOK_STATUS = {
     "required": ["status"],
 }
 
-DATA: dict[str, Schema] = {
-    "workflows": {"type": "array", "items": WORKFLOW_EXECUTION},
-    "routes": {"type": "array", "items": ROUTE},
-    "workflow-history": HISTORY,
-    "adw-state": ADW_STATE,
-    "adw-monitor": MONITOR,
-    "queue": QUEUE,
-    "system-status": SYSTEM_STATUS,
-    "webhook-status": WEBHOOK_STATUS,
+# Each channel's data schema, by the name its spec gives it (``ChannelSpec.schema``).
+DATA_SCHEMAS: dict[str, Schema] = {
+    "WorkflowExecutionList": {"type": "array", "items": WORKFLOW_EXECUTION},
+    "RouteList": {"type": "array", "items": ROUTE},
+    "WorkflowHistory": HISTORY,
+    "AdwState": ADW_STATE,
+    "AdwMonitor": MONITOR,
+    "Queue": QUEUE,
+    "SystemStatus": SYSTEM_STATUS,
+    "WebhookStatus": WEBHOOK_STATUS,
 }
-NAMES = {
-    "workflows": "WorkflowExecutionList",
-    "routes": "RouteList",
-    "workflow-history": "WorkflowHistory",
-    "adw-state": "AdwState",
-    "adw-monitor": "AdwMonitor",
-    "queue": "Queue",
-    "system-status": "SystemStatus",
-    "webhook-status": "WebhookStatus",
-}
-assert set(DATA) == set(SPECS) == set(NAMES)
+NAMES = {family: spec.schema for family, spec in SPECS.items()}
+DATA: dict[str, Schema] = {family: DATA_SCHEMAS[spec.schema] for family, spec in SPECS.items()}
 
 
 def update_message(family: str) -> Schema:
@@ -197,8 +189,8 @@ def update_message(family: str) -> Schema:
     spec = SPECS[family]
     properties: dict[str, Schema] = {
         "type": {"const": spec.type},
-        "channel": {"type": "string", "pattern": "^adw-state:[A-Za-z0-9_.-]{1,64}$"}
-        if family == "adw-state"
+        "channel": {"type": "string", "pattern": f"^{family}:[A-Za-z0-9_.-]{{1,64}}$"}
+        if spec.param
         else {"const": family},
         "data": {"$ref": f"#/components/schemas/{NAMES[family]}"},
         "seq": {**COUNT, "description": "+1 per change of the channel; a refresh keeps it"},
@@ -206,8 +198,8 @@ def update_message(family: str) -> Schema:
         "epoch": {**TEXT, "description": "of the event log; in a socket's first frame of each channel"},
         "recovered": {"type": "boolean", "description": "in the first frame of a resume (see the resume rules)"},
     }
-    if family == "adw-state":
-        properties["adw_id"] = ADW_ID
+    if spec.param:
+        properties[spec.param] = ADW_ID
     return _object(properties, required=["type", "channel", "data", "seq", "timestamp"], closed=True)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..config.rules import SELF
 from ..core.clock import now_iso
 from ..core.deltas import Keyed
 from ..core.spec import Catalog, ChannelSpec
@@ -41,25 +42,45 @@ def empty_summary() -> dict[str, int]:
     return {"total": 0, "running": 0, "completed": 0, "failed": 0, "paused": 0}
 
 
-WORKFLOWS = ChannelSpec("workflows", "workflows_update", list, keyed=Keyed("", "adw_id"))
-ROUTES = ChannelSpec("routes", "routes_update", list, keyed=Keyed("", ("method", "path")))
+WORKFLOWS = ChannelSpec(
+    "workflows",
+    "workflows_update",
+    list,
+    keyed=Keyed("", "adw_id"),
+    service="adw_files",
+    schema="WorkflowExecutionList",
+)
+ROUTES = ChannelSpec(
+    "routes", "routes_update", list, keyed=Keyed("", ("method", "path")), service="openapi", schema="RouteList"
+)
 WORKFLOW_HISTORY = ChannelSpec(
     "workflow-history",
     "workflow_history_update",
     lambda: {"workflows": [], "total_count": 0, "analytics": empty_analytics()},
     volatile=(("analytics", "cost_trend_7day"), ("analytics", "cost_trend_30day")),  # relative to now
     keyed=Keyed("workflows", "adw_id"),
+    clock_values=True,
+    service="database",
+    schema="WorkflowHistory",
 )
-ADW_STATE = ChannelSpec("adw-state", "adw_state_update", dict, param="adw_id")
+ADW_STATE = ChannelSpec("adw-state", "adw_state_update", dict, param="adw_id", service="adw_files", schema="AdwState")
 ADW_MONITOR = ChannelSpec(
     "adw-monitor",
     "adw_monitor_update",
     lambda: {"workflows": [], "summary": empty_summary(), "last_updated": now_iso()},
     volatile=(("last_updated",), ("workflows", "*", "duration_seconds")),
     keyed=Keyed("workflows", "adw_id"),
+    clock_values=True,
+    service="adw_files",
+    schema="AdwMonitor",
 )
 QUEUE = ChannelSpec(
-    "queue", "queue_update", lambda: {"phases": [], "total": 0, "paused": False}, keyed=Keyed("phases", "queue_id")
+    "queue",
+    "queue_update",
+    lambda: {"phases": [], "total": 0, "paused": False},
+    keyed=Keyed("phases", "queue_id"),
+    service="database",
+    schema="Queue",
 )
 SYSTEM_STATUS = ChannelSpec(
     "system-status",
@@ -71,12 +92,17 @@ SYSTEM_STATUS = ChannelSpec(
         "summary": {"healthy_services": 0, "total_services": 0, "health_percentage": 100.0},
     },
     volatile=(("timestamp",), ("services", "*", "uptime_seconds"), ("services", "*", "uptime_human")),
+    clock_values=True,
+    service=SELF,
+    schema="SystemStatus",
 )
 WEBHOOK_STATUS = ChannelSpec(
     "webhook-status",
     "webhook_status_update",
     lambda: {"status": "unknown", "message": "not polled yet"},
-    volatile=(("uptime",),),
+    volatile=(("uptime",),),  # the webhook service's own clock: left out of the digest, never recomputed here
+    service="webhook",
+    schema="WebhookStatus",
 )
 
 SPECS: dict[str, ChannelSpec] = {
@@ -84,6 +110,8 @@ SPECS: dict[str, ChannelSpec] = {
     for spec in (WORKFLOWS, ROUTES, WORKFLOW_HISTORY, ADW_STATE, ADW_MONITOR, QUEUE, SYSTEM_STATUS, WEBHOOK_STATUS)
 }
 
+CLOCK_FAMILIES = frozenset(family for family, spec in SPECS.items() if spec.clock_values)
+"""The families whose data is recomputed when read (``clock_values.ClockValues``) and refreshed when quiet."""
 CATALOG = Catalog(SPECS.values())
 """Every channel family, handed to the core (the event log, its store, the hub) by ``create_app``."""
 

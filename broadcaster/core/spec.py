@@ -30,6 +30,17 @@ class ChannelSpec:
     """Where the data's list of items with ids is, for channels that change an item at a time."""
     param: str | None = None
     """For families of channels ``family:{key}``: the envelope field that carries the key (``adw_id``)."""
+    clock_values: bool = False
+    """Its data carries clock values (uptimes, durations) recomputed whenever it is read or refreshed."""
+    service: str = ""
+    """The system-status entry of the source its data comes from (where a failure to publish it shows)."""
+    schema: str = ""
+    """The name of its data's JSON Schema in the protocol documents (``WorkflowExecutionList``)."""
+
+    @property
+    def path(self) -> str:
+        """Its path under ``/ws`` and under the HTTP fallback's prefixes: ``/queue``, ``/adw-state/{adw_id}``."""
+        return f"/{self.family}/{{{self.param}}}" if self.param else f"/{self.family}"
 
 
 class Catalog:

@@ -14,10 +14,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..channels.clock_values import CLOCK_FAMILIES
 from ..channels.db_data import HISTORY_FILTERS, HISTORY_LIMIT, filter_history
 from ..channels.service_data import route
-from ..channels.specs import SPECS, adw_state_channel, validate_adw_id
+from ..channels.specs import CLOCK_FAMILIES, SPECS, adw_state_channel, validate_adw_id
 from ..core.clock import iso_utc
 from ..core.events import Event
 from ..core.protocol import parse_count
@@ -129,7 +128,7 @@ async def events_view(request: web.Request) -> web.StreamResponse:
     channel = query.get("channel") or None
     if channel is not None:
         family, _, adw_id = channel.partition(":")
-        if family not in SPECS or (family == "adw-state") != bool(adw_id):
+        if family not in SPECS or bool(SPECS[family].param) != bool(adw_id):
             return _bad(f"no channel {channel[:80]!r} (e.g. queue, adw-state:77c90e61)")
         if adw_id:
             try:

@@ -108,15 +108,15 @@ def _channel_docs() -> tuple[dict[str, Any], dict[str, Any]]:
         own = {"update": {"$ref": f"#/components/messages/{NAMES[family]}Update"}}
         own.update({c.lower(): {"$ref": f"#/components/messages/{c}"} for c in ("Heartbeat", "Pong")})
         channel: dict[str, Any] = {
-            "address": "/ws/adw-state/{adw_id}" if family == "adw-state" else f"/ws/{family}",
+            "address": f"/ws{spec.path}",
             "title": f"{family} ({spec.type})",
             "description": "The current state on connect, then every change (at most one per "
             "[broadcast] min_interval per channel). Also served under each server's pathname.",
             "messages": own,
             "bindings": {"ws": {"query": resume_query}},
         }
-        if family == "adw-state":
-            channel["parameters"] = {"adw_id": {"description": "1-64 letters, digits, '_', '.', '-'"}}
+        if spec.param:
+            channel["parameters"] = {spec.param: {"description": "1-64 letters, digits, '_', '.', '-'"}}
         channels[key] = channel
         operations[f"send_{key}"] = {
             "action": "send",
@@ -317,8 +317,8 @@ def _own_paths(prefixes: tuple[str, ...]) -> dict[str, Any]:
     upgrade = "A WebSocket upgrade (see /asyncapi.json); a plain GET is refused"
     for prefix in prefixes:
         for family in SPECS:
-            path = f"{prefix}/ws/adw-state/{{adw_id}}" if family == "adw-state" else f"{prefix}/ws/{family}"
-            paths[path] = _get(upgrade, None, params=[ADW_PARAM] if family == "adw-state" else None)
+            spec = SPECS[family]
+            paths[f"{prefix}/ws{spec.path}"] = _get(upgrade, None, params=[ADW_PARAM] if spec.param else None)
         paths[f"{prefix}/ws"] = _get(upgrade, None)
     for path, (name, summary) in FILES.items():
         paths[path] = _get(summary, None, etag=True)

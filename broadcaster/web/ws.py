@@ -234,10 +234,8 @@ def add_routes(app: web.Application, prefixes: tuple[str, ...]) -> list[dict[str
     routes = []
     for prefix in prefixes:
         for family, spec in SPECS.items():
-            if family == "adw-state":
-                path, handler = f"{prefix}/ws/adw-state/{{adw_id}}", channel_handler(adw_state_of)
-            else:
-                path, handler = f"{prefix}/ws/{family}", channel_handler(_always(family))
+            path = f"{prefix}/ws{spec.path}"
+            handler = channel_handler(adw_state_of if spec.param else _always(family))
             app.router.add_get(path, handler, allow_head=False)
             routes.append(
                 route(
