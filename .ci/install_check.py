@@ -125,6 +125,12 @@ def check_demo(command: list[str], cwd: Path, env: dict[str, str] | None = None)
         try:
             code = proc.wait(15)
         except subprocess.TimeoutExpired:
+            for pid in subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split():
+                os.kill(int(pid), signal.SIGUSR1)  # the service writes every thread's stack (faulthandler)
+            try:
+                proc.wait(2)  # bash, if the demo runs under it, ends on USR1; the service goes on
+            except subprocess.TimeoutExpired:
+                pass
             os.killpg(proc.pid, signal.SIGKILL)
             raise SystemExit(f"the demo did not end within 15 s of SIGINT; it wrote:\n{proc.stderr.read()}") from None
         err = proc.stderr.read()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import importlib.metadata
 import logging
 import resource
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         print("adw-broadcaster: --demo-speed must be > 0", file=sys.stderr)
         return 2
     _raise_descriptor_limit()
+    # kill -USR1 <pid> writes every thread's stack to stderr: a service that will not stop or
+    # seems stuck tells where it is, without a debugger.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         run(run_demo(config, serve, speed=args.demo_speed, tls=tls) if args.demo else serve(config, tls=tls))
     except ListenError as exc:

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from broadcaster import create_app
 from tests.agents_db import AgentsDb
 from tests.conftest import receive
+from tests.helpers import Service, eventually, operate_config
 
 OUR_TASKS = re.compile(r"pipeline|adw files|watch .*|writer .*|database .*|hint .*|(webhook|openapi|checks) poll")
 
@@ -112,3 +113,16 @@ async def test_sigterm_closes_clients_and_exits_within_two_seconds(workspace, wr
         assert "Traceback" not in stderr
         # uvloop, a dependency, runs the service (see test_install for a platform without it).
         assert re.search(r"; event loop uvloop \d", stderr) is not None
+
+
+async def test_usr1_writes_every_threads_stack_and_the_service_goes_on(workspace) -> None:
+    """``kill -USR1`` is how a service that seems stuck, or will not stop, tells where it is."""
+    service = await Service(workspace.root, operate_config(workspace)).start()
+    try:
+        os.kill(service.pid, signal.SIGUSR1)
+        await eventually(lambda: "(most recent call first)" in service.log)
+        assert re.search(r'File ".*broadcaster/cli\.py", line \d+ in (main|run)', service.log), service.log
+        async with aiohttp.ClientSession() as session, session.get(service.url("/healthz")) as response:
+            assert (response.status, await response.json()) == (200, {"status": "ok"})
+    finally:
+        assert await service.stop(signal.SIGINT) == 0
