@@ -27,7 +27,7 @@ from sources.values import Cleaner
 from .channels.clock_values import ClockValues
 from .channels.feeds import ADW_PART, CLUSTER_PART, Feeds, database_part
 from .channels.health import Health
-from .channels.specs import CATALOG, CLOCK_FAMILIES
+from .channels.specs import CATALOG
 from .channels.status import SystemStatus
 from .cluster import add_backplane, add_cluster_view, view_config
 from .config import Config
@@ -110,7 +110,6 @@ def _add_flow(app: web.Application, config: Config, cleaner: Cleaner) -> tuple[H
     app[HUB] = hub = Hub(
         catalog=CATALOG,
         fresh=fresh,
-        fresh_families=CLOCK_FAMILIES,
         refresh_interval=config.broadcast.refresh_interval,
         ping_interval=config.server.ping_interval,
         sweep_interval=sweep_interval(config),

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the service (or ``watch``, a client of one); return the process exit code."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["watch"]:
-        from .subscriber import watch
+        from .subscriber import watch  # a client: none of the service's start-up applies
 
         return watch.main(argv[1:])
     args = parse_args(argv)

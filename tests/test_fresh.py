@@ -22,7 +22,6 @@ async def test_a_quiet_clock_channel_is_refreshed_once_per_interval_and_no_other
         catalog=CATALOG,
         tick=lambda: now[0],
         fresh=lambda channel, data: {**data, "as_of": now[0]},
-        fresh_families=frozenset({"system-status"}),
         refresh_interval=60.0,
     )
     pairs = [socket.socketpair() for _ in range(2)]

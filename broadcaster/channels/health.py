@@ -69,7 +69,7 @@ class Health:
         problems = {service: list(p) for service, p in self._supervisor_problems().items()}
         for channel, why in sorted(self.channel_problems.items()):
             spec = SPECS.get(channel.partition(":")[0])
-            service = spec.service if spec is not None and spec.service else SELF
+            service = spec.service if spec is not None else SELF
             problems.setdefault(service, []).append(f"{channel} not updated: {why}")
         for entry in entries:
             if entry is None:

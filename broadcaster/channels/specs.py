@@ -105,15 +105,9 @@ WEBHOOK_STATUS = ChannelSpec(
     schema="WebhookStatus",
 )
 
-SPECS: dict[str, ChannelSpec] = {
-    spec.family: spec
-    for spec in (WORKFLOWS, ROUTES, WORKFLOW_HISTORY, ADW_STATE, ADW_MONITOR, QUEUE, SYSTEM_STATUS, WEBHOOK_STATUS)
-}
-
-CLOCK_FAMILIES = frozenset(family for family, spec in SPECS.items() if spec.clock_values)
-"""The families whose data is recomputed when read (``clock_values.ClockValues``) and refreshed when quiet."""
-CATALOG = Catalog(SPECS.values())
+CATALOG = Catalog((WORKFLOWS, ROUTES, WORKFLOW_HISTORY, ADW_STATE, ADW_MONITOR, QUEUE, SYSTEM_STATUS, WEBHOOK_STATUS))
 """Every channel family, handed to the core (the event log, its store, the hub) by ``create_app``."""
+SPECS: dict[str, ChannelSpec] = CATALOG.specs
 
 _ADW_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 

@@ -34,7 +34,6 @@ class Hub:
         clock: Callable[[], float] = time.time,
         tick: Callable[[], float] = time.monotonic,
         fresh: Callable[[str, Any], Any] | None = None,
-        fresh_families: frozenset[str] = frozenset(),
         refresh_interval: float = 0.0,
         ping_interval: float = 0.0,
         sweep_interval: float = 1.0,
@@ -54,7 +53,8 @@ class Hub:
         self._clock = clock
         self._tick = tick
         self._fresh = fresh  # recomputes a channel's clock-derived fields (see channels/clock_values.py)
-        self._fresh_families = fresh_families
+        # Channels whose clock values are recomputed when read, and refreshed when quiet (their specs say).
+        self._fresh_families = frozenset(family for family, spec in catalog.specs.items() if spec.clock_values)
         self._refresh_interval = refresh_interval
         self._fresh_frames: dict[str, tuple[float, Frame, Frame]] = {}  # channel -> (made at, of, fresh)
         self._sent_at: dict[str, float] = {}  # channel -> when its subscribers last got a frame

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ..channels.db_data import HISTORY_FILTERS, HISTORY_LIMIT, filter_history
 from ..channels.service_data import route
-from ..channels.specs import CLOCK_FAMILIES, SPECS, adw_state_channel, validate_adw_id
+from ..channels.specs import SPECS, adw_state_channel, spec_of, validate_adw_id
 from ..core.clock import iso_utc
 from ..core.events import Event
 from ..core.protocol import parse_count
@@ -49,7 +49,7 @@ def fresh_tag(event: Event) -> str:
     The digest leaves clock values out; a browser revalidating with it would get 304 and keep an
     old uptime, so those channels' tags move each second.
     """
-    if event.channel.partition(":")[0] in CLOCK_FAMILIES:
+    if spec_of(event.channel).clock_values:
         return f"{event.digest}-{int(time.time())}"
     return event.digest
 
