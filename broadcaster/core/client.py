@@ -10,9 +10,13 @@ frames once a socket drains, sends heartbeats to quiet sockets and protocol ping
 peers, and drops (with a TCP reset, which frees the kernel's buffers too) a client whose socket
 stayed past ``high_water`` for ``write_timeout`` seconds or which left a ping unanswered.
 
+What a client follows is one ``Subscription`` per channel: whether its next frame is the first
+on this socket (with the epoch, and ``recovered`` for a resume) and, for a patch subscriber, the
+seq of the last frame it was sent (a patch applies only to that state).
+
 ``post_all`` is what every event costs per subscriber, so its common case (nothing parked, no
-channel's first frame or patch pending, not closing) touches the client and its transport only:
-everything else sets ``_careful`` and takes ``_post_carefully``.
+subscription owed a first frame or a patch, not closing) touches the client and its transport
+only: everything else sets ``_careful`` and takes ``_post_carefully``.
 """
 
 from __future__ import annotations
@@ -48,6 +52,22 @@ class Socket(web.WebSocketResponse):
         return await super().close(code=code, message=message, drain=drain)
 
 
+class Subscription:
+    """One client's following of one channel: what its next frame must carry."""
+
+    __slots__ = ("opening", "patch_seq", "recovered")
+
+    def __init__(self, recovered: bool | None, patch_seq: int | None) -> None:
+        self.opening = True  # the next frame is the channel's first on this socket: it carries the epoch
+        self.recovered = recovered  # said in that first frame when not None (a resume)
+        self.patch_seq = patch_seq  # patch subscribers: the seq of the state the peer has; else None
+
+    @property
+    def plain(self) -> bool:
+        """Return whether its frames are the bytes every plain subscriber gets."""
+        return not self.opening and self.patch_seq is None
+
+
 class Client:
     """Writes of one WebSocket connection, and what the sweep needs to know about it."""
 
@@ -56,16 +76,16 @@ class Client:
         "_clock",
         "_closing",
         "_heard_at",
-        "_openings",
         "_over_since",
+        "_owed",
         "_parked",
-        "_patching",
         "_ping_out",
         "_transport",
         "closed_reason",
         "heartbeat_interval",
         "high_water",
         "last_write",
+        "subscriptions",
         "write_timeout",
         "ws",
     )
@@ -87,10 +107,8 @@ class Client:
         self.write_timeout = write_timeout
         self.high_water = high_water
         self.closed_reason: str | None = None
-        # Channels whose next frame is their first on this socket: it carries the epoch, and
-        # ``recovered`` (the value) for a resume.
-        self._openings: dict[str, bool | None] = {}
-        self._patching: dict[str, int] | None = None  # channel -> last seq written, for patch subscribers
+        self.subscriptions: dict[str, Subscription] = {}  # channel -> what it is owed
+        self._owed = 0  # subscriptions that are not plain (a first frame or patches pending)
         self._transport = transport
         self._clock = clock
         self._parked: dict[str, Frame] = {}
@@ -102,40 +120,32 @@ class Client:
 
     def _settle(self) -> None:
         """Recompute ``_careful`` after a change of what the next write must consider."""
-        self._careful = self._closing or bool(self._parked or self._openings or self._patching)
+        self._careful = self._closing or bool(self._parked) or self._owed > 0
 
     def _closes(self) -> None:
         self._closing = self._careful = True
 
-    def open(self, channel: str, recovered: bool | None = None) -> None:
-        """Make the next frame of ``channel`` its opening one (with the epoch, and ``recovered`` if not None)."""
-        self._openings[channel] = recovered
+    def follow(self, channel: str, *, recovered: bool | None = None, patch_seq: int | None = None) -> None:
+        """Subscribe to ``channel`` afresh: its next frame is the opening one (with the epoch).
+
+        ``recovered``: said in that frame when not None. ``patch_seq``: send the channel as merge
+        patches after it, from this seq (the state the peer has); None: whole.
+        """
+        old = self.subscriptions.get(channel)
+        if old is not None and not old.plain:
+            self._owed -= 1
+        self.subscriptions[channel] = Subscription(recovered, patch_seq)
+        self._owed += 1
         self._careful = True
 
-    def want_patches(self, channel: str, seq: int) -> None:
-        """Send ``channel`` as merge patches from now on; ``seq``: what the peer has."""
-        if self._patching is None:
-            self._patching = {}
-        self._patching[channel] = seq
-        self._careful = True
-
-    def patches(self, channel: str) -> bool:
-        """Return whether ``channel`` goes to this client as merge patches."""
-        return self._patching is not None and channel in self._patching
-
-    def stop_patches(self, channel: str) -> None:
-        """Send ``channel`` whole again."""
-        if self._patching is not None:
-            self._patching.pop(channel, None)
-            self._settle()
-
-    def forget(self, channel: str) -> None:
-        """Stop everything owed on ``channel`` (an unsubscribe)."""
+    def unfollow(self, channel: str) -> Subscription | None:
+        """Stop everything owed on ``channel`` (an unsubscribe); return its subscription, if it had one."""
         self._parked.pop(channel, None)
-        self._openings.pop(channel, None)
-        if self._patching is not None:
-            self._patching.pop(channel, None)
+        sub = self.subscriptions.pop(channel, None)
+        if sub is not None and not sub.plain:
+            self._owed -= 1
         self._settle()
+        return sub
 
     def _post_carefully(self, channel: str, frame: Frame, now: float) -> int:
         """Write or park ``frame`` for a client with something special pending; return the bytes written."""
@@ -250,18 +260,21 @@ class Client:
             tally[1] += len(wire)
 
     def _wire(self, channel: str, frame: Frame) -> bytes:
-        patching = self._patching
-        if self._openings and channel in self._openings:
-            wire = ws_frame(frame.opening(self._openings.pop(channel)))
-        elif patching is not None and channel in patching:
+        sub = self.subscriptions.get(channel)
+        if sub is None or sub.plain:
+            return frame.wire  # the bytes every subscriber gets
+        if sub.opening:
+            sub.opening = False
+            wire = ws_frame(frame.opening(sub.recovered))
+            if sub.patch_seq is None:
+                self._owed -= 1  # plain from now on
+        else:
             # A patch only applies to the state the peer has: after a skipped frame (coalesced
             # while parked) or a refresh, the whole message.
-            has = patching[channel]
-            wire = frame.patch_wire if frame.patch_wire is not None and frame.base_seq == has else frame.wire
-        else:
-            return frame.wire  # the bytes every subscriber gets
-        if patching is not None and channel in patching:
-            patching[channel] = frame.event.seq
+            patch_wire = frame.patch_wire
+            wire = patch_wire if patch_wire is not None and frame.base_seq == sub.patch_seq else frame.wire
+        if sub.patch_seq is not None:
+            sub.patch_seq = frame.event.seq
         return wire
 
 

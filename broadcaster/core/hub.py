@@ -64,8 +64,8 @@ class Hub:
         # channel -> its subscribers, in the order they came (a dict as an ordered set): they are
         # written in that order, the longest connected first.
         self._subscribers: dict[str, dict[Client, None]] = {}
-        self._clients: dict[Client, set[str]] = {}  # client -> its channels
-        self._patchers: dict[str, tuple[Patcher, set[Client]]] = {}  # keyed channels with patch subscribers
+        self._clients: dict[Client, None] = {}  # each knows its channels (``Client.subscriptions``)
+        self._patchers: dict[str, Patcher] = {}  # keyed channels with patch subscribers
         self._parked: set[Client] = set()  # clients whose frames wait for their socket to drain
         self._ping_interval = ping_interval
         self._due: Schedule[Client] = Schedule(sweep_interval)  # when the sweep next owes each client something
@@ -86,9 +86,9 @@ class Hub:
             # A change and its undoing inside one throttle window: the subscribers already
             # have this state. Keep the newer seq for later snapshots, send nothing.
             return
-        patching = self._patchers.get(event.channel)
-        if patching is not None:
-            self._add_patch(patching[0], frame)
+        patcher = self._patchers.get(event.channel)
+        if patcher is not None:
+            self._add_patch(patcher, frame)
         now = self._tick()
         subscribers = self._subscribers.get(event.channel)
         if subscribers:
@@ -207,35 +207,34 @@ class Hub:
         """
         self._subscribers.setdefault(channel, {})[client] = None
         if client not in self._clients:
-            self._clients[client] = set()
+            self._clients[client] = None
             self._due.add(client, client.next_check(self._tick(), self._ping_interval))
-        self._clients[client].add(channel)
+        old = client.subscriptions.get(channel)
+        was_patching = old is not None and old.patch_seq is not None
         keyed = self.catalog.spec_of(channel).keyed
+        patch_seq = None
         if patches and keyed is not None:
-            patching = self._patchers.get(channel)
-            if patching is None:
-                patcher = Patcher(keyed)
+            patcher = self._patchers.get(channel)
+            if patcher is None:
+                patcher = self._patchers[channel] = Patcher(keyed)
                 current = self.current(channel)
                 patcher.start(current.data, current.seq)
-                patching = self._patchers[channel] = (patcher, set())
-            patching[1].add(client)
-            client.want_patches(channel, self.current(channel).seq)
-        elif client.patches(channel):
-            client.stop_patches(channel)
-            self._stop_patches(client, channel)
-        client.open(channel, recovered)  # the first frame of the channel on this socket carries the epoch
+            patcher.subscribers += not was_patching
+            patch_seq = self.current(channel).seq
+        elif was_patching:
+            self._stop_patches(channel)
+        client.follow(channel, recovered=recovered, patch_seq=patch_seq)
         if send_current:
             self._post_all((client,), channel, self.fresh_frame(channel), self._tick())
 
     def detach(self, client: Client, channel: str | None = None) -> bool:
         """Unsubscribe ``client`` from ``channel`` (from all, and forget it, with None); return whether it was."""
-        channels = self._clients.get(client)
-        if channels is None or channel is not None and channel not in channels:
+        if client not in self._clients or channel is not None and channel not in client.subscriptions:
             return False
-        for name in list(channels) if channel is None else [channel]:
-            channels.discard(name)
-            client.forget(name)
-            self._stop_patches(client, name)
+        for name in list(client.subscriptions) if channel is None else [channel]:
+            sub = client.unfollow(name)
+            if sub is not None and sub.patch_seq is not None:
+                self._stop_patches(name)
             subscribers = self._subscribers.get(name)
             if subscribers is not None:
                 subscribers.pop(client, None)
@@ -249,18 +248,19 @@ class Hub:
 
     def subscribed(self, client: Client, channel: str) -> bool:
         """Return whether ``client`` follows ``channel``."""
-        return channel in self._clients.get(client, ())
+        return channel in client.subscriptions
 
     def subscriptions(self, client: Client) -> int:
         """Return how many channels ``client`` follows."""
-        return len(self._clients.get(client, ()))
+        return len(client.subscriptions)
 
-    def _stop_patches(self, client: Client, channel: str) -> None:
-        patching = self._patchers.get(channel)
-        if patching is not None:
-            patching[1].discard(client)
-            if not patching[1]:
-                del self._patchers[channel]  # nobody wants patches: stop computing them
+    def _stop_patches(self, channel: str) -> None:
+        """One patch subscriber of ``channel`` fewer; at none, stop computing its patches."""
+        patcher = self._patchers.get(channel)
+        if patcher is not None:
+            patcher.subscribers -= 1
+            if patcher.subscribers <= 0:
+                del self._patchers[channel]
 
     def subscriber_counts(self) -> dict[str, int]:
         """Return how many clients listen on each channel that has any."""

@@ -97,12 +97,13 @@ def _plain(item: Any) -> Any:
 class Patcher:
     """Make each event of one keyed channel a merge patch against the event before it."""
 
-    __slots__ = ("_base", "_keyed", "seq")
+    __slots__ = ("_base", "_keyed", "seq", "subscribers")
 
     def __init__(self, keyed: Keyed) -> None:
         self._keyed = keyed
         self._base: Base | None = None
         self.seq = -1  # of the state the next patch starts from
+        self.subscribers = 0  # clients that take its patches (the hub's count: at none it is dropped)
 
     def start(self, data: Any, seq: int) -> None:
         """Take ``data`` at ``seq`` as the state subscribers have."""

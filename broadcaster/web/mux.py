@@ -39,7 +39,7 @@ def error(detail: str, channel: Any = None) -> bytes:
     return orjson.dumps(message)
 
 
-class Subscriptions:
+class MuxSession:
     """What one ``/ws`` socket follows, and the answers to its messages."""
 
     def __init__(self, hub: Hub, log: EventLog, client: Client, *, limit: int) -> None:
@@ -192,11 +192,11 @@ async def serve_mux(request: web.Request) -> web.StreamResponse:
     channels, since, epoch, patches = query_subscription(request)
     hub = request.app[HUB]
     limit = request.app[CONFIG].server.max_subscriptions
-    subs: Subscriptions | None = None
+    subs: MuxSession | None = None
 
     def start(client: Client) -> None:
         nonlocal subs
-        subs = Subscriptions(hub, request.app[EVENT_LOG], client, limit=limit)
+        subs = MuxSession(hub, request.app[EVENT_LOG], client, limit=limit)
         if channels:
             subs.answer(lambda: subs.subscribe(channels, since, epoch, patches=patches) if subs else None)
 
