@@ -122,6 +122,10 @@ class AdwFiles:
                 self.health.watching = False
                 await cancel_and_wait(watcher)
 
+    def failed(self, read: set[str]) -> bool:
+        """Return False: a read names ADWs that changed; a broken state file is in ``health``, not a failed read."""
+        return False
+
     async def _scan(self) -> set[str]:
         """Read every ADW directory (and list the worktrees); return the ids that changed."""
         await self._poll_trees()

@@ -54,12 +54,23 @@ class MemoryFetch:
         return self.replies.get(url, Reply(error=f"{url}: connection refused"))
 
 
-async def poll(
-    fetch: Fetch, urls: Mapping[str, str], *, interval: float, timeout: float
-) -> AsyncGenerator[dict[str, Reply], None]:
-    """Yield ``{name: Reply}`` for every url (fetched together) at once, then every ``interval`` s."""
-    names = list(urls)
-    while True:
-        replies = await asyncio.gather(*(fetch(urls[name], timeout=timeout) for name in names))
-        yield dict(zip(names, replies, strict=True))
-        await asyncio.sleep(interval)
+class Poll:
+    """A source (``sources.source.Source``): ``{name: Reply}`` for every url at once, then every ``interval`` s."""
+
+    def __init__(self, fetch: Fetch, urls: Mapping[str, str], *, interval: float, timeout: float) -> None:
+        self._fetch = fetch
+        self._urls = dict(urls)
+        self._interval = interval
+        self._timeout = timeout
+
+    async def changes(self) -> AsyncGenerator[dict[str, Reply], None]:
+        """Yield every url's Reply (fetched together), forever."""
+        names = list(self._urls)
+        while True:
+            replies = await asyncio.gather(*(self._fetch(self._urls[name], timeout=self._timeout) for name in names))
+            yield dict(zip(names, replies, strict=True))
+            await asyncio.sleep(self._interval)
+
+    def failed(self, read: Mapping[str, Reply]) -> bool:
+        """Return whether any url answered badly."""
+        return any(reply.problem() is not None for reply in read.values())

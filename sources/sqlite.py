@@ -104,6 +104,10 @@ class SqliteWatch:
     def _failed_parts(self) -> dict[str, ReadResult]:
         return {name: ReadResult(error=self.health.message) for name in self._readers}
 
+    def failed(self, read: Mapping[str, ReadResult]) -> bool:
+        """Return whether any reader failed in ``read``."""
+        return any(result.error is not None for result in read.values())
+
     async def _poll(self, *, force: bool) -> dict[str, ReadResult] | None:
         """Return fresh parts if the database changed (or ``force``), else None."""
         try:
