@@ -21,6 +21,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from broadcaster.cluster.follower import Batch, BusFollower
+from broadcaster.cluster.redis_backplane import RedisBackplane
 from tests.conftest import receive_until
 from tests.helpers import RedisServer, Service
 
@@ -195,7 +196,11 @@ async def test_a_redis_that_refuses_writes_marks_the_node_stale_and_loses_nothin
 async def test_a_record_from_the_future_is_forgotten_on_time(redis_server: RedisServer) -> None:
     now = [time.time()]
     reader = BusFollower(
-        redis_server.url, forget_after=60, scan_interval=0.1, on_state=lambda *s: None, clock=lambda: now[0]
+        RedisBackplane(redis_server.url, socket_timeout=10),
+        forget_after=60,
+        scan_interval=0.1,
+        on_state=lambda *s: None,
+        clock=lambda: now[0],
     )
     client = aioredis.from_url(redis_server.url)
     try:  # a node whose clock ran ten years ahead, and that has not refreshed its record since

@@ -16,6 +16,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from broadcaster.cluster.follower import Batch, BusFollower, Newest
+from broadcaster.cluster.redis_backplane import RedisBackplane
 from broadcaster.cluster.view import ClusterView
 from broadcaster.core.events import Event
 from broadcaster.core.snapshot import digest
@@ -148,7 +149,12 @@ async def first_batch(reader: BusFollower) -> Batch:
 
 async def test_the_reader_counts_an_expired_node_gone_until_forget_after(redis_server: RedisServer) -> None:
     states: list[tuple[str, str]] = []
-    reader = BusFollower(redis_server.url, forget_after=3600, scan_interval=0.1, on_state=lambda *s: states.append(s))
+    reader = BusFollower(
+        RedisBackplane(redis_server.url, socket_timeout=10),
+        forget_after=3600,
+        scan_interval=0.1,
+        on_state=lambda *s: states.append(s),
+    )
     empty = await first_batch(reader)
     assert (empty.alive, empty.gone, states) == (
         frozenset(),
@@ -197,7 +203,12 @@ async def test_a_gap_in_a_nodes_changes_index_makes_the_reader_read_it_whole(red
     await client.set("adwb:node:n1", record, px=60_000)
     await publish("queue", {"phases": [], "total": 0, "paused": False}, "queue_update")
     await client.xadd("adwb:changes:n1", {"session": "s1", "n": 0, "channels": "queue"})
-    reader = BusFollower(redis_server.url, forget_after=3600, scan_interval=30, on_state=lambda *s: None)
+    reader = BusFollower(
+        RedisBackplane(redis_server.url, socket_timeout=10),
+        forget_after=3600,
+        scan_interval=30,
+        on_state=lambda *s: None,
+    )
     changes = reader.changes()
     try:
         first = await anext(changes)
@@ -224,7 +235,12 @@ async def test_a_nodes_key_of_another_type_is_said_once_and_the_reader_goes_on(r
     await client.set("adwb:nodes", "not a hash")
     await client.aclose()
     states: list[tuple[str, str]] = []
-    reader = BusFollower(redis_server.url, forget_after=3600, scan_interval=0.05, on_state=lambda *s: states.append(s))
+    reader = BusFollower(
+        RedisBackplane(redis_server.url, socket_timeout=10),
+        forget_after=3600,
+        scan_interval=0.05,
+        on_state=lambda *s: states.append(s),
+    )
     changes = reader.changes()
     try:
         batches = [await anext(changes) for _ in range(3)]  # three looks at the records

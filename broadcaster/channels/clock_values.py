@@ -33,15 +33,18 @@ class ClockValues:
     def __init__(self, status: SystemStatus, history_rows: Callable[[], list[dict[str, Any]]]) -> None:
         self._status = status
         self._history_rows = history_rows
-        self.services: Callable[[Any], Any] | None = None
-        """Also refreshes system status (a cluster view: the uptimes of its nodes' services)."""
+        self._services: Callable[[Any], Any] | None = None
+
+    def also_services(self, refreshed: Callable[[Any], Any]) -> None:
+        """Pass system-status data through ``refreshed`` too (a cluster view: the uptimes of its nodes' services)."""
+        self._services = refreshed
 
     def __call__(self, channel: str, data: Any) -> Any:
         """Return ``data`` of ``channel`` with its clock-derived fields as of now."""
         family = channel.partition(":")[0]
         if family == "system-status":
             data = self._status.refreshed(data)
-            return data if self.services is None else self.services(data)
+            return data if self._services is None else self._services(data)
         if family == "adw-monitor":
             return monitor(data)
         if family == "workflow-history":

@@ -61,6 +61,7 @@ def add_backplane(
     """Publish this node's events to ``[backplane] url``; return the publisher (run it supervised)."""
     require_redis()
     from .publisher import Publisher  # redis is imported only when a backplane is configured
+    from .redis_backplane import RedisBackplane
 
     b = config.backplane
     name = node_name(b.node)
@@ -70,11 +71,10 @@ def add_backplane(
         return {"name": name, "version": __version__, "address": address, "last_seen": time.time()}
 
     def on_state(level: str, message: str) -> None:
-        health.backplane = (level, message)
         refresh_status()
 
     publisher = Publisher(
-        b.url,
+        RedisBackplane(b.url, socket_timeout=5),
         name,
         current=current,
         record=record,
@@ -87,7 +87,7 @@ def add_backplane(
         max_entry_bytes=b.max_entry_bytes,
     )
     listeners.append(publisher.offer)
-    health.backplane = publisher.state
+    health.plug(publisher)
     return publisher
 
 
@@ -107,27 +107,27 @@ def add_cluster_view(
     """
     require_redis()
     from .follower import BusFollower  # redis is imported only when a backplane is configured
+    from .redis_backplane import RedisBackplane
     from .view import ClusterView
 
     b = config.backplane
     view = ClusterView(outlet, current=current)
-    health.combine = view.system_status
-    fresh.services = view.refreshed
+    health.combine_with(view.system_status)
+    fresh.also_services(view.refreshed)
 
     def on_state(level: str, message: str) -> None:
-        health.backplane = (level, message)
         outlet.refresh_status()
 
     # Look at the node records often enough that a node whose record expired is marked soon after.
     reader = BusFollower(
-        b.url,
+        RedisBackplane(b.url, socket_timeout=10),
         forget_after=b.forget_after,
         scan_interval=min(1.0, b.node_timeout / 10),
         on_state=on_state,
         counts=counts,
         max_entry_bytes=b.max_entry_bytes,
     )
-    health.backplane = reader.state
+    health.plug(reader)
 
     def take(batch: Any) -> None:
         view.apply(batch)

@@ -38,13 +38,6 @@ STREAM = "adwb:ch:"
 CHANGES = "adwb:changes:"
 INDEX_KEEP = 1000  # entries of a changes index (~): a view further behind than this reads the node whole
 NODE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-# Where each shared channel keeps its items ("" for the data itself), and the id every item needs.
-ITEMS: dict[str, tuple[str, str | None]] = {
-    "workflows": ("", "adw_id"),
-    "adw-monitor": ("workflows", "adw_id"),
-    "workflow-history": ("workflows", "adw_id"),
-    "queue": ("phases", None),  # a database with other columns has rows without queue_id: they are served too
-}
 
 
 def safe_url(url: str) -> str:
@@ -172,10 +165,13 @@ def checked_items(node: str, channel: str, data: Any) -> tuple[Any, list[str]]:
     Raises:
         BadEntry: the data does not have the channel's shape at all.
     """
-    where = ITEMS.get(channel)
-    if where is None:
+    keyed = spec_of(channel).keyed  # where the channel keeps its items ("" for the data itself)
+    if keyed is None:
         return data, []
-    field, key = where
+    field = keyed.field
+    # Items of the ADW channels need their id: it names a channel and a directory. Queue rows of a
+    # database with other columns have no queue_id: they are served too.
+    key = keyed.key if keyed.key == "adw_id" else None
     items = data if not field else data.get(field) if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise BadEntry(f"{stream_key(node, channel)}: data has no list of items")

@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
 
 from ..channels.specs import adw_state_channel, spec_of
 from ..core.snapshot import digest
+from .backplane import Backplane, Refused, StreamEntry, Unreachable
 from .bus import (
     CHANGES,
     NODE_RECORD,
@@ -42,7 +41,6 @@ from .bus import (
     decode_data,
     decode_record,
     entry_digest,
-    safe_url,
     stream_key,
 )
 from .liveness import Liveness
@@ -81,7 +79,7 @@ class BusFollower:
 
     def __init__(
         self,
-        url: str,
+        bus: Backplane,
         *,
         forget_after: float,
         scan_interval: float,
@@ -90,7 +88,7 @@ class BusFollower:
         counts: dict[str, int] | None = None,
         max_entry_bytes: int | None = None,
     ) -> None:
-        self.url = url
+        self.bus = bus
         self._max_entry = max_entry_bytes
         self._scan_interval = scan_interval
         self._on_state = on_state
@@ -109,27 +107,30 @@ class BusFollower:
         self.counts = counts if counts is not None else {}
         for outcome in ("read", "bad"):
             self.counts.setdefault(outcome, 0)
-        self.state: tuple[str, str] = ("degraded", f"connecting to {safe_url(url)}")
+        self.state: tuple[str, str] = ("degraded", f"connecting to {bus.where}")
 
     async def changes(self) -> AsyncGenerator[Batch, None]:
         """Yield a Batch per read, forever; reconnect with backoff while Redis is away."""
         attempt = 0
         while True:
-            client = aioredis.from_url(self.url, socket_connect_timeout=2, socket_timeout=10)
             try:
-                await client.ping()
+                await self.bus.connect()
                 self._start_over()
                 attempt = 0
-                async for batch in self._serve(client):
+                async for batch in self._serve():
                     yield batch
-            except (RedisError, OSError) as exc:
+            except Unreachable as exc:
                 attempt += 1
-                problem = f"cannot reach {safe_url(self.url)}: {exc}; showing the last known state, retrying"
+                problem = f"cannot reach {self.bus.where}: {exc}; showing the last known state, retrying"
                 self._set("error", problem)
                 yield Batch(problem=problem)
                 await RETRY.pause(attempt)
             finally:
-                await client.aclose()
+                await self.bus.close()
+
+    def failed(self, read: Batch) -> bool:
+        """Return False: a batch Redis could not give says so in ``problem`` and in the state, not as a failed read."""
+        return False
 
     def _start_over(self) -> None:
         """Follow every node afresh (after a reconnect: Redis may have lost or changed anything)."""
@@ -138,12 +139,12 @@ class BusFollower:
         self._nodes = frozenset()
         self._refused.clear()
 
-    async def _serve(self, client: aioredis.Redis) -> AsyncGenerator[Batch, None]:
+    async def _serve(self) -> AsyncGenerator[Batch, None]:
         next_scan = 0.0
         while True:
             now = time.monotonic()
             if now >= next_scan:
-                yield await self._scan(client)
+                yield await self._scan()
                 next_scan = time.monotonic() + self._scan_interval
                 continue
             if not self._index:
@@ -152,19 +153,19 @@ class BusFollower:
             block = max(1, int((next_scan - now) * 1000))
             streams = {changes_key(node): last for node, last in self._index.items()}
             try:
-                reply = await client.xread(streams, count=INDEX_COUNT, block=block)  # type: ignore[arg-type]
-            except ResponseError as exc:  # an index that is not a stream fails the whole read: find it, drop it
-                await self._drop_wrong_indexes(client, str(exc))
+                reply = await self.bus.read(streams, count=INDEX_COUNT, block_ms=block)
+            except Refused as exc:  # an index that is not a stream fails the whole read: find it, drop it
+                await self._drop_wrong_indexes(str(exc))
                 continue
-            data = await self._fetch(client, self._named(_pairs(reply)))
+            data = await self._fetch(self._named(reply))
             if data:
                 yield Batch(data)
 
-    async def _scan(self, client: aioredis.Redis) -> Batch:
+    async def _scan(self) -> Batch:
         """Look at the node records; start following new nodes; return the nodes' liveness (and their first data)."""
-        records = await self._records(client)
+        records = await self._records()
         names = sorted(records)
-        found = await client.mget([NODE_RECORD + n for n in names]) if names else []
+        found = await self.bus.values([NODE_RECORD + n for n in names])
         live: dict[str, Record] = {}
         for name, raw in zip(names, found, strict=True):
             if raw is not None:  # the record exists: the node is alive (what it says is read when it can be)
@@ -179,11 +180,11 @@ class BusFollower:
             self._forget(node)
         new = sorted(nodes - self._nodes)
         self._nodes = nodes
-        await self._follow(client, new)
-        data = await self._fetch(client, set())
-        message = f"reading {len(alive)} node(s) from {safe_url(self.url)}" + _also(gone)
+        await self._follow(new)
+        data = await self._fetch(set())
+        message = f"reading {len(alive)} node(s) from {self.bus.where}" + _also(gone)
         if not nodes:
-            message = f"no node has published to {safe_url(self.url)} yet (is [backplane] url the same on the nodes?)"
+            message = f"no node has published to {self.bus.where} yet (is [backplane] url the same on the nodes?)"
         if problems:
             message += "; " + "; ".join(f"{n}: {why}" for n, (_, why) in sorted(problems.items()))
         bad = self.counts["bad"]
@@ -193,11 +194,11 @@ class BusFollower:
         self._set(level if bad or problems or not nodes else "healthy", message)
         return Batch(data, alive=alive, gone=gone, problems=problems)
 
-    async def _records(self, client: aioredis.Redis) -> dict[str, Record]:
+    async def _records(self) -> dict[str, Record]:
         records: dict[str, Record] = {}
         try:
-            found = await client.hgetall(NODES)
-        except ResponseError as exc:  # adwb:nodes is not a hash: no node can be found (said once)
+            found = await self.bus.hash_all(NODES)
+        except Refused as exc:  # adwb:nodes is not a hash: no node can be found (said once)
             self._bad(f"{NODES}: {exc}")
             found = {}
         for name, raw in found.items():
@@ -209,20 +210,17 @@ class BusFollower:
             records[record.name] = record
         return records
 
-    async def _follow(self, client: aioredis.Redis, nodes: list[str]) -> None:
+    async def _follow(self, nodes: list[str]) -> None:
         """Start following ``nodes``: their index from its newest entry, then each channel's newest entry."""
         if not nodes:
             return
-        async with client.pipeline(transaction=False) as pipe:
-            for node in nodes:
-                pipe.xrevrange(changes_key(node), count=1)
-            replies = await pipe.execute(raise_on_error=False)
+        replies = await self.bus.newest([changes_key(node) for node in nodes])
         for node, reply in zip(nodes, replies, strict=True):
-            if isinstance(reply, Exception):
+            if isinstance(reply, Refused):
                 self._refuse(changes_key(node), str(reply))  # its channels are read once, not followed
             else:
-                self._index[node] = reply[0][0] if reply else b"0-0"
-                self._note_batch(node, reply[0][1] if reply else None)
+                self._index[node] = reply[0] if reply else b"0-0"
+                self._note_batch(node, reply[1] if reply else None)
             self._resync(node)
 
     def _resync(self, node: str) -> None:
@@ -231,11 +229,11 @@ class BusFollower:
             self._want(node, channel)
         self._new.update(key for key, (n, _) in self._channel_of.items() if n == node)
 
-    def _named(self, pairs: Iterable[tuple[Any, Any]]) -> set[str]:
+    def _named(self, pairs: Iterable[tuple[str, list[StreamEntry]]]) -> set[str]:
         """Return the followed streams the index entries of a read name (all of a node's after a gap)."""
         named: set[str] = set()
-        for raw_key, entries in pairs:
-            node = (raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key))[len(CHANGES) :]
+        for key, entries in pairs:
+            node = key[len(CHANGES) :]
             if node not in self._index:
                 continue
             for entry_id, fields in entries:
@@ -269,26 +267,23 @@ class BusFollower:
             self._channel_of[key] = (node, channel)
             self._new.add(key)
 
-    async def _fetch(self, client: aioredis.Redis, keys: set[str]) -> dict[tuple[str, str], Newest]:
+    async def _fetch(self, keys: set[str]) -> dict[tuple[str, str], Newest]:
         """Take the newest entry of ``keys`` and of every stream not fetched yet (monitors may name more)."""
         data: dict[tuple[str, str], Newest] = {}
         keys = keys | self._new
         while keys:
             self._new = set()
             order = sorted(keys)
-            async with client.pipeline(transaction=False) as pipe:
-                for key in order:
-                    pipe.xrevrange(key, count=1)
-                replies = await pipe.execute(raise_on_error=False)
+            replies = await self.bus.newest(order)
             for key, reply in zip(order, replies, strict=True):
                 if key not in self._channel_of:
                     continue  # no longer followed (its ADW left a monitor fetched in this round)
-                if isinstance(reply, Exception):
+                if isinstance(reply, Refused):
                     self._refuse(key, str(reply))
-                elif reply and reply[0][0] != self._last.get(key):
-                    self._last[key] = reply[0][0]
+                elif reply is not None and reply[0] != self._last.get(key):
+                    self._last[key] = reply[0]
                     self.counts["read"] += 1
-                    self._take(key, reply[0][1], data)
+                    self._take(key, reply[1], data)
             keys = self._new
         return data
 
@@ -342,14 +337,11 @@ class BusFollower:
         if where is not None and where[1] == "adw-monitor":
             self._hold(where[0], None)
 
-    async def _drop_wrong_indexes(self, client: aioredis.Redis, error: str) -> None:
+    async def _drop_wrong_indexes(self, error: str) -> None:
         nodes = list(self._index)
-        async with client.pipeline(transaction=False) as pipe:
-            for node in nodes:
-                pipe.type(changes_key(node))
-            kinds = await pipe.execute()
+        kinds = await self.bus.kinds([changes_key(node) for node in nodes])
         for node, kind in zip(nodes, kinds, strict=True):
-            if kind not in (b"stream", b"none", "stream", "none"):
+            if kind not in ("stream", "none"):
                 self._refuse(changes_key(node), error)
                 self._index.pop(node)
 
@@ -362,6 +354,10 @@ class BusFollower:
             self._logged.add(message)
             logger.warning("cluster view: skipped bad data from the bus: %s", message)
 
+    def status_entry(self) -> tuple[str, str, str, dict[str, Any]]:
+        """Return the ``backplane`` entry of system status (``channels.health.Reporter``)."""
+        return "backplane", *self.state, {}
+
     def _set(self, level: str, message: str) -> None:
         if (level, message) != self.state:
             if level == "error":
@@ -370,11 +366,6 @@ class BusFollower:
                 logger.info("cluster view: %s", message)
             self.state = (level, message)
             self._on_state(level, message)
-
-
-def _pairs(reply: Any) -> list[tuple[Any, Any]]:
-    """Return an XREAD reply (RESP2: a list of [key, entries]) as (key, entries) pairs."""
-    return [(pair[0], pair[1]) for pair in reply or ()]
 
 
 def _also(gone: frozenset[str]) -> str:

@@ -26,12 +26,11 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
 
 from ..core.backoff import Backoff
 from ..core.events import Event
-from .bus import INDEX_KEEP, NODE_RECORD, NODES, change_entry, changes_key, entry, safe_url, stream_key
+from .backplane import Backplane, Refused, Unreachable
+from .bus import INDEX_KEEP, NODE_RECORD, NODES, change_entry, changes_key, entry, stream_key
 
 logger = logging.getLogger(__name__)
 RETRY = Backoff(0.5, 5.0)  # between attempts to reach Redis: 0.5 s doubling, then every 5 s
@@ -42,7 +41,7 @@ class Publisher:
 
     def __init__(
         self,
-        url: str,
+        bus: Backplane,
         node: str,
         *,
         current: Callable[[], list[Event]],
@@ -55,7 +54,7 @@ class Publisher:
         counts: dict[str, int] | None = None,
         max_entry_bytes: int = 16 * 1024 * 1024,
     ) -> None:
-        self.url = url
+        self.bus = bus
         self.node = node
         self._current = current  # every channel's newest event, to publish after (re)connecting
         self._record = record
@@ -82,7 +81,7 @@ class Publisher:
         self.counts = counts if counts is not None else {}
         for outcome in ("published", "dropped", "refused"):
             self.counts.setdefault(outcome, 0)
-        self.state: tuple[str, str] = ("degraded", f"connecting to {safe_url(url)}")
+        self.state: tuple[str, str] = ("degraded", f"connecting to {bus.where}")
 
     def offer(self, event: Event) -> None:
         """Queue ``event`` for Redis (replacing a waiting one of its channel); never blocks."""
@@ -98,30 +97,29 @@ class Publisher:
         """Connect, publish, refresh the node record; reconnect forever. Runs until cancelled."""
         attempt = 0
         while True:
-            client = aioredis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5)
             try:
-                await client.ping()
+                await self.bus.connect()
                 for event in self._current():  # what changed while away: the newest state of each
                     self.offer(event)
                 self._check([], [])  # healthy, unless keys it could not write before still refuse
                 attempt = 0
-                await self._serve(client)
-            except (RedisError, OSError) as exc:
+                await self._serve()
+            except Unreachable as exc:
                 attempt += 1
-                self._set("error", f"cannot reach {safe_url(self.url)}: {exc}; serving locally, retrying")
+                self._set("error", f"cannot reach {self.bus.where}: {exc}; serving locally, retrying")
                 await RETRY.pause(attempt)
             finally:
-                await client.aclose()
+                await self.bus.close()
 
-    async def _serve(self, client: aioredis.Redis) -> None:
+    async def _serve(self) -> None:
         next_record = 0.0
         while True:
             now = time.monotonic()
             if now >= next_record:
-                await self._refresh_record(client)
+                await self._refresh_record()
                 next_record = now + self._refresh
             if self._waiting:
-                await self._publish(client)
+                await self._publish()
                 continue
             self._wake.clear()
             try:
@@ -129,7 +127,7 @@ class Publisher:
             except TimeoutError:
                 pass
 
-    async def _refresh_record(self, client: aioredis.Redis) -> None:
+    async def _refresh_record(self) -> None:
         """Refresh the record; check it and the streams are still this run's and still there."""
         for channel, event in self._retry.items():  # refused last time: try again (a newer one may wait)
             self._waiting.setdefault(channel, event)
@@ -138,22 +136,17 @@ class Publisher:
             {**self._record(), "instance": self._session, "refresh_interval": self._refresh, "problem": self._problem()}
         )
         keys = [changes_key(self.node), *(stream_key(self.node, c) for c in sorted(self._written))]
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.get(NODE_RECORD + self.node)  # before the SET: whose record was there
-            pipe.set(NODE_RECORD + self.node, record, px=int(self._timeout * 1000))
-            pipe.hset(NODES, self.node, record)
-            for start in range(0, len(keys), 1000):
-                pipe.exists(*keys[start : start + 1000])
-            results = await pipe.execute(raise_on_error=False)
-        self._note_record(results[0])
-        if self._written and sum(r for r in results[3:] if isinstance(r, int)) < len(keys):
+        ttl = int(self._timeout * 1000)
+        before, written, found = await self.bus.put_record(NODE_RECORD + self.node, NODES, self.node, record, ttl, keys)
+        self._note_record(before)
+        if self._written and found < len(keys):
             # The bus lost keys (FLUSHALL, eviction): a view would serve nothing for the channels
             # that do not change. Publish the newest state of every channel again.
             logger.warning("backplane: streams of %s are gone from the bus; publishing every channel again", self.node)
             self._written.clear()
             for event in self._current():
                 self.offer(event)
-        self._check([NODE_RECORD + self.node, NODES], results[1:3])
+        self._check([NODE_RECORD + self.node, NODES], written)
 
     def _note_record(self, found: Any) -> None:
         """Count refreshes in a row that found another run's record under this node's name."""
@@ -168,7 +161,7 @@ class Publisher:
         else:
             self._foreign = 0
 
-    async def _publish(self, client: aioredis.Redis) -> None:
+    async def _publish(self) -> None:
         batch, self._waiting = self._waiting, {}
         fields = {}
         for channel, event in batch.items():
@@ -184,18 +177,11 @@ class Publisher:
         if not fields:
             self._check([], [])
             return
+        entries = [(stream_key(self.node, channel), values, self._keep) for channel, values in fields.items()]
+        # Last, so a view told of these channels finds their entries already there.
+        entries.append((changes_key(self.node), change_entry(self._session, self._batches, fields), INDEX_KEEP))
         try:
-            async with client.pipeline(transaction=False) as pipe:
-                for channel, values in fields.items():
-                    pipe.xadd(stream_key(self.node, channel), values, maxlen=self._keep, approximate=True)
-                # Last, so a view told of these channels finds their entries already there.
-                pipe.xadd(
-                    changes_key(self.node),
-                    change_entry(self._session, self._batches, fields),
-                    maxlen=INDEX_KEEP,
-                    approximate=True,
-                )
-                results = await pipe.execute(raise_on_error=False)
+            results = await self.bus.append(entries)
         except BaseException:
             for channel, event in batch.items():  # not sent: they wait again (newer ones win)
                 self._waiting.setdefault(channel, event)
@@ -204,7 +190,7 @@ class Publisher:
         self._check(keys, results)
         self._batches += 1
         for channel, result in zip(fields, results, strict=False):
-            if isinstance(result, ResponseError):
+            if isinstance(result, Refused):
                 self._retry[channel] = batch[channel]
                 if self._retried.get(channel) is not batch[channel]:  # each event counted once, not per retry
                     self.counts["refused"] += 1
@@ -227,16 +213,16 @@ class Publisher:
             return f"{len(self._oversize)} channel(s) over [backplane] max_entry_bytes, not published: {shown}"
         return ""
 
-    def _check(self, keys: list[str], results: list[Any]) -> None:
+    def _check(self, keys: list[str], results: list[Refused | None]) -> None:
         """Note the keys Redis refused (a key of another type, maxmemory): each costs its own channel only."""
         for key, result in zip(keys, results, strict=True):
-            if isinstance(result, ResponseError):
+            if result is not None:
                 if key not in self._refused:
                     logger.warning("backplane: Redis refused %s: %s; publishing the other channels", key, result)
                 self._refused[key] = str(result)
             else:
                 self._refused.pop(key, None)
-        base = f"publishing to {safe_url(self.url)} as {self.node}"
+        base = f"publishing to {self.bus.where} as {self.node}"
         problem = self._problem()
         if self._foreign >= 2 or NODE_RECORD + self.node in self._refused:
             self._set("error", problem)  # the view sees the other run's record, or none: not this node
@@ -244,6 +230,10 @@ class Publisher:
             self._set("degraded", f"{base}; {problem}")
         else:
             self._set("healthy", base)
+
+    def status_entry(self) -> tuple[str, str, str, dict[str, Any]]:
+        """Return the ``backplane`` entry of system status (``channels.health.Reporter``)."""
+        return "backplane", *self.state, {}
 
     def _set(self, level: str, message: str) -> None:
         if (level, message) != self.state:
