@@ -11,7 +11,7 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
@@ -19,7 +19,8 @@ from aiohttp import web
 
 from sources import database
 from sources.adw_files import AdwFiles
-from sources.http import Reply, poll
+from sources.http import Poll, Reply
+from sources.source import Source
 from sources.sqlite import Query, SqliteWatch
 from sources.tasks import cancel_and_wait
 from sources.values import Cleaner
@@ -88,13 +89,14 @@ def create_app(config: Config) -> web.Application:
             follow_source(
                 database_part(db),
                 "database",
-                db.changes,
+                db,
                 functools.partial(feeds.database_read, db),
                 task_name=f"database {db.path.name}",
             )
         )
-    if ADW_FILES in app:
-        app.cleanup_ctx.append(follow_source(ADW_PART, "adw_files", app[ADW_FILES].changes, feeds.adw_changed))
+    adw = app.get(ADW_FILES)
+    if adw is not None:
+        app.cleanup_ctx.append(follow_source(ADW_PART, "adw_files", adw, feeds.adw_changed))
     _add_pollers(app, config, feeds)
     app.on_shutdown.append(_close_sockets)
     _add_routes(app, config, feeds)
@@ -133,6 +135,7 @@ def _add_feeds(
     health = Health(
         config,
         app[STATUS],
+        catalog=CATALOG,
         adw=adw,
         databases=databases,
         supervisor_problems=supervisor.problems,
@@ -158,7 +161,7 @@ def _add_backplane(app: web.Application, config: Config, feeds: Feeds, health: H
             part=CLUSTER_PART,
             counts=counters.backplane,
         )
-        app.cleanup_ctx.append(follow_source(CLUSTER_PART, "backplane", reader.changes, take))
+        app.cleanup_ctx.append(follow_source(CLUSTER_PART, "backplane", reader, take))
     elif config.backplane.url:
         publisher = add_backplane(
             config,
@@ -277,16 +280,14 @@ def _add_pollers(app: web.Application, config: Config, feeds: Feeds) -> None:
             feeds.checks_polled,
         ),
     ]
+
+    async def fetch(url: str, *, timeout: float) -> Reply:
+        return await app[FETCH](url, timeout=timeout)  # the session exists once started
+
     for name, service, urls, interval, timeout, publish in pollers:
         if all(urls.values()) and urls:  # "" is "not configured"
-            changes = functools.partial(_poll, app, urls, interval, timeout)
-            app.cleanup_ctx.append(follow_source(name, service, changes, publish, wait_first=False))
-
-
-def _poll(
-    app: web.Application, urls: dict[str, str], interval: float, timeout: float
-) -> AsyncGenerator[dict[str, Reply], None]:
-    return poll(app[FETCH], urls, interval=interval, timeout=timeout)  # the session exists once started
+            source = Poll(fetch, urls, interval=interval, timeout=timeout)
+            app.cleanup_ctx.append(follow_source(name, service, source, publish, wait_first=False))
 
 
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
@@ -328,13 +329,13 @@ def background(
 def follow_source(
     name: str,
     service: str,
-    changes: Callable[[], AsyncGenerator[T, None]],
+    source: Source[T],
     publish: Callable[[T], None | Awaitable[None]],
     *,
     wait_first: bool = True,
     task_name: str | None = None,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Return a cleanup context that publishes what a source yields, supervised, from startup until cleanup.
+    """Return a cleanup context that publishes what ``source`` yields, supervised, from startup until cleanup.
 
     ``name`` names the part in logs and system status; ``task_name`` (default: ``name``) its task.
 
@@ -350,7 +351,7 @@ def follow_source(
         counters = app[COUNTERS]
 
         async def follow() -> None:
-            stream = changes()
+            stream = source.changes()
             try:
                 async for item in stream:
                     done = publish(item)
@@ -359,7 +360,7 @@ def follow_source(
                     supervisor.ok(name)
                     first.set()
                     counters.count(counters.reads, name)
-                    if failed(item):
+                    if source.failed(item):
                         counters.count(counters.read_errors, name)
                     else:
                         counters.last_read[name] = time.time()
@@ -383,15 +384,3 @@ def follow_source(
 
 async def _close_sockets(app: web.Application) -> None:
     await app[HUB].close_all()
-
-
-def failed(item: Any) -> bool:
-    """Return whether a source's read failed (a poll answered badly, a database reader failed)."""
-    if isinstance(item, dict):
-        for value in item.values():
-            problem = getattr(value, "problem", None)
-            if callable(problem) and problem() is not None:  # an HTTP Reply
-                return True
-            if isinstance(getattr(value, "error", None), str):  # a database reader's ReadResult
-                return True
-    return False

@@ -12,7 +12,7 @@ from typing import Any
 
 from broadcaster.channels.health import Health
 from broadcaster.channels.schemas import components
-from broadcaster.channels.specs import SPECS
+from broadcaster.channels.specs import CATALOG, SPECS
 from broadcaster.channels.status import SystemStatus
 from broadcaster.config import load_config
 from tests.helpers import REPO
@@ -59,7 +59,7 @@ def test_the_rest_reads_each_fact_from_the_spec() -> None:
         assert schemas[f"{spec.schema}Update"]["properties"]["type"] == {"const": spec.type}, family
         assert (f"{spec.schema}Patch" in schemas) == (spec.keyed is not None), family
     assert [f for f, spec in SPECS.items() if spec.clock_values] == ["workflow-history", "adw-monitor", "system-status"]
-    health = Health(load_config(None, env={}, cwd=REPO), SystemStatus(), adw=None, databases=[])
+    health = Health(load_config(None, env={}, cwd=REPO), SystemStatus(), catalog=CATALOG, adw=None, databases=[])
     health.channel_problems = {"queue": "too big", "adw-state:a1": "too big", "routes": "too big"}
     services = health.report()["services"]
     assert {

@@ -20,7 +20,6 @@ from sources.adw_read import PHASES, AdwRecord
 from sources.values import as_float, as_int
 
 from ..core.clock import now_iso
-from .specs import empty_summary
 
 MONITOR_STATUSES = ("running", "completed", "failed", "paused", "queued")
 # The state file's own words, then a phase_queue row's, in the monitor's vocabulary.
@@ -42,6 +41,11 @@ _QUEUE_STATUS = {
 }
 _SORT_RANK = {"running": 0, "paused": 1, "failed": 2, "completed": 3}
 logger = logging.getLogger(__name__)
+
+
+def empty_summary() -> dict[str, int]:
+    """Return the ADW monitor summary with every count zero."""
+    return {"total": 0, "running": 0, "completed": 0, "failed": 0, "paused": 0}
 
 
 def issue_number(value: Any) -> int | None:

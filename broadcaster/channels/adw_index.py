@@ -26,7 +26,7 @@ from sources.adw_read import AdwRecord
 from ..core.clock import now_iso
 from ..core.deltas import Items
 from . import adw_data
-from .specs import empty_summary
+from .adw_data import empty_summary
 
 SortKey = tuple[Any, ...]
 

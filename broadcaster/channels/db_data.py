@@ -14,6 +14,31 @@ from .adw_data import parse_time
 HISTORY_LIMIT = 50  # rows in the workflow-history channel; HTTP callers page through the rest
 
 
+def empty_analytics() -> dict[str, Any]:
+    """Return history analytics with every field the clients read, all zero."""
+    return {
+        "total_count": 0,
+        "success_rate": 0.0,
+        "average_duration": 0.0,
+        "recent_failures": 0,
+        "total_workflows": 0,
+        "completed_workflows": 0,
+        "failed_workflows": 0,
+        "avg_duration_seconds": 0.0,
+        "success_rate_percent": 0.0,
+        "workflows_by_model": {},
+        "workflows_by_template": {},
+        "workflows_by_status": {},
+        "avg_cost": 0.0,
+        "total_cost": 0.0,
+        "avg_cost_per_completion": 0.0,
+        "cost_trend_7day": 0.0,
+        "cost_trend_30day": 0.0,
+        "avg_tokens": 0.0,
+        "avg_cache_efficiency": 0.0,
+    }
+
+
 def queue(data: QueueData) -> dict[str, Any]:
     """Return ``{phases, total, paused}``."""
     return {"phases": data.phases, "total": len(data.phases), "paused": data.paused}

@@ -24,11 +24,23 @@ from sources.values import Cleaner
 from ..config import Config
 from ..core.events import Event
 from ..core.pipeline import Pipeline
+from ..core.spec import ChannelSpec
 from ..supervisor import Part
-from . import adw_data, db_data, service_data
+from . import db_data, service_data
 from .adw_index import AdwIndex
 from .health import Health
-from .specs import adw_id_of, adw_state_channel
+from .specs import (
+    ADW_MONITOR,
+    ADW_STATE,
+    QUEUE,
+    ROUTES,
+    SYSTEM_STATUS,
+    WEBHOOK_STATUS,
+    WORKFLOW_HISTORY,
+    WORKFLOWS,
+    adw_id_of,
+    adw_state_channel,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,13 +112,13 @@ class Feeds:
             raise RuntimeError("adw_changed needs the ADW files: pass adw= to Feeds")
         records = self._adw.records
         for adw_id in sorted(changed):
-            self.offer(adw_state_channel(adw_id), functools.partial(adw_data.adw_state, adw_id, records.get(adw_id)))
+            self.offer_built(ADW_STATE, adw_id, records.get(adw_id), channel=adw_state_channel(adw_id))
         wf_changed, mon_changed = self._index_update(changed)
         # Assembling a list is work per ADW: skip it when nothing of it moved (unless its last
         # publish failed, or this is the first read).
         problems, first = self._health.channel_problems, self._first_adw_read
         if wf_changed or first or "workflows" in problems:
-            self.offer("workflows", self._index.workflows)
+            self.offer_built(WORKFLOWS, self._index)
         if mon_changed or first or "adw-monitor" in problems:
             self._monitor()
         self._first_adw_read = False
@@ -122,7 +134,7 @@ class Feeds:
         queue = parts.get("queue")
         if queue is not None and isinstance(queue.data, QueueData):
             data = queue.data
-            self.offer("queue", lambda: db_data.queue(data))
+            self.offer_built(QUEUE, data)
             queue_status = db_data.queue_status_by_adw(data.phases)
             if queue_status != self._queue_status:
                 moved = {
@@ -137,7 +149,7 @@ class Feeds:
         if history is not None and isinstance(history.data, list):
             rows = history.data
             try:
-                view = await asyncio.to_thread(db_data.history, rows)
+                view = await asyncio.to_thread(builder(WORKFLOW_HISTORY), rows)
             except Exception as exc:  # shown as this channel's problem, like any failure to build it
                 self.offer("workflow-history", functools.partial(_raise, exc))
             else:
@@ -149,7 +161,7 @@ class Feeds:
         """Update webhook status from a poll of the webhook service."""
         reply = self._health.webhook = replies["webhook"]
         self._waiting.discard("webhook poll")
-        self.offer("webhook-status", lambda: service_data.webhook_status(reply, self._cleaner))
+        self.offer_built(WEBHOOK_STATUS, reply, self._cleaner)
         self._system_status()
 
     def openapi_polled(self, replies: dict[str, Reply]) -> None:
@@ -226,6 +238,10 @@ class Feeds:
         if self._health.channel_problems.pop(channel, None) is not None:
             logger.info("%s: publishing again", channel)
 
+    def offer_built(self, spec: ChannelSpec, *source: Any, channel: str | None = None) -> None:
+        """Offer its builder's data made from ``source`` as the newest of ``spec``'s channel (or ``channel``)."""
+        self.offer(channel or spec.family, lambda: builder(spec)(*source))
+
     def _index_update(self, ids: set[str]) -> tuple[bool, bool]:
         """Rebuild the workflows and monitor items of ``ids``; return which of the two changed.
 
@@ -245,16 +261,23 @@ class Feeds:
             return False, False
 
     def _monitor(self) -> None:
-        self.offer("adw-monitor", self._index.monitor)
+        self.offer_built(ADW_MONITOR, self._index)
 
     def _routes(self) -> None:
         if "openapi poll" not in self._waiting:
-            self.offer("routes", lambda: service_data.merge_routes(self._own_routes, self._api_routes))
+            self.offer_built(ROUTES, self._own_routes, self._api_routes)
 
     def _system_status(self) -> None:
         if self._waiting:
             return
-        self.offer("system-status", self._health.report)
+        self.offer_built(SYSTEM_STATUS, self._health)
+
+
+def builder(spec: ChannelSpec) -> Callable[..., Any]:
+    """Return the builder of ``spec``'s data (a TypeError for a channel that has none: a programming error)."""
+    if spec.build is None:
+        raise TypeError(f"{spec.family} has no builder")
+    return spec.build
 
 
 def _raise(exc: Exception) -> Any:

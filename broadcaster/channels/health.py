@@ -10,7 +10,7 @@ source last said, until it recovers.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from sources.adw_files import AdwFiles
 from sources.http import Reply
@@ -19,10 +19,19 @@ from sources.sqlite import SqliteWatch
 from .._version import __version__
 from ..config import Config
 from ..config.rules import SELF
-from .specs import SPECS
+from ..core.spec import Catalog
 from .status import SystemStatus
 
 MAX_LISTED = 3  # problems named in one message; the count says how many there are
+Entry = tuple[str, str, str, dict[str, Any]]  # service, level, message, details
+
+
+class Reporter(Protocol):
+    """A part with a system-status entry of its own that is not a local source (the backplane)."""
+
+    def status_entry(self) -> Entry | None:
+        """Return its entry as of now (None: nothing to say yet)."""
+        ...
 
 
 class Health:
@@ -33,6 +42,7 @@ class Health:
         config: Config,
         status: SystemStatus,
         *,
+        catalog: Catalog,
         adw: AdwFiles | None,
         databases: Sequence[SqliteWatch],
         supervisor_problems: Callable[[], Mapping[str, list[str]]] = dict,
@@ -40,6 +50,7 @@ class Health:
     ) -> None:
         self._config = config
         self._status = status
+        self._catalog = catalog
         self._adw = adw
         self._databases = list(databases)
         self._supervisor_problems = supervisor_problems
@@ -47,12 +58,19 @@ class Health:
         self.webhook: Reply | None = None
         self.checks: dict[str, Reply] = {}
         self.upstream: Reply | None = None
-        self.backplane: tuple[str, str] | None = None  # (level, message) from the backplane publisher
         self.api_problem: str | None = None
         self.api_routes = 0
         self.channel_problems: dict[str, str] = {}  # channel -> why its newest data could not be published
-        self.combine: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-        """Turns this service's own report into the published one (the cluster view adds every node's)."""
+        self._reporters: list[Reporter] = []
+        self._combine: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def plug(self, reporter: Reporter) -> None:
+        """Report ``reporter``'s entry as well (after the local sources', before the checks')."""
+        self._reporters.append(reporter)
+
+    def combine_with(self, combine: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Publish ``combine(report)`` instead of this service's own report (a cluster view adds every node's)."""
+        self._combine = combine
 
     def report(self) -> dict[str, Any]:
         """Set every service's entry from the current facts; return the system-status data."""
@@ -63,12 +81,12 @@ class Health:
             self._webhook(),
             self._openapi(),
             self._upstream(),
-            self._backplane(),
+            *(reporter.status_entry() for reporter in self._reporters),
             *self._checks(),
         ]
         problems = {service: list(p) for service, p in self._supervisor_problems().items()}
         for channel, why in sorted(self.channel_problems.items()):
-            spec = SPECS.get(channel.partition(":")[0])
+            spec = self._catalog.specs.get(channel.partition(":")[0])
             service = spec.service if spec is not None else SELF
             problems.setdefault(service, []).append(f"{channel} not updated: {why}")
         for entry in entries:
@@ -82,9 +100,9 @@ class Health:
         for name, down in problems.items():  # a service whose source has no entry of its own yet
             self._status.set(name, "error", _listed(down))
         report = self._status.report()
-        return report if self.combine is None else self.combine(report)
+        return report if self._combine is None else self._combine(report)
 
-    def _self(self) -> tuple[str, str, str, dict[str, Any]]:
+    def _self(self) -> Entry:
         server = self._config.server
         problem = self._event_log_problem()
         details = {"version": __version__}
@@ -92,7 +110,7 @@ class Health:
             return SELF, "error", f"event log: {problem}", details
         return SELF, "healthy", f"serving on {server.host}:{server.port}", details
 
-    def _adw_files(self) -> tuple[str, str, str, dict[str, Any]] | None:
+    def _adw_files(self) -> Entry | None:
         if self._adw is None:
             return None
         adw = self._adw.health
@@ -113,7 +131,7 @@ class Health:
             return "adw_files", "degraded", "; ".join(troubles), details
         return "adw_files", "healthy", adw.message, details
 
-    def _database(self) -> tuple[str, str, str, dict[str, Any]] | None:
+    def _database(self) -> Entry | None:
         if not self._databases:
             return None
         level, message = "healthy", "reading " + ", ".join(str(db.path) for db in self._databases)
@@ -126,21 +144,21 @@ class Health:
                 level, message = "degraded", "; ".join(f"{name}: {why}" for name, why in sorted(h.errors.items()))
         return "database", level, message, {"files": [str(db.path) for db in self._databases]}
 
-    def _webhook(self) -> tuple[str, str, str, dict[str, Any]] | None:
+    def _webhook(self) -> Entry | None:
         url = self._config.webhook.status_url
         if not url or self.webhook is None:
             return None
         problem = self.webhook.problem()
         return "webhook", "error" if problem else "healthy", problem or f"{url} answers", {"url": url}
 
-    def _openapi(self) -> tuple[str, str, str, dict[str, Any]] | None:
+    def _openapi(self) -> Entry | None:
         url = self._config.routes.openapi_url
         if not url:
             return None
         message = self.api_problem or f"{self.api_routes} routes from {url}"
         return "openapi", "degraded" if self.api_problem else "healthy", message, {"url": url}
 
-    def _upstream(self) -> tuple[str, str, str, dict[str, Any]] | None:
+    def _upstream(self) -> Entry | None:
         url = self._config.upstream.url
         if not url or self.upstream is None:
             return None
@@ -148,14 +166,8 @@ class Health:
             return "upstream", "error", self.upstream.error, {"url": url}
         return "upstream", "healthy", f"{url} answers (HTTP {self.upstream.status})", {"url": url}
 
-    def _backplane(self) -> tuple[str, str, str, dict[str, Any]] | None:
-        if self.backplane is None:
-            return None
-        level, message = self.backplane
-        return "backplane", level, message, {}
-
-    def _checks(self) -> list[tuple[str, str, str, dict[str, Any]] | None]:
-        out: list[tuple[str, str, str, dict[str, Any]] | None] = []
+    def _checks(self) -> list[Entry | None]:
+        out: list[Entry | None] = []
         for check in self._config.system_status.checks:
             reply = self.checks.get(check.name)
             if reply is not None:

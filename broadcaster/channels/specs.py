@@ -1,4 +1,4 @@
-"""The eight channels (docs/protocol.md, "Channels"): names, message types, empty shapes and volatile fields."""
+"""The eight channels (docs/protocol.md, "Channels"): everything particular to each, its builder included."""
 
 from __future__ import annotations
 
@@ -10,36 +10,24 @@ from ..core.clock import now_iso
 from ..core.deltas import Keyed
 from ..core.spec import Catalog, ChannelSpec
 from ..errors import InvalidAdwId
+from . import adw_data, db_data, service_data
+from .adw_data import empty_summary
+from .adw_index import AdwIndex
+from .db_data import empty_analytics
+from .health import Health
 
-
-def empty_analytics() -> dict[str, Any]:
-    """Return history analytics with every field the clients read, all zero."""
-    return {
-        "total_count": 0,
-        "success_rate": 0.0,
-        "average_duration": 0.0,
-        "recent_failures": 0,
-        "total_workflows": 0,
-        "completed_workflows": 0,
-        "failed_workflows": 0,
-        "avg_duration_seconds": 0.0,
-        "success_rate_percent": 0.0,
-        "workflows_by_model": {},
-        "workflows_by_template": {},
-        "workflows_by_status": {},
-        "avg_cost": 0.0,
-        "total_cost": 0.0,
-        "avg_cost_per_completion": 0.0,
-        "cost_trend_7day": 0.0,
-        "cost_trend_30day": 0.0,
-        "avg_tokens": 0.0,
-        "avg_cache_efficiency": 0.0,
-    }
-
-
-def empty_summary() -> dict[str, int]:
-    """Return the ADW monitor summary with every count zero."""
-    return {"total": 0, "running": 0, "completed": 0, "failed": 0, "paused": 0}
+__all__ = [
+    "CATALOG",
+    "SPECS",
+    "adw_id_of",
+    "adw_state_channel",
+    "channel_name",
+    "empty_analytics",
+    "empty_digest",
+    "empty_summary",
+    "spec_of",
+    "validate_adw_id",
+]
 
 
 WORKFLOWS = ChannelSpec(
@@ -49,9 +37,16 @@ WORKFLOWS = ChannelSpec(
     keyed=Keyed("", "adw_id"),
     service="adw_files",
     schema="WorkflowExecutionList",
+    build=AdwIndex.workflows,
 )
 ROUTES = ChannelSpec(
-    "routes", "routes_update", list, keyed=Keyed("", ("method", "path")), service="openapi", schema="RouteList"
+    "routes",
+    "routes_update",
+    list,
+    keyed=Keyed("", ("method", "path")),
+    service="openapi",
+    schema="RouteList",
+    build=service_data.merge_routes,
 )
 WORKFLOW_HISTORY = ChannelSpec(
     "workflow-history",
@@ -62,8 +57,17 @@ WORKFLOW_HISTORY = ChannelSpec(
     clock_values=True,
     service="database",
     schema="WorkflowHistory",
+    build=db_data.history,
 )
-ADW_STATE = ChannelSpec("adw-state", "adw_state_update", dict, param="adw_id", service="adw_files", schema="AdwState")
+ADW_STATE = ChannelSpec(
+    "adw-state",
+    "adw_state_update",
+    dict,
+    param="adw_id",
+    service="adw_files",
+    schema="AdwState",
+    build=adw_data.adw_state,
+)
 ADW_MONITOR = ChannelSpec(
     "adw-monitor",
     "adw_monitor_update",
@@ -73,6 +77,7 @@ ADW_MONITOR = ChannelSpec(
     clock_values=True,
     service="adw_files",
     schema="AdwMonitor",
+    build=AdwIndex.monitor,
 )
 QUEUE = ChannelSpec(
     "queue",
@@ -81,6 +86,7 @@ QUEUE = ChannelSpec(
     keyed=Keyed("phases", "queue_id"),
     service="database",
     schema="Queue",
+    build=db_data.queue,
 )
 SYSTEM_STATUS = ChannelSpec(
     "system-status",
@@ -95,6 +101,7 @@ SYSTEM_STATUS = ChannelSpec(
     clock_values=True,
     service=SELF,
     schema="SystemStatus",
+    build=Health.report,
 )
 WEBHOOK_STATUS = ChannelSpec(
     "webhook-status",
@@ -103,6 +110,7 @@ WEBHOOK_STATUS = ChannelSpec(
     volatile=(("uptime",),),  # the webhook service's own clock: left out of the digest, never recomputed here
     service="webhook",
     schema="WebhookStatus",
+    build=service_data.webhook_status,
 )
 
 CATALOG = Catalog((WORKFLOWS, ROUTES, WORKFLOW_HISTORY, ADW_STATE, ADW_MONITOR, QUEUE, SYSTEM_STATUS, WEBHOOK_STATUS))

@@ -36,6 +36,11 @@ class ChannelSpec:
     """The system-status entry of the source its data comes from (where a failure to publish it shows)."""
     schema: str = ""
     """The name of its data's JSON Schema in the protocol documents (``WorkflowExecutionList``)."""
+    build: Callable[..., Any] | None = None
+    """Makes its data from what its source read (the arguments are that source's: its feed calls it).
+
+    May return ``(data, digest)`` when it knows the digest (an index kept up to date item by item).
+    """
 
     @property
     def path(self) -> str:
