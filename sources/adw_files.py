@@ -6,12 +6,15 @@ ADWs or ten thousand. A torn or invalid state file keeps the last good state and
 ``trees_dir`` (git worktrees, often huge) is not watched; its top-level names are listed on a
 timer, which is all the "paused" status needs.
 
-Each directory is read by ``adw_read`` (confined, bounded, never blocking).
+Each directory is read by ``adw_read`` (confined, bounded, never blocking). Whether each ADW is
+at work (its processes, its activity) is ``adw_liveness``'s: the files in phase directories are
+watched for that alone (their changes move the activity, never a re-read).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -21,7 +24,17 @@ from pathlib import Path
 
 from watchfiles import Change, awatch
 
-from .adw_read import ADW_ID, MAX_STATE_BYTES, STATE_FILE, AdwRecord, list_dirs, list_entries, read_dirs
+from .adw_liveness import Liveness, phase_paths
+from .adw_read import (
+    ADW_ID,
+    MAX_STATE_BYTES,
+    STATE_FILE,
+    AdwRecord,
+    is_phase_dir,
+    list_dirs,
+    list_entries,
+    read_dirs,
+)
 from .tasks import cancel_and_wait
 from .values import Cleaner
 
@@ -59,6 +72,7 @@ class AdwFiles:
         retry_delay: float = 0.1,
         max_state_bytes: int = MAX_STATE_BYTES,
         cleaner: Cleaner | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
         self.agents_dir = agents_dir.absolute()  # watchfiles reports absolute paths
         self.trees_dir = trees_dir.absolute()
@@ -74,6 +88,8 @@ class AdwFiles:
         self._records: dict[str, AdwRecord] = {}
         self._worktrees: frozenset[str] = frozenset()
         self._retry_at: dict[str, float] = {}
+        # No process scan unless asked: the state files alone decide.
+        self.liveness = liveness or Liveness(agents_dir, trees_dir, scan=False, interval=0.0, stall_after=0.0)
 
     @property
     def records(self) -> Mapping[str, AdwRecord]:
@@ -106,7 +122,7 @@ class AdwFiles:
                     yield gone
                 while not self.agents_dir.is_dir():
                     await asyncio.sleep(self._appear_poll_interval)
-            hints: asyncio.Queue[set[str] | None] = asyncio.Queue()
+            hints: asyncio.Queue[Hint | None] = asyncio.Queue()
             watcher = asyncio.create_task(self._watch(hints), name=f"watch {self.agents_dir}")
             # awatch installs its watches in its first step and keeps what happens after that:
             # let it take that step, so nothing written during or after the scan is missed.
@@ -127,30 +143,35 @@ class AdwFiles:
         return False
 
     async def _scan(self) -> set[str]:
-        """Read every ADW directory (and list the worktrees); return the ids that changed."""
+        """Read every ADW directory (and list the worktrees, and the processes); return the ids that changed."""
         await self._poll_trees()
         if not self.agents_dir.is_dir():
             self.health.message = f"waiting for {self.agents_dir} to exist"
-        return await self._read(await asyncio.to_thread(list_entries, self.agents_dir) | set(self._records))
+        ids = await asyncio.to_thread(list_entries, self.agents_dir) | set(self._records)
+        return await self._read(ids, walk=True) | await self.liveness.look(self._records)
 
-    async def _follow(self, hints: asyncio.Queue[set[str] | None]) -> AsyncIterator[set[str]]:
-        """Yield changed ids from filesystem events, retries and the trees timer, until the dir goes."""
+    async def _follow(self, hints: asyncio.Queue[Hint | None]) -> AsyncIterator[set[str]]:
+        """Yield changed ids from filesystem events, retries and the timers, until the dir goes."""
         next_trees_poll = time.monotonic() + self._trees_poll_interval
+        next_look = time.monotonic() + self.liveness.interval
         while True:
             now = time.monotonic()
-            wake_at = min([next_trees_poll, *self._retry_at.values()])
+            timers = [next_trees_poll, *self._retry_at.values()]
+            if self.liveness.health.enabled:
+                timers.append(next_look)
             try:
-                hint = await asyncio.wait_for(hints.get(), max(0.0, wake_at - now))
+                hint = await asyncio.wait_for(hints.get(), max(0.0, min(timers) - now))
             except TimeoutError:
-                hint = set()
+                hint = (set(), set())
             if hint is None:
                 return
-            ids = set(hint)
+            ids, deep = set(hint[0]), set(hint[1])
             while not hints.empty():  # merge what piled up while the last batch was read
                 more = hints.get_nowait()
                 if more is None:
                     return
-                ids |= more
+                ids |= more[0]
+                deep |= more[1]
             now = time.monotonic()
             for adw_id, at in list(self._retry_at.items()):
                 if at <= now:
@@ -161,11 +182,18 @@ class AdwFiles:
                 next_trees_poll = now + self._trees_poll_interval
                 flipped = await self._poll_trees()
             changed = (await self._read(ids) if ids else set()) | flipped
-            if changed or self.health.trees_error != trees_error:  # a health change is news too
-                yield changed
+            if deep:
+                paths = phase_paths(str(self.agents_dir), deep, is_phase_dir)
+                changed |= await self.liveness.note(self._records, paths)
+            scan_error = self.liveness.health.error
+            if self.liveness.health.enabled and now >= next_look:
+                next_look = now + self.liveness.interval
+                changed |= await self.liveness.look(self._records)
+            if changed or self.health.trees_error != trees_error or self.liveness.health.error != scan_error:
+                yield changed  # a health change is news too
 
-    async def _watch(self, hints: asyncio.Queue[set[str] | None]) -> None:
-        """Put the ids named by each batch of filesystem events on ``hints``; None when it ends."""
+    async def _watch(self, hints: asyncio.Queue[Hint | None]) -> None:
+        """Put the ids each batch of filesystem events names on ``hints`` (with phase-dir files); None at the end."""
         root = str(self.agents_dir)
         try:
             async for batch in awatch(
@@ -181,7 +209,11 @@ class AdwFiles:
                 self.health.last_event_at = time.time()
                 if any(path == root for _, path in batch) or not self.agents_dir.is_dir():
                     return
-                hints.put_nowait({_top_name(root, path) for _, path in batch})
+                ids: set[str] = set()
+                deep: set[str] = set()
+                for _, path in batch:
+                    (deep if path.count(os.sep, len(root) + 1) >= 2 else ids).add(path)
+                hints.put_nowait(({_top_name(root, path) for path in ids}, deep))
         except FileNotFoundError:
             return  # removed between the check and the watch; changes() waits for it again
         except Exception as exc:  # e.g. out of inotify watches or descriptors: try again shortly
@@ -208,10 +240,12 @@ class AdwFiles:
         self._worktrees = worktrees
         return {adw_id for adw_id in flipped if adw_id in self._records}
 
-    async def _read(self, ids: Iterable[str]) -> set[str]:
+    async def _read(self, ids: Iterable[str], *, walk: bool = False) -> set[str]:
         """Read the given ADW directories again; return the ids whose record changed."""
         wanted = {adw_id for adw_id in ids if ADW_ID.fullmatch(adw_id) and adw_id not in (".", "..")}
-        results = await asyncio.to_thread(read_dirs, self.agents_dir, wanted, self._max_state_bytes, self._cleaner)
+        results = await asyncio.to_thread(
+            read_dirs, self.agents_dir, wanted, self._max_state_bytes, self._cleaner, walk=walk
+        )
         changed: set[str] = set()
         now = time.monotonic()
         for adw_id, result in results.items():
@@ -227,7 +261,7 @@ class AdwFiles:
             if result.error is not None:
                 # Keep the last good state. A torn read is often a writer mid-write: look again
                 # shortly once, even if no further event comes.
-                new = AdwRecord(adw_id, old.state if old else None, result.phases, result.error_log, result.error)
+                new = dataclasses.replace(result, state=old.state if old else None)
                 if old is None or old.error is None:
                     self.health.errors_total += 1
                     self._retry_at[adw_id] = now + self._retry_delay
@@ -237,17 +271,22 @@ class AdwFiles:
                 self.health.broken[adw_id] = f"{self.agents_dir / adw_id / STATE_FILE}: {result.error}"
             else:
                 self.health.broken.pop(adw_id, None)
+            new = self.liveness.carry(old, new)
             if new != old:
                 self._records[adw_id] = new
                 changed.add(adw_id)
         return changed
 
 
-class ShallowFilter:
-    """Pass events for ``agents_dir`` itself and at most two levels below it.
+Hint = tuple[set[str], set[str]]  # ADW ids to read again; paths of files in phase directories (activity)
 
-    ``{id}/adw_state.json`` and ``{id}/adw_plan_iso`` matter; the logs written inside phase
-    directories (deeper) do not, and agents write those constantly.
+
+class ShallowFilter:
+    """Pass events for ``agents_dir`` itself, two levels below it, and files right inside phase directories.
+
+    ``{id}/adw_state.json`` and ``{id}/adw_plan_iso`` are read again; the files in a phase
+    directory (``{id}/adw_plan_iso/execution.log``, written constantly) only move its activity;
+    anything deeper does not matter.
     """
 
     def __init__(self, root: str) -> None:
@@ -257,7 +296,12 @@ class ShallowFilter:
     def __call__(self, change: Change, path: str) -> bool:
         if path == self._root:
             return True
-        return path.startswith(self._prefix) and path.count(os.sep, len(self._prefix)) <= 1
+        if not path.startswith(self._prefix):
+            return False
+        depth = path.count(os.sep, len(self._prefix))
+        if depth <= 1:
+            return True
+        return depth == 2 and is_phase_dir(path[len(self._prefix) :].split(os.sep, 2)[1])
 
 
 def _top_name(root: str, path: str) -> str:

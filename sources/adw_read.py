@@ -29,6 +29,7 @@ _PHASE_DIRS = {f"adw_{phase}_iso": phase for phase in PHASES}
 ADW_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ERROR_LOG_TAIL = 4096  # bytes of error.log read to find its last line
 MAX_STATE_BYTES = 1024 * 1024
+MAX_WALKED = 10_000  # files of one phase directory looked at for the activity at start-up
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -46,6 +47,13 @@ class AdwRecord:
     """The last non-empty line of ``error.log``, if there is one."""
     error: str | None = None
     """Why the newest read of the state file failed; None when it parsed."""
+    activity: int | None = None
+    """The newest modification time (epoch seconds) of the state file, ``error.log``, the phase
+    directories and (read at start-up, then from the watcher's events) the files in them."""
+    pids: tuple[int, ...] = ()
+    """Its processes as the last look at the process table saw them (``processes``)."""
+    quiet: bool = False
+    """No activity within ``[adw] stall_after`` as of the last judgement (only while scanning)."""
 
 
 def list_dirs(path: Path) -> frozenset[str]:
@@ -66,19 +74,82 @@ def list_entries(agents_dir: Path) -> frozenset[str]:
         return frozenset()
 
 
-def read_dirs(agents_dir: Path, ids: Iterable[str], max_bytes: int, cleaner: Cleaner) -> dict[str, AdwRecord | None]:
-    """Read each ADW directory under ``agents_dir`` (blocking: run it in a worker thread); None where none is."""
+def read_dirs(
+    agents_dir: Path, ids: Iterable[str], max_bytes: int, cleaner: Cleaner, *, walk: bool = False
+) -> dict[str, AdwRecord | None]:
+    """Read each ADW directory under ``agents_dir`` (blocking: run it in a worker thread); None where none is.
+
+    ``walk``: also look at the files inside the phase directories for the activity (at start-up;
+    later their changes come from the watcher).
+    """
     try:
         root = os.open(agents_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return {adw_id: None for adw_id in ids}
     try:
-        return {adw_id: _read_dir(root, adw_id, max_bytes, cleaner) for adw_id in ids}
+        return {adw_id: _read_dir(root, adw_id, max_bytes, cleaner, walk) for adw_id in ids}
     finally:
         os.close(root)
 
 
-def _read_dir(root: int, adw_id: str, max_bytes: int, cleaner: Cleaner) -> AdwRecord | None:
+def newest_mtime(paths: Iterable[str]) -> int | None:
+    """Return the newest modification time of ``paths`` (symlinks not followed; gone ones skipped)."""
+    newest = None
+    for path in paths:
+        try:
+            mtime = int(os.stat(path, follow_symlinks=False).st_mtime)
+        except (OSError, ValueError):
+            continue
+        newest = mtime if newest is None else max(newest, mtime)
+    return newest
+
+
+def is_phase_dir(name: str) -> bool:
+    """Return whether ``name`` is a phase directory's name (``adw_plan_iso``)."""
+    return name in _PHASE_DIRS
+
+
+def _activity(fd: int, listing: list[os.DirEntry[str]], walk: bool) -> int | None:
+    """Return the newest mtime of the files that show an ADW at work (see ``AdwRecord.activity``)."""
+    newest: float | None = None
+    for entry in listing:
+        if entry.name in (STATE_FILE, ERROR_LOG) or entry.name in _PHASE_DIRS:
+            try:
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+            except OSError:
+                continue
+            newest = mtime if newest is None else max(newest, mtime)
+            if walk and entry.name in _PHASE_DIRS and entry.is_dir(follow_symlinks=False):
+                inside = _newest_inside(fd, entry.name)
+                if inside is not None:
+                    newest = max(newest, inside)
+    return None if newest is None else int(newest)
+
+
+def _newest_inside(fd: int, name: str) -> float | None:
+    try:
+        sub = os.open(name, _OPEN_DIR, dir_fd=fd)
+    except OSError:
+        return None
+    newest = None
+    try:
+        with os.scandir(sub) as it:
+            for i, entry in enumerate(it):
+                if i >= MAX_WALKED:
+                    break
+                try:
+                    mtime = entry.stat(follow_symlinks=False).st_mtime
+                except OSError:
+                    continue
+                newest = mtime if newest is None else max(newest, mtime)
+    except OSError:
+        pass
+    finally:
+        os.close(sub)
+    return newest
+
+
+def _read_dir(root: int, adw_id: str, max_bytes: int, cleaner: Cleaner, walk: bool = False) -> AdwRecord | None:
     try:
         fd = os.open(adw_id, _OPEN_DIR, dir_fd=root)
     except FileNotFoundError:
@@ -91,13 +162,15 @@ def _read_dir(root: int, adw_id: str, max_bytes: int, cleaner: Cleaner) -> AdwRe
         return AdwRecord(adw_id, None, error=f"cannot open directory: {exc.strerror}")
     try:
         with os.scandir(fd) as it:
-            entries = {entry.name: entry.is_dir(follow_symlinks=False) for entry in it}
+            listing = list(it)
+        entries = {entry.name: entry.is_dir(follow_symlinks=False) for entry in listing}
         phases = tuple(phase for name, phase in _PHASE_DIRS.items() if entries.get(name))
         error_log = _last_line(fd) if entries.get(ERROR_LOG) is False else None
+        activity = _activity(fd, listing, walk)
         if STATE_FILE not in entries:
-            return AdwRecord(adw_id, None, phases, error_log)
+            return AdwRecord(adw_id, None, phases, error_log, activity=activity)
         state, error = _read_state(fd, max_bytes, cleaner)
-        return AdwRecord(adw_id, state, phases, error_log, error)
+        return AdwRecord(adw_id, state, phases, error_log, error, activity=activity)
     except OSError as exc:  # out of descriptors, an I/O error: this ADW only, retried later
         return AdwRecord(adw_id, None, error=f"cannot read directory: {exc.strerror or exc}")
     finally:
