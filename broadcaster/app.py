@@ -19,6 +19,7 @@ from aiohttp import web
 
 from sources import database
 from sources.adw_files import AdwFiles
+from sources.adw_liveness import Liveness
 from sources.http import Poll, Reply
 from sources.source import Source
 from sources.sqlite import Query, SqliteWatch
@@ -196,6 +197,13 @@ def _adw_files(config: Config, cleaner: Cleaner) -> AdwFiles:
         trees_poll_interval=adw.trees_poll_interval,
         max_state_bytes=adw.max_state_bytes,
         cleaner=cleaner,
+        liveness=Liveness(
+            adw.agents_dir,
+            adw.trees_dir,
+            scan=adw.process_scan,
+            interval=adw.process_scan_interval,
+            stall_after=adw.stall_after,
+        ),
     )
 
 

@@ -144,6 +144,9 @@ def make_config(workspace: Workspace) -> Callable[..., Config]:
             "server.heartbeat_interval": 30.0,
             "webhook.status_url": "",  # tests that want the poller start their own webhook service
             "event_log.path": str(workspace.root / ".state" / "events.db"),
+            # Off unless a test is about liveness: the scan sees every process on the machine, and
+            # these tests use short fixed ids ("a1") that another program's command line may hold.
+            "adw.process_scan": False,
         }
         values.update({key.replace("__", "."): value for key, value in overrides.items()})
         return load_config(None, env={}, overrides=values, cwd=workspace.root)

@@ -33,6 +33,10 @@ def monitor_item(adw_id: str, **overrides: Any) -> dict[str, Any]:
         "error_count": 0,
         "last_error": None,
         "is_process_active": True,
+        "pids": [],
+        "last_activity": ISO_TIME,
+        "stalled": False,
+        "stalled_seconds": None,
         "phases_completed": [],
         "total_phases": 6,
     }
@@ -149,7 +153,7 @@ async def test_adw_monitor_snapshot_then_update(start, write_state, workspace, a
             "timestamp": ISO_TIME,
             "data": {
                 "workflows": [monitor_item("a1b2c3d4")],
-                "summary": {"total": 1, "running": 1, "completed": 0, "failed": 0, "paused": 0},
+                "summary": {"total": 1, "running": 1, "completed": 0, "failed": 0, "paused": 0, "stalled": 0},
                 "last_updated": ISO_TIME,
             },
         }
@@ -173,7 +177,7 @@ async def test_adw_monitor_snapshot_then_update(start, write_state, workspace, a
                         is_process_active=False,
                     )
                 ],
-                "summary": {"total": 1, "running": 0, "completed": 0, "failed": 1, "paused": 0},
+                "summary": {"total": 1, "running": 0, "completed": 0, "failed": 1, "paused": 0, "stalled": 0},
                 "last_updated": ISO_TIME,
             },
         }
@@ -199,7 +203,7 @@ async def test_monitor_status_rules_and_order(start, write_state, workspace) -> 
         ("done", "completed"),
         ("waiting", "queued"),
     ]
-    assert data["summary"] == {"total": 6, "running": 2, "completed": 1, "failed": 1, "paused": 1}
+    assert data["summary"] == {"total": 6, "running": 2, "completed": 1, "failed": 1, "paused": 1, "stalled": 0}
 
 
 async def test_worktree_appearing_later_makes_an_adw_paused(start, write_state, workspace) -> None:

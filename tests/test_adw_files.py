@@ -24,8 +24,15 @@ async def test_initial_scan_then_changes_then_the_directory_going_and_coming_bac
     changes = source.changes()
     try:
         assert await next_change(changes) == {"a1"}
+        a1 = workspace.agents / "a1"
+        activity = max(
+            int(p.stat().st_mtime)
+            for p in (a1 / "adw_state.json", a1 / "adw_plan_iso", a1 / "adw_test_iso", a1 / "error.log")
+        )
         assert source.records == {
-            "a1": AdwRecord("a1", {"adw_id": "a1", "issue_number": 1}, ("plan", "test"), "Traceback: boom"),
+            "a1": AdwRecord(
+                "a1", {"adw_id": "a1", "issue_number": 1}, ("plan", "test"), "Traceback: boom", activity=activity
+            ),
         }
         assert source.health.watching is True
         write_state("b2", issue_number=2)  # written before the consumer asks again: must not be missed
@@ -59,7 +66,8 @@ async def test_a_file_that_is_not_json_is_counted_once_per_streak(workspace, wri
     changes = source.changes()
     try:
         assert await next_change(changes) == {"a1"}
-        assert source.records["a1"] == AdwRecord("a1", None, error="expected a JSON object, got list")
+        a1 = source.records["a1"]
+        assert (a1.state, a1.error) == (None, "expected a JSON object, got list")
         assert source.health.errors_total == 1
         write_state("a1", raw=b"{not json")
         write_state("other", step=1)
@@ -83,6 +91,7 @@ def test_the_filter_passes_only_what_can_change_a_record(tmp_path: Path) -> None
     assert keep(None, f"{root}/a1")  # type: ignore[arg-type]
     assert keep(None, f"{root}/a1/adw_state.json")  # type: ignore[arg-type]
     assert keep(None, f"{root}/a1/adw_build_iso")  # type: ignore[arg-type]
-    assert not keep(None, f"{root}/a1/adw_build_iso/agent.log")  # type: ignore[arg-type]
+    assert keep(None, f"{root}/a1/adw_build_iso/agent.log")  # type: ignore[arg-type]  # activity
+    assert not keep(None, f"{root}/a1/notes/agent.log")  # type: ignore[arg-type]
     assert not keep(None, f"{root}/a1/adw_build_iso/deeper/x")  # type: ignore[arg-type]
     assert not keep(None, f"{root}-other/a1")  # type: ignore[arg-type]

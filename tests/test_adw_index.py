@@ -96,6 +96,7 @@ def test_a_change_of_one_adw_changes_the_digest_and_an_undo_restores_it() -> Non
         "completed": 1,
         "failed": 0,
         "paused": 0,
+        "stalled": 0,
     }
     assert index.update({"a7"}, recs, worktrees=frozenset(), queue_status={}) == (False, True)
     assert (index.workflows()[1], index.monitor()[1]) == digests

@@ -101,6 +101,7 @@ def test_a_lost_node_is_marked_then_forgotten_and_back_with_new_data_unmarked() 
         "completed": 0,
         "failed": 0,
         "paused": 0,
+        "stalled": 0,
     }
 
 

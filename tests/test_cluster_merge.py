@@ -17,12 +17,12 @@ def test_the_monitor_is_the_union_sorted_and_summarised_anew() -> None:
     nodes = {
         "host-b": {
             "workflows": [item("b1", "completed", "2026-11-25T09:00"), item("b2", "running", "2026-11-25T08:00")],
-            "summary": {"total": 2, "running": 1, "completed": 1, "failed": 0, "paused": 0},
+            "summary": {"total": 2, "running": 1, "completed": 1, "failed": 0, "paused": 0, "stalled": 0},
             "last_updated": "2026-11-26T10:00:01.000Z",
         },
         "host-a": {
             "workflows": [item("a1", "running", "2026-11-25T10:00"), item("a2", "failed", "2026-11-25T07:00")],
-            "summary": {"total": 2, "running": 1, "completed": 0, "failed": 1, "paused": 0},
+            "summary": {"total": 2, "running": 1, "completed": 0, "failed": 1, "paused": 0, "stalled": 0},
             "last_updated": "2026-11-26T10:00:02.000Z",
         },
     }
@@ -33,7 +33,7 @@ def test_the_monitor_is_the_union_sorted_and_summarised_anew() -> None:
         ("a2", "host-a", None),  # then failed, completed
         ("b1", "host-b", "unreachable"),
     ]
-    assert merged["summary"] == {"total": 4, "running": 2, "completed": 1, "failed": 1, "paused": 0}
+    assert merged["summary"] == {"total": 4, "running": 2, "completed": 1, "failed": 1, "paused": 0, "stalled": 0}
     assert merged["last_updated"] == "2026-11-26T10:00:02.000Z"
     assert merge.monitor(dict(reversed(nodes.items())), {"host-b": "unreachable"}) == merged  # order-free
 

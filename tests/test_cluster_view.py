@@ -118,7 +118,14 @@ async def test_the_view_serves_the_union_and_every_change_on_any_node(cluster: C
         async with session.ws_connect(cluster.view.url(f"/ws?{query}")) as ws:
             frame = await monitor_until(ws, lambda d: len(d["workflows"]) == 4)
             assert items(frame["data"]) == UNION
-            assert frame["data"]["summary"] == {"total": 4, "running": 2, "completed": 1, "failed": 1, "paused": 0}
+            assert frame["data"]["summary"] == {
+                "total": 4,
+                "running": 2,
+                "completed": 1,
+                "failed": 1,
+                "paused": 0,
+                "stalled": 0,
+            }
             cluster.nodes["host-b"].write("b2", **adw("running", 3, "2026-11-25T08:00:00", current_phase="test"))
             state = await receive_until(
                 ws, lambda m: m.get("channel") == "adw-state:b2" and "current_phase" in m["data"]
@@ -138,7 +145,14 @@ async def test_the_view_serves_the_union_and_every_change_on_any_node(cluster: C
             cluster.nodes["host-c"].write("c2", **adw("paused", 5, "2026-11-25T11:00:00"))
             frame = await monitor_until(ws, lambda d: len(d["workflows"]) == 5)
             assert items(frame["data"])[2] == ("c2", "host-c", "paused", None)
-            assert frame["data"]["summary"] == {"total": 5, "running": 2, "completed": 1, "failed": 1, "paused": 1}
+            assert frame["data"]["summary"] == {
+                "total": 5,
+                "running": 2,
+                "completed": 1,
+                "failed": 1,
+                "paused": 1,
+                "stalled": 0,
+            }
         async with session.get(cluster.view.url("/api/v1/workflows")) as response:
             workflows = await response.json()
         assert sorted((w["adw_id"], w["issue_number"], w["node"]) for w in workflows) == [

@@ -168,7 +168,7 @@ async def test_system_status_has_an_entry_per_source_and_check(start, aiohttp_se
                 "status": "degraded",
                 "message": "1 unreadable or skipped state file(s), last good state kept: "
                 f"{workspace.agents / 'a1' / 'adw_state.json'}: invalid JSON (5 bytes): {orjson_error(b'{torn')}",
-                "details": {"agents_dir": str(workspace.agents), "errors_total": 1},
+                "details": {"agents_dir": str(workspace.agents), "errors_total": 1, "process_scan": "off"},
             },
             "webhook": {
                 "name": "webhook",

@@ -46,7 +46,7 @@ EMPTY = {
         "adw_monitor_update",
         {
             "workflows": [],
-            "summary": {"total": 0, "running": 0, "completed": 0, "failed": 0, "paused": 0},
+            "summary": {"total": 0, "running": 0, "completed": 0, "failed": 0, "paused": 0, "stalled": 0},
             "last_updated": ISO_TIME,
         },
     ),

@@ -12,14 +12,16 @@ costing its channel.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from sources.adw_read import PHASES, AdwRecord
+from sources.processes import MAX_PIDS
 from sources.values import as_float, as_int
 
-from ..core.clock import now_iso
+from ..core.clock import iso_utc, now_iso
 
 MONITOR_STATUSES = ("running", "completed", "failed", "paused", "queued")
 # The state file's own words, then a phase_queue row's, in the monitor's vocabulary.
@@ -44,8 +46,8 @@ logger = logging.getLogger(__name__)
 
 
 def empty_summary() -> dict[str, int]:
-    """Return the ADW monitor summary with every count zero."""
-    return {"total": 0, "running": 0, "completed": 0, "failed": 0, "paused": 0}
+    """Return the ADW monitor summary with every count zero (``stalled`` ones are ``paused`` too)."""
+    return {"total": 0, "running": 0, "completed": 0, "failed": 0, "paused": 0, "stalled": 0}
 
 
 def issue_number(value: Any) -> int | None:
@@ -77,10 +79,46 @@ def github_url(state: Mapping[str, Any], number: int | None, github_repo: str) -
 
 
 def adw_state(adw_id: str, record: AdwRecord | None) -> dict[str, Any]:
-    """Return ``{adw_id, ...state}``, or ``{}`` while there is no state file."""
+    """Return ``{adw_id, ...state}``, or ``{}`` while there is no state file.
+
+    A state that has a ``current_phase`` gets the phase of the one rule there (``phase_of``), so
+    that no two channels disagree on an ADW's phase.
+    """
     if record is None or record.state is None:
         return {}
+    if "current_phase" in record.state:
+        return {**record.state, "adw_id": adw_id, "current_phase": phase_of(record)}
     return {**record.state, "adw_id": adw_id}
+
+
+def phase_of(record: AdwRecord) -> str:
+    """Return an ADW's phase, the same in every channel: the state's ``current_phase`` when it names a
+    phase, else the last phase directory that exists, else ``plan``."""
+    named = (record.state or {}).get("current_phase")
+    if isinstance(named, str) and named in PHASES:
+        return named
+    return record.phases[-1] if record.phases else "plan"
+
+
+def status_of(record: AdwRecord, *, scanning: bool, queue_status: str | None, in_worktree: bool) -> tuple[str, bool]:
+    """Return an ADW's monitor status and whether it is stalled (docs/protocol.md, "adw-monitor").
+
+    ``scanning``: processes are looked at (else the state file's word decides, as it always did).
+    """
+    said = str((record.state or {}).get("status") or "").lower()
+    own = _STATE_STATUS.get(said)
+    if own in ("completed", "failed"):
+        return own, False
+    if scanning:
+        if record.pids:
+            return "running", False
+        if said in ("running", "") and not record.quiet:
+            return "running", False
+        if said == "running":  # says running: no process, no activity within stall_after
+            return "paused", True
+    if own is not None:
+        return own, False
+    return _QUEUE_STATUS.get(str(queue_status or "").lower()) or ("paused" if in_worktree else "queued"), False
 
 
 def workflows(records: Iterable[AdwRecord], *, github_repo: str = "") -> list[dict[str, Any]]:
@@ -98,7 +136,7 @@ def workflow_execution(record: AdwRecord, *, github_repo: str = "") -> dict[str,
     return {
         "adw_id": record.adw_id,
         "issue_number": number,
-        "phase": record.phases[-1] if record.phases else "plan",
+        "phase": phase_of(record),
         "github_url": github_url(state, number, github_repo) or "",
     }
 
@@ -109,13 +147,24 @@ def sort_rank(status: str) -> int:
 
 
 def monitor_item(
-    record: AdwRecord, *, in_worktree: bool, queue_status: str | None, github_repo: str, now: datetime | None
+    record: AdwRecord,
+    *,
+    in_worktree: bool,
+    queue_status: str | None,
+    github_repo: str,
+    now: datetime | None,
+    scanning: bool = False,
 ) -> dict[str, Any]:
     """Return one AdwWorkflowStatus; one that cannot be built is shown with a ``problem`` note."""
 
     def build() -> dict[str, Any]:
         return workflow_status(
-            record, in_worktree=in_worktree, queue_status=queue_status, github_repo=github_repo, now=now
+            record,
+            in_worktree=in_worktree,
+            queue_status=queue_status,
+            github_repo=github_repo,
+            now=now,
+            scanning=scanning,
         )
 
     def fallback(problem: str) -> dict[str, Any]:
@@ -133,6 +182,7 @@ def monitor(
     queue_status: Mapping[str, str] | None = None,
     github_repo: str = "",
     now: datetime | None = None,
+    scanning: bool = False,
 ) -> dict[str, Any]:
     """Return ``{workflows, summary, last_updated}`` for every ADW with a state file."""
     queue_status = queue_status or {}
@@ -143,6 +193,7 @@ def monitor(
             queue_status=queue_status.get(r.adw_id),
             github_repo=github_repo,
             now=now,
+            scanning=scanning,
         )
         for r in _newest_first(r for r in records if r.state is not None)
     ]
@@ -152,6 +203,7 @@ def monitor(
     for item in items:
         if item["status"] in summary:
             summary[item["status"]] += 1
+        summary["stalled"] += bool(item["stalled"])
     return {"workflows": items, "summary": summary, "last_updated": now_iso()}
 
 
@@ -162,15 +214,12 @@ def workflow_status(
     queue_status: str | None,
     github_repo: str,
     now: datetime | None,
+    scanning: bool = False,
 ) -> dict[str, Any]:
     """Return one AdwWorkflowStatus."""
     state = record.state or {}
-    status = (
-        _STATE_STATUS.get(str(state.get("status") or "").lower())
-        or _QUEUE_STATUS.get(str(queue_status or "").lower())
-        or ("paused" if in_worktree else "queued")
-    )
-    current_phase = text(state.get("current_phase")) or (record.phases[-1] if record.phases else None)
+    status, stalled = status_of(record, scanning=scanning, queue_status=queue_status, in_worktree=in_worktree)
+    current_phase = phase_of(record)
     if status == "completed":
         completed = list(record.phases)
         progress = 100.0
@@ -202,10 +251,22 @@ def workflow_status(
         "estimated_cost_total": as_float(state.get("estimated_cost_total")),
         "error_count": error_count,
         "last_error": last_error,
-        "is_process_active": status == "running",
+        "is_process_active": bool(record.pids) if scanning else status == "running",
+        "pids": list(record.pids[:MAX_PIDS]),
+        "last_activity": None if record.activity is None else iso_utc(record.activity),
+        "stalled": stalled,
+        "stalled_seconds": quiet_for(record.activity, now) if stalled else None,
         "phases_completed": completed,
         "total_phases": len(PHASES),
     }
+
+
+def quiet_for(activity: float | None, now: datetime | None) -> float | None:
+    """Seconds since ``activity`` (epoch seconds), as of ``now`` (None: the clock)."""
+    if activity is None:
+        return None
+    at = time.time() if now is None else now.timestamp()
+    return round(max(0.0, at - activity), 1)
 
 
 def _newest_first(records: Iterable[AdwRecord]) -> list[AdwRecord]:

@@ -17,7 +17,7 @@ import bisect
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -31,6 +31,13 @@ from .adw_data import empty_summary
 SortKey = tuple[Any, ...]
 
 
+class Clocks(NamedTuple):
+    """What an adw-monitor item's clock-derived fields are computed from (``clock_values.monitor``)."""
+
+    open_start: str | None  # its start while unfinished: ``duration_seconds`` moves with the clock
+    quiet_since: float | None  # its activity while stalled: ``stalled_seconds`` moves with the clock
+
+
 def _descending(text: str) -> tuple[int, ...]:
     """Return a key that sorts ``text`` descending (a missing value last)."""
     return (*(-ord(c) for c in text), 1)
@@ -42,7 +49,8 @@ class _Item:
     wire: orjson.Fragment
     digest: bytes
     status: str | None = None
-    open_start: str | None = None  # its start time while unfinished: its duration moves with the clock
+    stalled: bool = False
+    clocks: Clocks | None = None  # what its clock-derived fields are computed from (None: it has none)
 
 
 class _Sorted:
@@ -58,14 +66,14 @@ class _Sorted:
         self._ids: list[str] = []
         self._wires: list[orjson.Fragment] = []
         self._digests: list[bytes] = []
-        self._opens: list[str | None] = []
+        self._clocks: list[Clocks | None] = []
 
     def put(self, adw_id: str, item: _Item | None) -> _Item | None:
         """Set (or with None, remove) the item of ``adw_id``; return the one it replaced."""
         old = self.items.pop(adw_id, None)
         if old is not None:
             at = bisect.bisect_left(self._keys, old.key)
-            for column in (self._keys, self._ids, self._wires, self._digests, self._opens):
+            for column in (self._keys, self._ids, self._wires, self._digests, self._clocks):
                 del column[at]
         if item is not None:
             self.items[adw_id] = item
@@ -74,11 +82,11 @@ class _Sorted:
             self._ids.insert(at, adw_id)
             self._wires.insert(at, item.wire)
             self._digests.insert(at, item.digest)
-            self._opens.insert(at, item.open_start)
+            self._clocks.insert(at, item.clocks)
         return old
 
     def fragments(self) -> Items:
-        return Items(self._wires, list(self._ids), list(self._opens))  # copies: the lists change with each put
+        return Items(self._wires, list(self._ids), list(self._clocks))  # copies: the lists change with each put
 
     def digest(self, extra: bytes = b"") -> str:
         return hashlib.blake2b(b"".join(self._digests) + extra, digest_size=16).hexdigest()
@@ -89,11 +97,12 @@ def _item(
     key: SortKey,
     volatile: Iterable[str] = (),
     status: str | None = None,
-    open_start: str | None = None,
+    stalled: bool = False,
+    clocks: Clocks | None = None,
 ) -> _Item:
     stable = {k: v for k, v in data.items() if k not in volatile}
     item_digest = hashlib.blake2b(orjson.dumps(stable, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
-    return _Item(key, orjson.Fragment(orjson.dumps(data)), item_digest, status, open_start)
+    return _Item(key, orjson.Fragment(orjson.dumps(data)), item_digest, status, stalled, clocks)
 
 
 def _differs(old: _Item | None, new: _Item | None) -> bool:
@@ -107,6 +116,7 @@ class AdwIndex:
 
     def __init__(self, *, github_repo: str = "") -> None:
         self._github_repo = github_repo
+        self.scanning = False  # processes are looked at (the source says; see ``adw_data.status_of``)
         self._workflows = _Sorted()
         self._monitor = _Sorted()
         self._summary = empty_summary()
@@ -143,10 +153,17 @@ class AdwIndex:
                 queue_status=queue_status.get(adw_id),
                 github_repo=self._github_repo,
                 now=None,
+                scanning=self.scanning,
             )
             rank = adw_data.sort_rank(status["status"])
-            open_start = status["start_time"] if status["end_time"] is None else None
-            new = _item(status, (rank, start, adw_id), ("duration_seconds",), status["status"], open_start)
+            clocks: Clocks | None = Clocks(
+                status["start_time"] if status["end_time"] is None else None,
+                record.activity if status["stalled"] else None,
+            )
+            if clocks == (None, None):
+                clocks = None
+            volatile = ("duration_seconds", "stalled_seconds")
+            new = _item(status, (rank, start, adw_id), volatile, status["status"], status["stalled"], clocks)
             old = self._monitor.put(adw_id, new)
             self._count(old, new)
             mon_changed |= _differs(old, new)
@@ -158,6 +175,7 @@ class AdwIndex:
                 self._summary["total"] += step
                 if item.status in self._summary:
                     self._summary[item.status] += step
+                self._summary["stalled"] += step * item.stalled
 
     def workflows(self) -> tuple[list[Any], str | None]:
         """Return the workflows data and its digest (None: digest it the ordinary way)."""

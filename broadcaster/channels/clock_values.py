@@ -23,6 +23,7 @@ import orjson
 
 from ..core.clock import now_iso
 from . import adw_data
+from .adw_index import Clocks
 from .db_data import cost_trends
 from .status import SystemStatus
 
@@ -53,27 +54,34 @@ class ClockValues:
 
 
 def monitor(data: Any) -> Any:
-    """Return monitor data with ``last_updated`` and unfinished ADWs' durations as of now."""
+    """Return monitor data with ``last_updated``, unfinished ADWs' durations and stalled ones' quiet time as of now."""
     if not isinstance(data, dict) or not isinstance(data.get("workflows"), list):
         return data
     items = data["workflows"]
-    opens = getattr(items, "opens", None)  # adw_index knows each item's start while unfinished
-    if opens is None:
-        opens = [_open_start(item) for item in items]
+    clocks = getattr(items, "clocks", None)  # adw_index knows what each item's clock fields come from
+    if clocks is None:
+        clocks = [_clocks(item) for item in items]
     fresh = list(items)
-    for i, start in enumerate(opens):
-        if start is not None:
+    for i, clock in enumerate(clocks):
+        if clock is not None:
             item = items[i]
             decoded = orjson.loads(orjson.dumps(item)) if isinstance(item, orjson.Fragment) else dict(item)
-            decoded["duration_seconds"] = adw_data.duration(start, None, None)
+            if clock.open_start is not None:
+                decoded["duration_seconds"] = adw_data.duration(clock.open_start, None, None)
+            if clock.quiet_since is not None:
+                decoded["stalled_seconds"] = adw_data.quiet_for(clock.quiet_since, None)
             fresh[i] = decoded
     return {**data, "workflows": fresh, "last_updated": now_iso()}
 
 
-def _open_start(item: Any) -> str | None:
-    if isinstance(item, dict) and item.get("end_time") is None:
-        return adw_data.text(item.get("start_time"))
-    return None
+def _clocks(item: Any) -> Clocks | None:
+    """Return what a plain item's clock fields come from (data not built by the index: a cluster view's)."""
+    if not isinstance(item, dict):
+        return None
+    start = adw_data.text(item.get("start_time")) if item.get("end_time") is None else None
+    activity = adw_data.parse_time(adw_data.text(item.get("last_activity"))) if item.get("stalled") is True else None
+    clocks = Clocks(start, None if activity is None else activity.timestamp())
+    return None if clocks == (None, None) else clocks
 
 
 def history(data: Any, rows: list[dict[str, Any]]) -> Any:

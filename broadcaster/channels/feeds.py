@@ -251,6 +251,7 @@ class Feeds:
         if self._adw is None:
             return False, False
         try:
+            self._index.scanning = self._adw.liveness.scanning  # when it flips, every ADW is in ``ids``
             return self._index.update(
                 ids, self._adw.records, worktrees=self._adw.worktrees, queue_status=self._queue_status
             )

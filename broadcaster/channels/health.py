@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sources.adw_files import AdwFiles
+from sources.adw_liveness import LivenessHealth
 from sources.http import Reply
 from sources.sqlite import SqliteWatch
 
@@ -22,6 +23,7 @@ from ..config.rules import SELF
 from ..core.spec import Catalog
 from .status import SystemStatus
 
+SCAN_BOUNDS_MS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 MAX_LISTED = 3  # problems named in one message; the count says how many there are
 Entry = tuple[str, str, str, dict[str, Any]]  # service, level, message, details
 
@@ -127,8 +129,14 @@ class Health:
             troubles.append(adw.trees_error)
         if adw.watch_error is not None:
             troubles.append(adw.watch_error)
+        scan = self._adw.liveness.health
+        details["process_scan"] = _process_scan(scan, self._adw.liveness.interval)
+        if scan.enabled and scan.error is not None:
+            troubles.append(f"process scan: {scan.error}; status follows the state files")
         if troubles:
             return "adw_files", "degraded", "; ".join(troubles), details
+        if not scan.enabled:
+            return "adw_files", "healthy", f"{adw.message}; process scan off: status follows the state files", details
         return "adw_files", "healthy", adw.message, details
 
     def _database(self) -> Entry | None:
@@ -175,6 +183,20 @@ class Health:
                 level = "error" if problem else "healthy"
                 out.append((check.name, level, problem or f"HTTP {reply.status}", {"url": check.url}))
         return out
+
+
+def _process_scan(scan: LivenessHealth, interval: float) -> str:
+    """Word the process scan for the ``adw_files`` details."""
+    if not scan.enabled:
+        return "off"
+    if scan.error is not None:
+        return f"failing: {scan.error}"
+    if scan.seconds is None:
+        return "starting"
+    # A bound, not the figure: status is data, and a figure that moves every look would be a change every look.
+    bound = next((ms for ms in SCAN_BOUNDS_MS if scan.seconds * 1000 < ms), None)
+    took = f"under {bound} ms" if bound is not None else f"over {SCAN_BOUNDS_MS[-1]} ms"
+    return f"every {interval:g}s; the last look took {took}"
 
 
 def _listed(problems: Sequence[str]) -> str:

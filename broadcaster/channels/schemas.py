@@ -121,6 +121,10 @@ MONITOR_ITEM = _item(
         "error_count": COUNT,
         "last_error": MAYBE_TEXT,
         "is_process_active": {"type": "boolean"},
+        "pids": {"type": "array", "items": {"type": "integer"}, "maxItems": 5},
+        "last_activity": {**MAYBE_TEXT, "description": "newest modification time of its files (ISO, UTC)"},
+        "stalled": {"type": "boolean", "description": "says running: no process, no activity for stall_after"},
+        "stalled_seconds": {**MAYBE_NUMBER, "description": "while stalled: seconds since its last activity"},
         "phases_completed": {"type": "array", "items": TEXT},
         "total_phases": COUNT,
     }
@@ -128,7 +132,7 @@ MONITOR_ITEM = _item(
 MONITOR = _object(
     {
         "workflows": {"type": "array", "items": MONITOR_ITEM},
-        "summary": _object({k: COUNT for k in ("total", "running", "completed", "failed", "paused")}),
+        "summary": _object({k: COUNT for k in ("total", "running", "completed", "failed", "paused", "stalled")}),
         "last_updated": TIME,
     }
 )

@@ -72,7 +72,7 @@ ADW_MONITOR = ChannelSpec(
     "adw-monitor",
     "adw_monitor_update",
     lambda: {"workflows": [], "summary": empty_summary(), "last_updated": now_iso()},
-    volatile=(("last_updated",), ("workflows", "*", "duration_seconds")),
+    volatile=(("last_updated",), ("workflows", "*", "duration_seconds"), ("workflows", "*", "stalled_seconds")),
     keyed=Keyed("workflows", "adw_id"),
     clock_values=True,
     service="adw_files",

@@ -83,8 +83,9 @@ def monitor(nodes: Nodes, marks: Marks = UNMARKED, tags: Tags | None = None) -> 
     summary["total"] = len(items)
     for item in items:
         status = item.get("status")
-        if isinstance(status, str) and status in summary and status != "total":
+        if isinstance(status, str) and status in summary and status not in ("total", "stalled"):
             summary[status] += 1
+        summary["stalled"] += item.get("stalled") is True
     stamps = [str(d.get("last_updated")) for d in nodes.values() if isinstance(d, dict) and d.get("last_updated")]
     return {"workflows": items, "summary": summary, "last_updated": max(stamps, default="")}
 

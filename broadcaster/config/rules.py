@@ -83,8 +83,9 @@ def _broadcast_and_adw(config: Config, bad: Bad) -> None:
         raise bad("[adw] debounce_ms", f"must be >= step_ms ({a.step_ms}), got {a.debounce_ms}")
     if a.max_state_bytes < 1024:
         raise bad("[adw] max_state_bytes", f"must be >= 1024, got {a.max_state_bytes}")
-    if a.trees_poll_interval <= 0:
-        raise bad("[adw] trees_poll_interval", f"must be > 0, got {a.trees_poll_interval}")
+    for key in ("trees_poll_interval", "process_scan_interval", "stall_after"):
+        if getattr(a, key) <= 0:
+            raise bad(f"[adw] {key}", f"must be > 0, got {getattr(a, key)}")
 
 
 def _positive(config: Config, bad: Bad) -> None:

@@ -61,6 +61,9 @@ class AdwConfig:
     force_polling: bool = False
     trees_poll_interval: float = 2.0
     max_state_bytes: int = 1024 * 1024
+    process_scan: bool = True  # look at the process table for each ADW's processes (else the state file decides)
+    process_scan_interval: float = 5.0
+    stall_after: float = 600.0  # seconds without a process or activity before a "running" ADW is stalled
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -34,12 +34,14 @@ class Items(list[Any]):
     Serialises as a plain list; it only saves finding ids in items that are already encoded.
     """
 
-    __slots__ = ("ids", "opens")
+    __slots__ = ("clocks", "ids")
 
-    def __init__(self, items: list[Any], ids: list[str], opens: list[str | None] | None = None) -> None:
+    def __init__(self, items: list[Any], ids: list[str], clocks: list[Any] | None = None) -> None:
         super().__init__(items)
         self.ids = ids  # unique by construction: whoever builds Items vouches for that
-        self.opens = opens  # per item, its start time while unfinished (see ``fresh.monitor``)
+        # Per item, what its clock-derived fields are computed from (None: it has none); the
+        # channel's builder and its clock values agree on what that is (adw-monitor: ``Clocks``).
+        self.clocks = clocks
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,7 +139,16 @@ export interface AdwWorkflowStatus extends ClusterFields {
   estimated_cost_total: number | null;
   error_count: number;
   last_error: string | null;
+  /** Whether the last look at the process table found a process of it ([adw] process_scan). */
   is_process_active: boolean;
+  /** Up to 5 of its processes' ids. */
+  pids: number[];
+  /** The newest modification time of its state file, phase directories' files and error.log. */
+  last_activity: string | null;
+  /** Its state says running, but it has no process and no activity for [adw] stall_after: shown paused. */
+  stalled: boolean;
+  /** While stalled: seconds since its last activity (a clock value). */
+  stalled_seconds: number | null;
   phases_completed: string[];
   total_phases: number;
 }
@@ -150,6 +159,8 @@ export interface AdwMonitorSummary {
   completed: number;
   failed: number;
   paused: number;
+  /** Of the paused ones, those stalled. */
+  stalled: number;
 }
 
 export interface AdwMonitor {

@@ -22,6 +22,8 @@ class Row {
     this.signature = "";
     this.seconds = null; // duration at `at` (ms), ticking while running
     this.at = 0;
+    this.quiet = null; // seconds without activity at `at`, ticking while stalled
+    this.stalled = false;
     this.node = h(
       "tr",
       { tabIndex: 0, "data-adw-id": adwId, "aria-label": `ADW ${adwId}` },
@@ -45,14 +47,21 @@ class Row {
     this.seconds = typeof item.duration_seconds === "number" ? item.duration_seconds : null;
     this.at = now;
     this.running = item.status === "running" && !item.end_time;
+    // Stalled: the state says running, but no process and no file activity for [adw] stall_after.
+    this.stalled = item.stalled === true;
+    this.quiet = this.stalled && typeof item.stalled_seconds === "number" ? item.stalled_seconds : null;
     const signature = JSON.stringify([
-      item.status, item.issue_number, item.title, item.github_url, item.current_phase,
+      item.status, item.stalled, item.issue_number, item.title, item.github_url, item.current_phase,
       item.phases_completed, item.current_cost, item.estimated_cost_total, item.last_error,
     ]);
     if (signature === this.signature) return false;
     this.signature = signature;
-    setText(this.status, item.status ?? "unknown");
-    this.status.className = statusClass(item.status);
+    this.node.classList.toggle("stalled", this.stalled);
+    if (!this.stalled) {
+      setText(this.status, item.status ?? "unknown");
+      this.status.title = "";
+    }
+    this.status.className = this.stalled ? "badge s-stalled" : statusClass(item.status);
     setText(this.issue, item.issue_number === null || item.issue_number === undefined ? item.adw_id : `#${item.issue_number}`);
     // The URL comes from an agent's state file: only http(s) links, never javascript: or data:.
     if (typeof item.github_url === "string" && /^https?:\/\//i.test(item.github_url)) this.issue.href = item.github_url;
@@ -76,6 +85,11 @@ class Row {
   tick(now) {
     const extra = this.running && this.seconds !== null ? (now - this.at) / 1000 : 0;
     setText(this.duration, duration(this.seconds === null ? null : this.seconds + extra));
+    if (this.stalled) {
+      const quiet = this.quiet === null ? null : this.quiet + (now - this.at) / 1000;
+      setText(this.status, quiet === null ? "stalled" : `stalled ${duration(quiet)}`);
+      this.status.title = "Says running, but no process and no file activity";
+    }
   }
 
   flash() {
@@ -125,9 +139,9 @@ export class MonitorTable {
     this.drawn = true;
   }
 
-  /** Move the running ADWs' durations on (called every second). */
+  /** Move the running ADWs' durations and the stalled ones' quiet time on (called every second). */
   tick() {
     const now = Date.now();
-    for (const row of this.rows.values()) if (row.running) row.tick(now);
+    for (const row of this.rows.values()) if (row.running || row.stalled) row.tick(now);
   }
 }

@@ -9,6 +9,7 @@ export function drawCounts(monitor) {
   const items = Array.isArray(monitor?.workflows) ? monitor.workflows : [];
   const count = (status) => items.filter((item) => item && item.status === status).length;
   for (const status of ["running", "paused", "queued", "completed", "failed"]) setText($(`count-${status}`), count(status));
+  setText($("count-stalled"), items.filter((item) => item && item.stalled === true).length);
   const cost = items.reduce((sum, item) => sum + (typeof item?.current_cost === "number" ? item.current_cost : 0), 0);
   setText($("count-cost"), money(cost));
   setText($("monitor-total"), items.length ? `${items.length} ADWs` : "");
