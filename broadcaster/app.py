@@ -179,7 +179,8 @@ def _add_routes(app: web.Application, config: Config, feeds: Feeds) -> None:
     """Add the service's own routes (the routes channel lists them), then the upstream's catch-all."""
     prefixes = config.server.path_prefixes
     routes = add_routes(app, prefixes) + add_mux_routes(app, prefixes) + add_http_routes(app)
-    routes += add_static_routes(app) + add_doc_routes(app, prefixes) + add_healthz(app)
+    routes += add_static_routes(app) + add_doc_routes(app, prefixes, upstream=bool(config.upstream.url))
+    routes += add_healthz(app)
     routes += add_metrics(app, app[COUNTERS], upstream=bool(config.upstream.url))
     feeds.own_routes(routes)
     if config.upstream.url:

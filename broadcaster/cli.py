@@ -243,7 +243,7 @@ def print_banner(
         f"  snapshot  {http}://{base}/api/v1/adw-monitor   (same data over HTTP, JSON)",
         f"  status    {http}://{base}/api/v1/system-status",
         f"  clients   {http}://{base}/client.js   adw-broadcaster watch adw-monitor --url {http}://{base}",
-        f"  protocol  {http}://{base}/asyncapi.json   {http}://{base}/openapi.json",
+        f"  protocol  {http}://{base}/asyncapi.json   {http}://{base}/broadcaster/openapi.json",
         "  Ctrl-C to stop",
     ]
     print("\n".join(lines), flush=True)

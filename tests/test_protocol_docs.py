@@ -1,4 +1,4 @@
-"""/asyncapi.json and /openapi.json: served, whole, true to the routes and to what the sockets send.
+"""/asyncapi.json and /broadcaster/openapi.json: served, whole, true to the routes and to what the sockets send.
 
 (Every message and answer of every other test is checked against them too: see conftest.)
 """
@@ -56,7 +56,7 @@ async def test_both_documents_are_served_whole_with_every_reference_resolving(st
 
 async def test_every_get_route_of_the_app_is_in_the_openapi_document(start) -> None:
     client = await start(upstream__url="http://127.0.0.1:9")
-    openapi = await (await client.get("/openapi.json")).json()
+    openapi = await (await client.get("/broadcaster/openapi.json")).json()  # /openapi.json is the upstream's
     served = set()
     for resource in client.app.router.resources():
         for route in resource:

@@ -43,6 +43,21 @@ def upstream_app(seen: list[dict[str, Any]]) -> web.Application:
             return web.json_response({"from": "upstream"})
         if request.path == "/api/v1/old":
             raise web.HTTPFound("/api/v1/new")
+        if request.path == "/api/v1/plans":  # FastAPI's slash redirect, absolute to itself
+            here = f"{request.url.origin()}/api/v1/plans/?{request.query_string}"
+            headers = {
+                "Location": here,
+                "Content-Location": f"{request.url.origin()}/api/v1/plans/all",
+                "Refresh": f'3; url="{request.url.origin()}/api/v1/later"',
+                "Link": f"<{request.url.origin()}/api/v1/x>; rel=next",  # not a header that moves a browser
+            }
+            return web.Response(status=307, headers=headers)
+        if request.path == "/openapi.json":
+            return web.json_response({"openapi": "3.1.0", "info": {"title": "tac-webbuilder backend"}, "paths": {}})
+        if request.path in ("/docs", "/redoc"):
+            return web.Response(text=f"<title>backend {request.path}</title>", content_type="text/html")
+        if request.path == "/api/v1/elsewhere":
+            raise web.HTTPFound("https://github.com/acme/shop/pull/7")
         if request.path == "/api/v1/cut":
             response = web.StreamResponse(headers={"Content-Length": str(len(BIG))})
             await response.prepare(request)
@@ -94,6 +109,38 @@ async def test_requests_the_service_does_not_serve_go_to_the_upstream_and_back(s
     ]
     assert seen[0]["forwarded"] == {"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http"}
     assert seen[0]["host"] == f"{client.host}:{client.port}"
+
+
+async def test_redirects_to_the_upstreams_origin_come_back_to_the_clients(start, aiohttp_server) -> None:
+    upstream = await aiohttp_server(upstream_app([]))
+    client = await start(upstream__url=str(upstream.make_url("")))
+    here = f"http://{client.host}:{client.port}"
+    moved = await client.get("/api/v1/plans?limit=200", allow_redirects=False)
+    assert (moved.status, moved.headers["Location"]) == (307, f"{here}/api/v1/plans/?limit=200")
+    assert moved.headers["Content-Location"] == f"{here}/api/v1/plans/all"
+    assert moved.headers["Refresh"] == f'3; url="{here}/api/v1/later"'
+    assert moved.headers["Link"] == f"<{upstream.make_url('/api/v1/x')}>; rel=next"
+    away = await client.get("/api/v1/elsewhere", allow_redirects=False)
+    assert away.headers["Location"] == "https://github.com/acme/shop/pull/7"  # another site: as it came
+    followed = await client.get("/api/v1/plans?limit=200")  # a client that follows stays here
+    assert (followed.status, str(followed.url)) == (404, f"{here}/api/v1/plans/?limit=200")
+
+
+async def test_the_upstreams_own_docs_answer_and_ours_keep_a_path_of_their_own(start, aiohttp_server) -> None:
+    upstream = await aiohttp_server(upstream_app([]))
+    client = await start(upstream__url=str(upstream.make_url("")))
+    theirs = await (await client.get("/openapi.json")).json()
+    assert theirs["info"]["title"] == "tac-webbuilder backend"
+    for path in ("/docs", "/redoc"):
+        assert await (await client.get(path)).text() == f"<title>backend {path}</title>"
+    ours = await (await client.get("/broadcaster/openapi.json")).json()
+    assert ours["info"]["title"] == "adw-broadcaster"
+    assert "/openapi.json" not in ours["paths"] and "/broadcaster/openapi.json" in ours["paths"]
+    asyncapi = await (await client.get("/asyncapi.json")).json()
+    assert asyncapi["info"]["externalDocs"]["url"] == "/broadcaster/openapi.json"
+    alone = await start(event_log__path="")  # no upstream: /openapi.json is ours as well
+    ours_alone = await (await alone.get("/broadcaster/openapi.json")).json()
+    assert await (await alone.get("/openapi.json")).json() == ours_alone
 
 
 async def test_browser_pages_get_the_upstreams_own_cors_answers_on_its_paths(start, aiohttp_server) -> None:

@@ -1,4 +1,7 @@
-"""The protocol described for tools: AsyncAPI 3.0 (``/asyncapi.json``) and OpenAPI 3.1 (``/openapi.json``).
+"""The protocol described for tools: AsyncAPI 3.0 (``/asyncapi.json``) and OpenAPI 3.1 (``OWN_OPENAPI``).
+
+The OpenAPI document always has a path of its own; ``/openapi.json`` serves it too unless an
+upstream is configured, whose own ``/openapi.json`` (and ``/docs``, ``/redoc``) then answer there.
 
 Both are built from ``schemas`` and the channel table, so they describe what the code sends; the
 tests validate every message and HTTP answer they receive against them.
@@ -18,6 +21,7 @@ from ..channels.specs import SPECS
 from .http import HTTP_PREFIXES
 from .static_files import FILES, content_type
 
+OWN_OPENAPI = "/broadcaster/openapi.json"  # this service's OpenAPI document, whatever the upstream serves
 RESUME = """\
 Resume: every channel frame has a seq (+1 per change of that channel) and a socket's first frame
 of each channel carries the event log's epoch. A client that reconnects sends what it has: on a
@@ -78,6 +82,7 @@ def asyncapi(prefixes: tuple[str, ...]) -> dict[str, Any]:
             "description": "Live state of AI developer-workflow agents over WebSockets. One JSON text frame "
             "per message. A quiet socket gets a heartbeat every [server] heartbeat_interval.\n\n"
             + "\n\n".join((RESUME, CLOSE_CODES, PATCHES)),
+            "externalDocs": {"description": "The HTTP side (OpenAPI 3.1)", "url": OWN_OPENAPI},
         },
         "defaultContentType": "application/json",
         "servers": {
@@ -236,14 +241,19 @@ CHANNELS = {
 }
 
 
-def openapi(prefixes: tuple[str, ...]) -> dict[str, Any]:
-    """Return the OpenAPI 3.1 document of the HTTP fallback, the events API and the shipped files."""
+def openapi(prefixes: tuple[str, ...], *, upstream: bool = False) -> dict[str, Any]:
+    """Return the OpenAPI 3.1 document of the HTTP fallback, the events API and the shipped files.
+
+    ``upstream``: ``/openapi.json`` is the upstream's, not a path of this document.
+    """
     paths: dict[str, Any] = {}
     fallback = _fallback_paths()
     for prefix in HTTP_PREFIXES:
         for path, item in fallback.items():
             paths[prefix + path] = item
     paths.update(_own_paths(prefixes))
+    for path in _openapi_paths(upstream):
+        paths[path] = _get("This document", {"type": "object"})
     return {
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
@@ -334,13 +344,21 @@ def _own_paths(prefixes: tuple[str, ...]) -> dict[str, Any]:
     paths["/metrics"] = _get("Prometheus metrics (the text format; adw_broadcaster_* names)", None)
     paths["/metrics"]["get"]["responses"]["200"] = {"description": "OK", "content": {"text/plain": {"schema": TEXT}}}
     paths["/asyncapi.json"] = _get("This service's WebSocket protocol (AsyncAPI 3.0)", {"type": "object"})
-    paths["/openapi.json"] = _get("This document", {"type": "object"})
     return paths
 
 
-def add_doc_routes(app: web.Application, prefixes: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Serve ``/asyncapi.json`` and ``/openapi.json`` (built once); return their Routes."""
-    documents = {"/asyncapi.json": asyncapi(prefixes), "/openapi.json": openapi(prefixes)}
+def _openapi_paths(upstream: bool) -> tuple[str, ...]:
+    """Return where this service serves its OpenAPI document: its own path, and ``/openapi.json`` alone."""
+    return (OWN_OPENAPI,) if upstream else (OWN_OPENAPI, "/openapi.json")
+
+
+def add_doc_routes(app: web.Application, prefixes: tuple[str, ...], *, upstream: bool = False) -> list[dict[str, Any]]:
+    """Serve ``/asyncapi.json`` and the OpenAPI document (built once); return their Routes.
+
+    ``upstream``: leave ``/openapi.json`` to the upstream (its own document answers there).
+    """
+    document = openapi(prefixes, upstream=upstream)
+    documents = {"/asyncapi.json": asyncapi(prefixes), **dict.fromkeys(_openapi_paths(upstream), document)}
     routes = []
     for path, document in documents.items():
 

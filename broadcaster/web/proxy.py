@@ -8,7 +8,10 @@ streamed, redirects passed on and not followed, bodies not decompressed. An upst
 be reached gets ``502``, one that sends no first byte within ``[upstream] timeout`` gets ``504``,
 both with a JSON ``detail`` naming it; the service's channels are untouched either way.
 WebSocket upgrades are relayed (``relay``). A method the service does not answer on one of its
-own paths is 405 here; it never reaches the upstream.
+own paths is 405 here; it never reaches the upstream. A ``Location``, ``Content-Location`` or
+``Refresh`` that points at the upstream's own origin is rewritten to the origin the client used,
+so a redirect never sends a browser around this service (where the backend's CORS would refuse
+the page).
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ async def _session(app: web.Application) -> AsyncIterator[None]:
 
 def _handler(config: UpstreamConfig) -> Handler:
     base = config.url.rstrip("/")
+    upstream = URL(base)
 
     async def forward(request: web.Request) -> web.StreamResponse:
         if not request.raw_path.startswith("/"):  # an absolute-form target ("GET http://other/"): not ours to relay
@@ -105,9 +109,10 @@ def _handler(config: UpstreamConfig) -> Handler:
         async with answer:
             response = web.StreamResponse(status=answer.status, reason=answer.reason)
             hop = _hop_by_hop(answer.headers) - {"content-length"}
+            client_origin = URL.build(scheme=request.scheme, authority=request.host)
             for name, value in answer.headers.items():
                 if name.lower() not in hop:
-                    response.headers.add(name, value)
+                    response.headers.add(name, _pointed_here(name, value, upstream, client_origin))
             await response.prepare(request)
             try:
                 async for chunk in answer.content.iter_chunked(CHUNK):
@@ -121,6 +126,44 @@ def _handler(config: UpstreamConfig) -> Handler:
         return response
 
     return forward
+
+
+REWRITTEN = frozenset({"location", "content-location"})
+
+
+def _pointed_here(name: str, value: str, upstream: URL, client: URL) -> str:
+    """Return a header ``value`` that names a URL under ``upstream`` with the ``client``'s origin instead.
+
+    A path under the upstream's own path (``[upstream] url = "http://b:9100/api"``) loses it: the
+    client's ``/x`` is the upstream's ``/api/x``.
+    """
+    lowered = name.lower()
+    if lowered in REWRITTEN:
+        return _same_path_at(value, upstream, client)
+    if lowered == "refresh":  # "5; url=http://backend/next"
+        delay, sep, rest = value.partition(";")
+        key, eq, target = rest.strip().partition("=")
+        if sep and eq and key.strip().lower() == "url":
+            quote = target[:1] if target[:1] in "'\"" and target[-1:] == target[:1] and len(target) > 1 else ""
+            inner = target[1:-1] if quote else target
+            return f"{delay}; url={quote}{_same_path_at(inner.strip(), upstream, client)}{quote}"
+    return value
+
+
+def _same_path_at(value: str, upstream: URL, client: URL) -> str:
+    try:
+        url = URL(value, encoded=True)
+    except ValueError:
+        return value
+    if not url.is_absolute() or url.origin() != upstream.origin():
+        return value  # relative (already the client's origin), or another site: as it came
+    rest = value[len(str(url.origin())) :]
+    prefix = upstream.raw_path.rstrip("/")
+    if prefix:
+        if rest != prefix and not rest.startswith(prefix + "/"):
+            return value  # the upstream's host, but outside the part of it this service fronts
+        rest = rest[len(prefix) :]
+    return str(client) + (rest if rest.startswith("/") or not rest else "/" + rest)
 
 
 async def _body(request: web.Request) -> AsyncIterator[bytes]:
