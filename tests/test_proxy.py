@@ -11,9 +11,18 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 
+from broadcaster.web.keys import CONFIG
 from tests.conftest import receive, receive_until
 
 BIG = bytes(range(256)) * 20_000  # 5 MB
+BACKEND_DOCUMENT = {
+    "openapi": "3.1.0",
+    "info": {"title": "tac-webbuilder backend"},
+    "paths": {
+        "/api/v1/planned-features": {"get": {"operationId": "list_features", "summary": "Planned features"}},
+        "/api/v1/queue/pause": {"post": {"operationId": "pause_queue", "tags": ["queue"]}},
+    },
+}
 
 
 def upstream_app(seen: list[dict[str, Any]]) -> web.Application:
@@ -53,7 +62,7 @@ def upstream_app(seen: list[dict[str, Any]]) -> web.Application:
             }
             return web.Response(status=307, headers=headers)
         if request.path == "/openapi.json":
-            return web.json_response({"openapi": "3.1.0", "info": {"title": "tac-webbuilder backend"}, "paths": {}})
+            return web.json_response(BACKEND_DOCUMENT)
         if request.path in ("/docs", "/redoc"):
             return web.Response(text=f"<title>backend {request.path}</title>", content_type="text/html")
         if request.path == "/api/v1/elsewhere":
@@ -141,6 +150,21 @@ async def test_the_upstreams_own_docs_answer_and_ours_keep_a_path_of_their_own(s
     alone = await start(event_log__path="")  # no upstream: /openapi.json is ours as well
     ours_alone = await (await alone.get("/broadcaster/openapi.json")).json()
     assert await (await alone.get("/openapi.json")).json() == ours_alone
+
+
+async def test_with_an_upstream_the_routes_channel_lists_the_upstreams_routes(start, aiohttp_server) -> None:
+    upstream = await aiohttp_server(upstream_app([]))
+    client = await start(upstream__url=str(upstream.make_url("")))
+    assert client.app[CONFIG].routes.openapi_url == str(upstream.make_url("/openapi.json"))
+    async with client.ws_connect("/ws/routes") as ws:
+        routes = (await receive_until(ws, lambda m: bool(m["data"])))[-1]["data"]  # once the first poll answered
+    assert [(r["method"], r["path"], r["name"], r["tags"]) for r in routes] == [
+        ("GET", "/api/v1/planned-features", "list_features", []),
+        ("POST", "/api/v1/queue/pause", "pause_queue", ["queue"]),
+    ]  # none of this service's own paths: the dashboard's backend is the upstream
+    async with client.get("/api/v1/system-status") as response:
+        entry = (await response.json())["services"]["openapi"]
+    assert (entry["status"], entry["message"]) == ("healthy", f"2 routes from {upstream.make_url('/openapi.json')}")
 
 
 async def test_browser_pages_get_the_upstreams_own_cors_answers_on_its_paths(start, aiohttp_server) -> None:

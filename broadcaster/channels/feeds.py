@@ -266,7 +266,9 @@ class Feeds:
 
     def _routes(self) -> None:
         if "openapi poll" not in self._waiting:
-            self.offer_built(ROUTES, self._own_routes, self._api_routes)
+            # The routes of the backend the dashboard talks to: the upstream's when there is one.
+            own = [] if self._config.upstream.url else self._own_routes
+            self.offer_built(ROUTES, own, self._api_routes)
 
     def _system_status(self) -> None:
         if self._waiting:

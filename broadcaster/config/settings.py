@@ -219,6 +219,14 @@ def load_config(
     sections = {name: _absolute_paths(cls(**merged.get(name, {})), base) for name, cls in SECTIONS.items()}
     config = Config(source=path, **top, **sections)
     validate(config, origins)
+    return _derived(config)
+
+
+def _derived(config: Config) -> Config:
+    """Fill what follows from other keys: with an upstream, the routes come from its OpenAPI document."""
+    if config.upstream.url and not config.routes.openapi_url:
+        routes = dataclasses.replace(config.routes, openapi_url=config.upstream.url.rstrip("/") + "/openapi.json")
+        return dataclasses.replace(config, routes=routes)
     return config
 
 
