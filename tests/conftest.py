@@ -187,6 +187,16 @@ async def receive_until(
                 return seen
 
 
+def settled(message: dict[str, Any]) -> bool:
+    """Return whether a system-status message has no entry still checking (its first check answered)."""
+    return all(entry.get("status") != "unknown" for entry in message["data"]["services"].values())
+
+
+async def receive_settled(ws: Any, timeout: float = RECEIVE_TIMEOUT) -> dict[str, Any]:
+    """Return the first system-status message on ``ws`` in which every entry's first check has answered."""
+    return (await receive_until(ws, settled, timeout))[-1]
+
+
 @pytest.fixture
 async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
     directory = tmp_path / "redis"

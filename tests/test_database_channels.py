@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.agents_db import AgentsDb
-from tests.conftest import EPOCH, ISO_TIME, receive, receive_until
+from tests.conftest import EPOCH, ISO_TIME, receive, receive_settled, receive_until
 
 T0 = "2026-11-25 10:00:00"
 
@@ -247,7 +247,7 @@ async def test_a_missing_database_shows_empty_shapes_then_goes_live_when_it_appe
             "timestamp": ISO_TIME,
             "data": {"phases": [], "total": 0, "paused": False},
         }
-        first = await receive(status)
+        first = await receive_settled(status)
         assert (first["data"]["overall_status"], database_service(first)["status"]) == ("error", "error")
         assert database_service(first)["message"] == f"{db.path}: database file not found or not readable"
         db.path.parent.mkdir()
@@ -265,7 +265,7 @@ async def test_a_missing_table_is_reported_and_picked_up_once_created(start_db, 
     client = await start_db()
     async with client.ws_connect("/ws/queue") as queue, client.ws_connect("/ws/system-status") as status:
         assert (await receive(queue))["seq"] == 0
-        service = database_service(await receive(status))
+        service = database_service(await receive_settled(status))
         assert (service["status"], service["message"]) == ("degraded", f"queue: {db.path}: no such table: phase_queue")
         db.create(history=False)
         db.add_phase("q-1", 1, parent_issue=1)
@@ -280,7 +280,7 @@ async def test_a_locked_database_keeps_the_last_data_and_recovers(start_db, db) 
     client = await start_db()
     async with client.ws_connect("/ws/queue") as queue, client.ws_connect("/ws/system-status") as status:
         assert (await receive(queue))["data"]["total"] == 1
-        assert database_service(await receive(status))["status"] == "healthy"
+        assert database_service(await receive_settled(status))["status"] == "healthy"
         code = (
             f"import sqlite3, sys; c = sqlite3.connect({str(db.path)!r}, isolation_level=None); "
             "c.execute('BEGIN EXCLUSIVE'); "

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from sources.values import REDACTED
 from tests.agents_db import AgentsDb
-from tests.conftest import UPGRADE, receive, receive_until
+from tests.conftest import UPGRADE, receive, receive_settled, receive_until
 
 MARKER = "<nested deeper than 64 levels>"
 
@@ -167,7 +167,7 @@ async def test_the_reasons_name_links_and_devices(start, workspace) -> None:
     (workspace.agents / "linked-dir").symlink_to(workspace.root)
     client = await start()
     async with client.ws_connect("/ws/system-status") as ws:
-        message = (await receive(ws))["data"]["services"]["adw_files"]["message"]
+        message = (await receive_settled(ws))["data"]["services"]["adw_files"]["message"]
     assert message == (
         "2 unreadable or skipped state file(s), last good state kept: "
         f"{workspace.agents / 'linked-dir' / 'adw_state.json'}: a symbolic link, not followed"

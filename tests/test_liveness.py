@@ -33,7 +33,7 @@ from sources.adw_files import AdwFiles
 from sources.adw_liveness import Liveness
 from sources.adw_read import AdwRecord
 from sources.processes import ProcessTable
-from tests.conftest import ISO_TIME, receive, receive_until
+from tests.conftest import ISO_TIME, receive, receive_settled, receive_until
 from tests.helpers import Service, eventually, in_page, service_config
 
 SLEEPER = "import time; time.sleep(120)"
@@ -266,8 +266,8 @@ async def test_scanning_off_and_an_unreadable_process_table_leave_the_state_file
         ("running", True, []),
         ("queued", False, []),
     ]
-    async with client.get("/api/v1/system-status") as response:
-        entry = (await response.json())["services"]["adw_files"]
+    async with client.ws_connect("/ws/system-status") as ws:
+        entry = (await receive_settled(ws))["data"]["services"]["adw_files"]
     assert entry["message"].endswith("; process scan off: status follows the state files")
     assert entry["details"]["process_scan"] == "off"
 
@@ -275,8 +275,8 @@ async def test_scanning_off_and_an_unreadable_process_table_leave_the_state_file
     broken = await start(
         adw__process_scan=True, adw__process_scan_interval=0.05, adw__stall_after=0.001, event_log__path=""
     )
-    async with broken.get("/api/v1/system-status") as response:
-        entry = (await response.json())["services"]["adw_files"]
+    async with broken.ws_connect("/ws/system-status") as ws:
+        entry = (await receive_settled(ws))["data"]["services"]["adw_files"]
     assert entry["status"] == "degraded"
     assert entry["message"].startswith("process scan: cannot read the process table: ")
     assert entry["message"].endswith("; status follows the state files")

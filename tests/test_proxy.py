@@ -12,7 +12,7 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from broadcaster.web.keys import CONFIG
-from tests.conftest import receive, receive_until
+from tests.conftest import receive, receive_settled, receive_until
 
 BIG = bytes(range(256)) * 20_000  # 5 MB
 BACKEND_DOCUMENT = {
@@ -162,8 +162,8 @@ async def test_with_an_upstream_the_routes_channel_lists_the_upstreams_routes(st
         ("GET", "/api/v1/planned-features", "list_features", []),
         ("POST", "/api/v1/queue/pause", "pause_queue", ["queue"]),
     ]  # none of this service's own paths: the dashboard's backend is the upstream
-    async with client.get("/api/v1/system-status") as response:
-        entry = (await response.json())["services"]["openapi"]
+    async with client.ws_connect("/ws/system-status") as ws:
+        entry = (await receive_settled(ws))["data"]["services"]["openapi"]
     assert (entry["status"], entry["message"]) == ("healthy", f"2 routes from {upstream.make_url('/openapi.json')}")
 
 
@@ -239,7 +239,7 @@ async def test_system_status_says_whether_the_upstream_answers(start, aiohttp_se
     url = str(upstream.make_url(""))
     client = await start(upstream__url=url, upstream__poll_interval=0.05)
     async with client.ws_connect("/ws/system-status") as ws:
-        messages = await receive_until(ws, lambda m: "upstream" in m["data"]["services"])
+        messages = await receive_until(ws, lambda m: m["data"]["services"]["upstream"]["status"] != "unknown")
         entry = messages[-1]["data"]["services"]["upstream"]
         assert {k: entry[k] for k in ("name", "status", "message", "details")} == {
             "name": "upstream",

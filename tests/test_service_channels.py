@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
 import orjson
+from aiohttp import web
 
+from broadcaster.web.keys import CONFIG
 from tests.conftest import EPOCH, ISO_TIME, receive, receive_until
-from tests.helpers import WEBHOOK, json_app
+from tests.helpers import WEBHOOK, eventually, json_app
 
 
 def orjson_error(raw: bytes) -> str:
@@ -139,6 +142,52 @@ async def test_routes_are_our_own_plus_the_openapi_documents(start, aiohttp_serv
         assert route("/api/v1/orders", "DELETE", "drop_orders") in changed["data"]
 
 
+async def test_the_first_status_lists_every_configured_entry_checking_and_is_never_healthy_with_none(
+    start, aiohttp_server
+) -> None:
+    answer = asyncio.Event()
+
+    async def hold(request: web.Request) -> web.Response:
+        await answer.wait()  # the checks have not answered yet
+        return web.json_response({"status": "healthy"})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", hold)
+    server = await aiohttp_server(app)
+    client = await start(
+        webhook__status_url=str(server.make_url("/webhook-status")),
+        upstream__url=str(server.make_url("")),
+        system_status__checks=[{"name": "frontend", "url": str(server.make_url("/health"))}],
+        event_log__path="",
+    )
+
+    async def adw_files_read() -> Any:  # the local source reports at once; the held checks never do
+        async with client.get("/api/v1/system-status") as response:
+            data = await response.json()
+        return data if data["services"]["adw_files"]["status"] != "unknown" else None
+
+    data = await eventually(adw_files_read)
+    assert {name: (s["status"], s["message"]) for name, s in data["services"].items()} == {
+        "backend_api": ("healthy", "serving on 127.0.0.1:8002"),
+        "adw_files": (
+            "healthy",
+            "watching " + str(client.app[CONFIG].adw.agents_dir) + "; process scan off: status follows the state files",
+        ),
+        "webhook": ("unknown", "checking"),
+        "openapi": ("unknown", "checking"),
+        "upstream": ("unknown", "checking"),
+        "frontend": ("unknown", "checking"),
+    }
+    assert (data["overall_status"], data["summary"]) == (
+        "unknown",
+        {"healthy_services": 2, "total_services": 6, "health_percentage": 33.3},
+    )
+    answer.set()
+    async with client.ws_connect("/ws/system-status") as ws:
+        done = await receive_until(ws, lambda m: m["data"]["services"]["frontend"]["status"] != "unknown")
+    assert done[-1]["data"]["services"]["frontend"]["status"] == "healthy"
+
+
 async def test_system_status_has_an_entry_per_source_and_check(start, aiohttp_server, write_state, workspace) -> None:
     write_state("a1", raw=b"{torn")
     routes: dict[str, Any] = {"/health": {"ok": True}, "/down": 500}
@@ -150,7 +199,10 @@ async def test_system_status_has_an_entry_per_source_and_check(start, aiohttp_se
         system_status__checks=[{"name": "frontend", "url": str(server.make_url("/health"))}],
     )
     async with client.ws_connect("/ws/system-status") as ws:
-        messages = await receive_until(ws, lambda m: {"webhook", "frontend"} <= set(m["data"]["services"]))
+        answered = {"webhook", "frontend"}
+        messages = await receive_until(
+            ws, lambda m: all(m["data"]["services"].get(n, {}).get("status", "unknown") != "unknown" for n in answered)
+        )
         data = messages[-1]["data"]
         services = {
             name: {k: v for k, v in s.items() if k not in ("uptime_seconds", "uptime_human")}

@@ -9,7 +9,7 @@ import pytest
 
 from broadcaster.supervisor import Part, Supervisor
 from broadcaster.web.keys import SUPERVISOR
-from tests.conftest import receive, receive_until
+from tests.conftest import receive_settled, receive_until
 from tests.helpers import eventually
 
 
@@ -99,7 +99,7 @@ async def test_a_crashed_part_shows_in_system_status_until_it_recovers(start) ->
     supervisor = client.app[SUPERVISOR]
     running: asyncio.Event = asyncio.Event()
     async with client.ws_connect("/ws/system-status") as ws:
-        assert (await receive(ws))["data"]["services"]["adw_files"]["status"] == "healthy"
+        assert (await receive_settled(ws))["data"]["services"]["adw_files"]["status"] == "healthy"
         task = asyncio.create_task(supervisor.run("extra reader", "adw_files", crashing(1, running, [])))
         down = await receive_until(ws, lambda m: m["data"]["services"]["adw_files"]["status"] == "error")
         entry = down[-1]["data"]["services"]["adw_files"]

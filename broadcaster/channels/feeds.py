@@ -78,9 +78,9 @@ class Feeds:
         self._unconfirmed_adws: set[str] = set()
         self._index = AdwIndex(github_repo=config.adw.github_repo)
         self._first_adw_read = True  # the first read publishes both lists, even empty ones
-        # Aggregates (routes, system status) wait for each source's first report (or its crash),
-        # so a start-up never publishes a partial one; after a restart with nothing changed,
-        # nothing is sent.
+        # Parts whose first report (or crash) has not come yet. The routes wait for the OpenAPI
+        # poll, so a start-up never publishes a partial list; system status is published at once,
+        # those parts' entries "checking" (unknown) until they report.
         self._waiting = {*(database_part(db) for db in databases)}
         if adw is not None:
             self._waiting.add(ADW_PART)
@@ -198,8 +198,9 @@ class Feeds:
         self._own_routes = routes
 
     def started(self) -> None:
-        """Publish what needs no source (the routes, when no OpenAPI document is configured)."""
+        """Publish what needs no source: the routes (when no OpenAPI document is configured), system status."""
         self._routes()
+        self._system_status()
 
     def part_changed(self, part: Part) -> None:
         """A supervised part crashed or recovered: it counts as reported, and status says so."""
@@ -271,8 +272,16 @@ class Feeds:
             self.offer_built(ROUTES, own, self._api_routes)
 
     def _system_status(self) -> None:
-        if self._waiting:
-            return
+        """Publish system status: every configured entry, those whose source has not reported yet "checking"."""
+        checking = set()
+        for part in self._waiting:
+            if part == ADW_PART:
+                checking.add("adw_files")
+            elif part.startswith("database "):
+                checking.add("database")
+            elif part == "openapi poll":
+                checking.add("openapi")
+        self._health.checking = checking  # webhook, upstream and checks: no answer yet is no reply yet
         self.offer_built(SYSTEM_STATUS, self._health)
 
 

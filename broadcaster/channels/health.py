@@ -24,6 +24,7 @@ from ..core.spec import Catalog
 from .status import SystemStatus
 
 SCAN_BOUNDS_MS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+CHECKING = "checking"  # the message of an entry whose first check has not answered
 MAX_LISTED = 3  # problems named in one message; the count says how many there are
 Entry = tuple[str, str, str, dict[str, Any]]  # service, level, message, details
 
@@ -63,6 +64,7 @@ class Health:
         self.api_problem: str | None = None
         self.api_routes = 0
         self.channel_problems: dict[str, str] = {}  # channel -> why its newest data could not be published
+        self.checking: set[str] = set()  # services configured whose source has not reported yet
         self._reporters: list[Reporter] = []
         self._combine: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
@@ -95,6 +97,8 @@ class Health:
             if entry is None:
                 continue
             name, level, message, details = entry
+            if name in self.checking:
+                level, message = "unknown", CHECKING
             down = problems.pop(name, None)
             if down:
                 level, message = "error", _listed(down)
@@ -154,8 +158,10 @@ class Health:
 
     def _webhook(self) -> Entry | None:
         url = self._config.webhook.status_url
-        if not url or self.webhook is None:
+        if not url:
             return None
+        if self.webhook is None:
+            return "webhook", "unknown", CHECKING, {"url": url}
         problem = self.webhook.problem()
         return "webhook", "error" if problem else "healthy", problem or f"{url} answers", {"url": url}
 
@@ -168,8 +174,10 @@ class Health:
 
     def _upstream(self) -> Entry | None:
         url = self._config.upstream.url
-        if not url or self.upstream is None:
+        if not url:
             return None
+        if self.upstream is None:
+            return "upstream", "unknown", CHECKING, {"url": url}
         if self.upstream.error is not None:
             return "upstream", "error", self.upstream.error, {"url": url}
         return "upstream", "healthy", f"{url} answers (HTTP {self.upstream.status})", {"url": url}
@@ -178,7 +186,9 @@ class Health:
         out: list[Entry | None] = []
         for check in self._config.system_status.checks:
             reply = self.checks.get(check.name)
-            if reply is not None:
+            if reply is None:
+                out.append((check.name, "unknown", CHECKING, {"url": check.url}))
+            else:
                 problem = reply.problem()
                 level = "error" if problem else "healthy"
                 out.append((check.name, level, problem or f"HTTP {reply.status}", {"url": check.url}))

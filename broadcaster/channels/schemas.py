@@ -150,7 +150,7 @@ QUEUE = _object({"phases": {"type": "array", "items": QUEUE_ITEM}, "total": COUN
 SERVICE = _object(
     {
         "name": TEXT,
-        "status": {"enum": ["healthy", "degraded", "error"]},
+        "status": {"enum": ["healthy", "degraded", "error", "unknown"], "description": "unknown: checking"},
         "uptime_seconds": NUMBER,
         "uptime_human": TEXT,
         "message": MAYBE_TEXT,
@@ -159,7 +159,7 @@ SERVICE = _object(
 )
 SYSTEM_STATUS = _object(
     {
-        "overall_status": {"enum": ["healthy", "degraded", "error"]},
+        "overall_status": {"enum": ["healthy", "degraded", "error", "unknown"]},
         "timestamp": TIME,
         "services": {"type": "object", "additionalProperties": SERVICE},
         "summary": _object({"healthy_services": COUNT, "total_services": COUNT, "health_percentage": NUMBER}),

@@ -92,10 +92,10 @@ SYSTEM_STATUS = ChannelSpec(
     "system-status",
     "system_status_update",
     lambda: {
-        "overall_status": "healthy",
+        "overall_status": "unknown",  # never healthy with zero services
         "timestamp": now_iso(),
         "services": {},
-        "summary": {"healthy_services": 0, "total_services": 0, "health_percentage": 100.0},
+        "summary": {"healthy_services": 0, "total_services": 0, "health_percentage": 0.0},
     },
     volatile=(("timestamp",), ("services", "*", "uptime_seconds"), ("services", "*", "uptime_human")),
     clock_values=True,

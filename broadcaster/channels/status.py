@@ -9,7 +9,7 @@ from typing import Any
 
 from ..core.clock import iso_utc
 
-LEVELS = ("healthy", "degraded", "error")
+LEVELS = ("healthy", "degraded", "error", "unknown")  # unknown: configured, its first check not answered yet
 
 
 @dataclass(slots=True)
@@ -70,8 +70,11 @@ class SystemStatus:
 
 
 def overall(statuses: list[str]) -> str:
-    """Return the overall status of services: error if any is, else degraded if any is, else healthy."""
-    return "error" if "error" in statuses else "degraded" if "degraded" in statuses else "healthy"
+    """Return the overall status: error, else degraded, else unknown if any is so (or there are none), else healthy."""
+    for level in ("error", "degraded", "unknown"):
+        if level in statuses:
+            return level
+    return "healthy" if statuses else "unknown"  # never healthy with zero services
 
 
 def summary_of(statuses: list[str]) -> dict[str, Any]:
@@ -80,7 +83,7 @@ def summary_of(statuses: list[str]) -> dict[str, Any]:
     return {
         "healthy_services": healthy,
         "total_services": len(statuses),
-        "health_percentage": round(healthy / len(statuses) * 100, 1) if statuses else 100.0,
+        "health_percentage": round(healthy / len(statuses) * 100, 1) if statuses else 0.0,
     }
 
 

@@ -92,7 +92,7 @@ describe("each hook", () => {
         nl_input: "Build the thing",
         branch_name: "feat-7",
       });
-      expect(hooks.monitor.last().summary).toEqual({ total: 1, running: 1, completed: 0, failed: 0, paused: 0 });
+      expect(hooks.monitor.last().summary).toEqual({ total: 1, running: 1, completed: 0, failed: 0, paused: 0, stalled: 0 });
       expect(hooks.queue.last().phases.map((p) => [p.queue_id, p.phase, p.status])).toEqual([["q1", "Plan the thing", "queued"]]);
       expect(hooks.system.last().systemStatus.services).toHaveProperty("database");
       expect(hooks.webhook.last().webhookStatus).toMatchObject({ status: "healthy", uptime: 120 });
