@@ -6,11 +6,13 @@ import asyncio
 import inspect
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -305,3 +307,66 @@ def server_frames(data: bytes) -> list[dict[str, Any]]:
         frames.append(orjson.loads(data[at : at + length]))
         at += length
     return frames
+
+
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), default=None)  # Debian's postgresql package
+PG_PASSWORD = "pg-super-s3cret"
+
+
+class PostgresServer:
+    """A PostgreSQL cluster made with ``initdb`` in a temp dir, run as the ``postgres`` user on a free port.
+
+    Password authentication over TCP (scram-sha-256); the superuser is ``postgres`` with
+    ``PG_PASSWORD``. Nothing is synced to disk; everything goes with ``stop``.
+    """
+
+    def __init__(self) -> None:
+        if PG_BIN is None:
+            raise RuntimeError("Debian's postgresql is not installed: run tests/system-packages.sh")
+        self.directory = Path(tempfile.mkdtemp(prefix="adwb-pg-"))
+        self.port = free_port()
+        self.proc_log = self.directory / "server.log"
+        shutil.chown(self.directory, "postgres", "postgres")
+
+    def _run(self, *argv: str) -> None:
+        assert PG_BIN is not None  # checked in __init__
+        command = [str(PG_BIN / argv[0]), *argv[1:]]
+        if os.geteuid() == 0:  # initdb refuses root: the cluster belongs to the postgres user
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+
+    def url(self, user: str = "postgres", password: str = PG_PASSWORD, database: str = "postgres") -> str:
+        return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{database}"
+
+    async def start(self) -> PostgresServer:
+        pwfile = self.directory / "pw"
+        pwfile.write_text(PG_PASSWORD)
+        shutil.chown(pwfile, "postgres", "postgres")
+        data = self.directory / "data"
+        self._run("initdb", "-D", str(data), "-U", "postgres", "--pwfile", str(pwfile), "-E", "UTF8", "--no-sync")
+        (data / "pg_hba.conf").write_text(
+            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+        )  # written as root: the server only reads it
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(self.proc_log), "-w", "start")
+        return self
+
+    async def sql(self, *statements: str, database: str = "postgres") -> None:
+        """Run ``statements`` as the superuser, each committed."""
+        import asyncpg
+
+        conn = await asyncpg.connect(self.url(database=database))
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    def stop(self) -> None:
+        data = self.directory / "data"
+        if data.exists():
+            try:
+                self._run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
+            except subprocess.CalledProcessError:
+                pass  # never started, or stopped by the test
+        shutil.rmtree(self.directory, ignore_errors=True)
