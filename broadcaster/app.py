@@ -12,16 +12,17 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
 
-from sources import database
+from sources import database, postgres
 from sources.adw_files import AdwFiles
 from sources.adw_liveness import Liveness
 from sources.http import Poll, Reply
-from sources.source import Source
+from sources.source import DatabaseWatch, Source
 from sources.sqlite import Query, SqliteWatch
 from sources.tasks import cancel_and_wait
 from sources.values import Cleaner
@@ -41,6 +42,7 @@ from .core.pipeline import Pipeline
 from .core.sqlite_store import SqliteEventStore
 from .core.store import EventStore, MemoryEventStore
 from .core.throttle import Throttle
+from .errors import StartupError
 from .supervisor import Supervisor
 from .web.auth import TOKEN_KEY, load_token, token_check
 from .web.fetch import HttpFetch
@@ -92,7 +94,7 @@ def create_app(config: Config) -> web.Application:
                 "database",
                 db,
                 functools.partial(feeds.database_read, db),
-                task_name=f"database {db.path.name}",
+                task_name=f"database {db.label.rsplit('/', 1)[-1]}",
             )
         )
     adw = app.get(ADW_FILES)
@@ -241,16 +243,39 @@ async def _event_log(app: web.Application) -> AsyncIterator[None]:
         await log.store.close()
 
 
-def _databases(config: Config, cleaner: Cleaner) -> list[SqliteWatch]:
-    """Return one watch per configured database file, each with the readers it serves."""
+def _databases(config: Config, cleaner: Cleaner) -> list[DatabaseWatch]:
+    """Return one watch per configured database (file, or PostgreSQL), each with the readers it serves."""
     main, history = config.database.path, config.database.history_path
     cleaner = cleaner.bounded(config.database.max_value_bytes)  # a 20 MB error_message is not 20 MB frames
+    d = config.database
+    if d.url:
+        pg_readers: dict[str, postgres.PgQuery] = {
+            "queue": functools.partial(postgres.read_queue, cleaner=cleaner),
+            "history": functools.partial(postgres.read_history, cleaner=cleaner),
+        }
+        password = _password(d.password_file)
+        watch = postgres.PostgresWatch(
+            d.url, pg_readers, password=password, poll_interval=d.poll_interval, listen=d.listen
+        )
+        return [watch]
     files: dict[Any, dict[str, Query]] = {}
     if main is not None:
         files[main] = {"queue": functools.partial(database.read_queue, cleaner=cleaner)}
     if history is not None or main is not None:
         files.setdefault(history or main, {})["history"] = database.HistoryReader(cleaner)
     return [SqliteWatch(path, readers, poll_interval=config.database.poll_interval) for path, readers in files.items()]
+
+
+def _password(path: Path | None) -> str | None:
+    """Return the PostgreSQL password from ``[database] password_file`` (its first line), if one is set."""
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").splitlines()[0] if path.stat().st_size else ""
+    except (OSError, UnicodeDecodeError, IndexError) as exc:
+        raise StartupError(
+            f"[database] password_file: cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
 
 
 def _add_pollers(app: web.Application, config: Config, feeds: Feeds) -> None:

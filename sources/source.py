@@ -8,8 +8,11 @@ database) is its own ``health`` object, which ``broadcaster.channels.health`` wo
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import Protocol, TypeVar
+from collections.abc import AsyncGenerator, Mapping
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from .sqlite import ReadResult, SqliteHealth
 
 Read = TypeVar("Read")
 
@@ -23,4 +26,19 @@ class Source(Protocol[Read]):
 
     def failed(self, read: Read) -> bool:
         """Return whether ``read`` is (or holds) a failed read."""
+        ...
+
+
+class DatabaseWatch(Protocol):
+    """A database of the agents' tables (``SqliteWatch``, ``PostgresWatch``): readers' results per change."""
+
+    label: str  # the file, or the URL without its password: how status and the logs name it
+    health: SqliteHealth
+
+    def changes(self) -> AsyncGenerator[dict[str, ReadResult], None]:
+        """Yield ``{reader name: ReadResult}`` at once, then after each change."""
+        ...
+
+    def failed(self, read: Mapping[str, ReadResult]) -> bool:
+        """Return whether any reader failed in ``read``."""
         ...

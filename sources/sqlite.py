@@ -63,6 +63,7 @@ class SqliteWatch:
         text_factory: Callable[[bytes], str] = lambda raw: raw.decode("utf-8", errors="replace"),
     ) -> None:
         self.path = path.absolute()
+        self.label = str(self.path)  # how system status and the logs name it
         self._text_factory = text_factory
         self.health = SqliteHealth()
         self._readers = dict(readers)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import aiosqlite
 import asyncpg
 import pytest
@@ -22,7 +23,8 @@ from broadcaster.channels import db_data
 from sources import database, postgres
 from sources.values import Cleaner
 from tests.agents_db import AgentsDb
-from tests.helpers import PostgresServer
+from tests.conftest import receive, receive_until
+from tests.helpers import PostgresServer, Service
 
 SCHEMA = (
     """CREATE TABLE phase_queue (
@@ -215,3 +217,37 @@ async def test_the_session_is_read_only_and_needs_nothing_but_select(pg: Postgre
 
 async def fill_postgres_rows_only(pg: PostgresServer) -> None:
     await pg.sql("INSERT INTO phase_queue (queue_id, feature_id, phase_number) VALUES ('q-1', 1, 1)")
+
+
+async def test_the_service_serves_postgres_rows_live_and_keeps_the_password_to_itself(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    await fill_postgres(pg)
+    (tmp_path / "pw").write_text("reader-pw\n")
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "trees").mkdir()
+    url = f"postgresql://reader@127.0.0.1:{pg.port}/postgres"
+    config = (
+        '[server]\n[broadcast]\nmin_interval = 0\n[webhook]\nstatus_url = ""\n[event_log]\npath = ""\n'
+        f"[adw]\nagents_dir = '{tmp_path / 'agents'}'\ntrees_dir = '{tmp_path / 'trees'}'\n"
+        f"[database]\nurl = '{url}'\npassword_file = 'pw'\npoll_interval = 0.1\n"
+    )
+    service = Service(tmp_path, config)
+    await service.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(service.url("/ws/queue")) as ws:
+                first = await receive(ws)
+                assert [p["queue_id"] for p in first["data"]["phases"]] == ["q-1", "q-2"]
+                assert first["data"]["paused"] is True
+                await pg.sql("UPDATE queue_config SET config_value = 'false' WHERE config_key = 'queue_paused'")
+                changed = await receive_until(ws, lambda m: m["data"]["paused"] is False)
+                assert changed[-1]["seq"] == first["seq"] + 1
+            async with session.get(service.url("/api/v1/system-status")) as response:
+                entry = (await response.json())["services"]["database"]
+            assert (entry["status"], entry["message"]) == ("healthy", f"reading {url}")
+            history = await (await session.get(service.url("/api/v1/workflow-history"))).json()
+            assert [w["adw_id"] for w in history["workflows"]] == ["a1b2c3d4", "77c90e61"]
+    finally:
+        await service.stop()
+    assert not any("reader-pw" in line for line in service.stderr)

@@ -18,7 +18,8 @@ import orjson
 from sources.adw_files import AdwFiles
 from sources.database import QueueData
 from sources.http import Reply
-from sources.sqlite import ReadResult, SqliteWatch
+from sources.source import DatabaseWatch
+from sources.sqlite import ReadResult
 from sources.values import Cleaner
 
 from ..config import Config
@@ -48,9 +49,9 @@ ADW_PART = "adw files"
 CLUSTER_PART = "cluster view"
 
 
-def database_part(db: SqliteWatch) -> str:
-    """Return the supervised part name of a database watch (its full path: two files may share a name)."""
-    return f"database {db.path}"
+def database_part(db: DatabaseWatch) -> str:
+    """Return the supervised part name of a database watch (its full path or URL: two files may share a name)."""
+    return f"database {db.label}"
 
 
 class Feeds:
@@ -63,7 +64,7 @@ class Feeds:
         *,
         adw: AdwFiles | None,
         health: Health,
-        databases: Sequence[SqliteWatch] = (),
+        databases: Sequence[DatabaseWatch] = (),
         cleaner: Cleaner | None = None,
     ) -> None:
         self._pipeline = pipeline
@@ -124,7 +125,7 @@ class Feeds:
         self._first_adw_read = False
         self._system_status()
 
-    async def database_read(self, db: SqliteWatch, parts: dict[str, ReadResult]) -> None:
+    async def database_read(self, db: DatabaseWatch, parts: dict[str, ReadResult]) -> None:
         """Update the queue and history channels from a database read (failed parts keep the last data).
 
         The history view (analytics over every row) is built in a worker thread: with thousands

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from sources.adw_files import AdwFiles
 from sources.adw_liveness import LivenessHealth
 from sources.http import Reply
-from sources.sqlite import SqliteWatch
+from sources.source import DatabaseWatch
 
 from .._version import __version__
 from ..config import Config
@@ -47,7 +47,7 @@ class Health:
         *,
         catalog: Catalog,
         adw: AdwFiles | None,
-        databases: Sequence[SqliteWatch],
+        databases: Sequence[DatabaseWatch],
         supervisor_problems: Callable[[], Mapping[str, list[str]]] = dict,
         event_log_problem: Callable[[], str | None] = lambda: None,
     ) -> None:
@@ -146,7 +146,7 @@ class Health:
     def _database(self) -> Entry | None:
         if not self._databases:
             return None
-        level, message = "healthy", "reading " + ", ".join(str(db.path) for db in self._databases)
+        level, message = "healthy", "reading " + ", ".join(db.label for db in self._databases)
         for db in self._databases:
             h = db.health
             if not h.ok:
@@ -154,7 +154,7 @@ class Health:
                 break
             if h.errors:
                 level, message = "degraded", "; ".join(f"{name}: {why}" for name, why in sorted(h.errors.items()))
-        return "database", level, message, {"files": [str(db.path) for db in self._databases]}
+        return "database", level, message, {"files": [db.label for db in self._databases]}
 
     def _webhook(self) -> Entry | None:
         url = self._config.webhook.status_url

@@ -32,7 +32,16 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
     def bad(where: str, why: str) -> ConfigError:
         return ConfigError(f"{origins.get(where, 'built-in default')}: {where}: {why}")
 
-    for check in (_server, _backplane, _broadcast_and_adw, _positive, _urls, _files_and_checks, _patterns_and_level):
+    for check in (
+        _server,
+        _backplane,
+        _broadcast_and_adw,
+        _positive,
+        _urls,
+        _database,
+        _files_and_checks,
+        _patterns_and_level,
+    ):
         check(config, bad)
 
 
@@ -115,6 +124,22 @@ def _urls(config: Config, bad: Bad) -> None:
         url = getattr(getattr(config, section), key)
         if url and not re.match(r"https?://[^/\s]+", url):
             raise bad(f"[{section}] {key}", f'must be an http(s) URL or "" for none, got {url!r}')
+
+
+def _database(config: Config, bad: Bad) -> None:
+    d = config.database
+    if not d.url:
+        if d.password_file is not None or d.listen:
+            key = "password_file" if d.password_file is not None else "listen"
+            raise bad(f"[database] {key}", "is for PostgreSQL: set [database] url too")
+        return
+    if not re.match(r"postgres(ql)?://[^/\s]+", d.url):
+        raise bad("[database] url", "must be a postgresql://user@host:port/database URL")
+    if d.path is not None or d.history_path is not None:
+        raise bad("[database] url", "and [database] path (SQLite) are two databases: set one of them")
+    for channel in d.listen:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", channel):
+            raise bad("[database] listen", f"channel names are identifiers, got {channel[:80]!r}")
 
 
 def _files_and_checks(config: Config, bad: Bad) -> None:

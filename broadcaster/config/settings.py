@@ -70,6 +70,9 @@ class AdwConfig:
 class DatabaseConfig:
     path: Path | None = None
     history_path: Path | None = None
+    url: str = ""  # postgresql://user@host:port/db: PostgreSQL instead of a SQLite path
+    password_file: Path | None = None  # the PostgreSQL password, when the url has none
+    listen: tuple[str, ...] = ()  # PostgreSQL LISTEN channels the backend NOTIFYs on a change
     poll_interval: float = 0.25
     max_value_bytes: int = 65_536  # one text value past this is cut, with a marker saying how much
 

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from sources.adw_files import AdwFiles
 from sources.http import Fetch
-from sources.sqlite import SqliteWatch
+from sources.source import DatabaseWatch
 
 from ..channels.feeds import Feeds
 from ..channels.status import SystemStatus
@@ -21,7 +21,7 @@ CONFIG = web.AppKey("config", Config)
 HUB = web.AppKey("hub", Hub)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 ADW_FILES = web.AppKey("adw_files", AdwFiles)
-DATABASES = web.AppKey("databases", list[SqliteWatch])
+DATABASES = web.AppKey("databases", list[DatabaseWatch])
 FEEDS = web.AppKey("feeds", Feeds)
 FETCH = web.AppKey("fetch", Fetch)
 STATUS = web.AppKey("status", SystemStatus)
