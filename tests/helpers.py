@@ -347,9 +347,17 @@ class PostgresServer:
         (data / "pg_hba.conf").write_text(
             "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
         )  # written as root: the server only reads it
-        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(self.proc_log), "-w", "start")
+        self.start_server()
         return self
+
+    def start_server(self) -> None:
+        """Start the cluster's server (again, after ``stop_server``)."""
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-o", options, "-l", str(self.proc_log), "-w", "start")
+
+    def stop_server(self) -> None:
+        """Stop the server, keeping the cluster (``start_server`` brings it back)."""
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
 
     async def sql(self, *statements: str, database: str = "postgres") -> None:
         """Run ``statements`` as the superuser, each committed."""

@@ -251,3 +251,50 @@ async def test_the_service_serves_postgres_rows_live_and_keeps_the_password_to_i
     finally:
         await service.stop()
     assert not any("reader-pw" in line for line in service.stderr)
+
+
+async def test_a_database_down_wrong_or_without_rights_costs_status_never_the_feed(pg: PostgresServer) -> None:
+    await pg.sql(*SCHEMA)
+    await fill_postgres_rows_only(pg)
+    await pg.sql("CREATE ROLE nobody LOGIN PASSWORD 'nobody-pw'", "GRANT SELECT ON phase_queue, queue_config TO nobody")
+    cleaner = Cleaner()
+    readers = {
+        "queue": lambda c: postgres.read_queue(c, cleaner),
+        "history": lambda c: postgres.read_history(c, cleaner),
+    }
+    wrong = postgres.PostgresWatch(pg.url("reader", "not-it"), readers, poll_interval=0.05)
+    changes = wrong.changes()
+    try:
+        failed = await asyncio.wait_for(anext(changes), 10)
+        assert {name: r.error is not None for name, r in failed.items()} == {"queue": True, "history": True}
+        assert wrong.health.ok is False
+        assert wrong.health.message.startswith(f"cannot connect to postgresql://reader@127.0.0.1:{pg.port}/postgres: ")
+        assert "password authentication failed" in wrong.health.message and "not-it" not in wrong.health.message
+    finally:
+        await changes.aclose()
+
+    partial = postgres.PostgresWatch(pg.url("nobody", "nobody-pw"), readers, poll_interval=0.05)
+    changes = partial.changes()
+    try:
+        first = await asyncio.wait_for(anext(changes), 10)
+        assert [p["queue_id"] for p in first["queue"].data.phases] == ["q-1"]  # its table is readable
+        assert first["history"].error == (
+            f"postgresql://nobody@127.0.0.1:{pg.port}/postgres: permission denied for table workflow_history"
+        )
+        assert partial.health.ok is True and list(partial.health.errors) == ["history"]
+    finally:
+        await changes.aclose()
+
+    watch = postgres.PostgresWatch(pg.url("reader", "reader-pw"), readers, poll_interval=0.05)
+    changes = watch.changes()
+    try:
+        assert (await asyncio.wait_for(anext(changes), 10))["queue"].error is None
+        pg.stop_server()  # the database goes away under the service
+        down = await asyncio.wait_for(anext(changes), 10)
+        assert down["queue"].error is not None and watch.health.ok is False
+        pg.start_server()
+        back = await asyncio.wait_for(anext(changes), 20)  # reconnected with backoff
+        assert back["queue"].error is None and [p["queue_id"] for p in back["queue"].data.phases] == ["q-1"]
+        assert watch.health.ok is True
+    finally:
+        await changes.aclose()
