@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from broadcaster.cli import main
 from broadcaster.config import load_config
 from broadcaster.errors import ConfigError
+from tests.helpers import service_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,6 +87,19 @@ def test_ports_env_in_the_working_directory_counts_too(tmp_path: Path) -> None:
         ('log_level = "loud"\n', "c.toml: log_level: must be one of debug, info, warning, error, got 'loud'"),
         ("[server\n", "c.toml: not valid TOML"),
         (
+            '[database]\nurl = "mysql://u:secret@h/db"\n',
+            "c.toml: [database] url: must be a postgresql://user@host:port/database URL",
+        ),
+        (
+            '[database]\nurl = "postgresql://u@h/db"\npath = "agents.db"\n',
+            "c.toml: [database] url: and [database] path (SQLite) are two databases: set one of them",
+        ),
+        ('[database]\nlisten = ["queue"]\n', "c.toml: [database] listen: is for PostgreSQL: set [database] url too"),
+        (
+            '[database]\nurl = "postgresql://u@h/db"\nlisten = ["a;drop"]\n',
+            "c.toml: [database] listen: channel names are identifiers, got 'a;drop'",
+        ),
+        (
             '[[system_status.checks]]\nname = "database"\nurl = "http://x"\n',
             "c.toml: [system_status] checks: name 'database' is one of the service's own entries (backend_api,",
         ),
@@ -128,3 +144,33 @@ def test_the_token_comes_from_the_environment_too(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("from-file\n")
     config = load_config(None, env={"BROADCASTER_SERVER_TOKEN_FILE": str(tmp_path / "token")}, cwd=tmp_path)
     assert load_token(config.server) == b"from-file"
+
+
+def test_the_database_url_comes_from_the_environment_and_its_password_never_in_an_error(tmp_path: Path) -> None:
+    config = load_config(None, env={"BROADCASTER_DATABASE_URL": "postgresql://u:pw@db:5432/tac"}, cwd=tmp_path)
+    assert config.database.url == "postgresql://u:pw@db:5432/tac"
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env={"BROADCASTER_DATABASE_URL": "postgres:/u:s3cret@x"}, cwd=tmp_path)
+    assert "s3cret" not in str(info.value)
+
+
+def test_an_unreadable_password_file_is_one_line_at_start_up(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path / "c.toml",
+        '[server]\nport = 0\n[event_log]\npath = ""\n[database]\nurl = "postgresql://u@127.0.0.1:1/db"\n'
+        'password_file = "missing-pw"\n',
+    )
+    done = subprocess.run(
+        [*service_command(), "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (
+        1,
+        "",
+        f"adw-broadcaster: cannot start: [database] password_file: cannot read {tmp_path / 'missing-pw'}: "
+        "No such file or directory\n",
+    )
