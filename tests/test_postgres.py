@@ -298,3 +298,26 @@ async def test_a_database_down_wrong_or_without_rights_costs_status_never_the_fe
         assert watch.health.ok is True
     finally:
         await changes.aclose()
+
+
+async def test_a_notify_on_a_listened_channel_is_read_at_once(pg: PostgresServer) -> None:
+    await pg.sql(*SCHEMA)
+    await fill_postgres_rows_only(pg)
+    cleaner = Cleaner()
+    watch = postgres.PostgresWatch(
+        pg.url("reader", "reader-pw"),
+        {"queue": lambda c: postgres.read_queue(c, cleaner)},
+        poll_interval=3600,  # no hint poll within the test: only the notification can wake it
+        listen=["queue_changed"],
+    )
+    changes = watch.changes()
+    try:
+        await asyncio.wait_for(anext(changes), 10)
+        await pg.sql(
+            "INSERT INTO phase_queue (queue_id, feature_id, phase_number) VALUES ('q-2', 1, 2)",
+            "NOTIFY queue_changed",
+        )
+        second = await asyncio.wait_for(anext(changes), 10)
+        assert [p["queue_id"] for p in second["queue"].data.phases] == ["q-1", "q-2"]
+    finally:
+        await changes.aclose()
