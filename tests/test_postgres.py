@@ -321,3 +321,35 @@ async def test_a_notify_on_a_listened_channel_is_read_at_once(pg: PostgresServer
         assert [p["queue_id"] for p in second["queue"].data.phases] == ["q-1", "q-2"]
     finally:
         await changes.aclose()
+
+
+async def test_a_database_not_there_yet_or_without_a_table_is_said_and_picked_up(pg: PostgresServer) -> None:
+    await pg.sql(SCHEMA[0], SCHEMA[1], SCHEMA[3], "GRANT SELECT ON phase_queue, queue_config TO reader")
+    await fill_postgres_rows_only(pg)
+    pg.stop_server()  # down when the service starts
+    cleaner = Cleaner()
+    watch = postgres.PostgresWatch(
+        pg.url("reader", "reader-pw"),
+        {"queue": lambda c: postgres.read_queue(c, cleaner), "history": lambda c: postgres.read_history(c, cleaner)},
+        poll_interval=0.05,
+    )
+    changes = watch.changes()
+    try:
+        down = await asyncio.wait_for(anext(changes), 10)
+        assert {name: r.error for name, r in down.items()} == {
+            "queue": watch.health.message,
+            "history": watch.health.message,
+        }
+        assert watch.health.message.startswith(f"cannot connect to postgresql://reader@127.0.0.1:{pg.port}/postgres: ")
+        pg.start_server()
+        up = await asyncio.wait_for(anext(changes), 20)
+        assert [p["queue_id"] for p in up["queue"].data.phases] == ["q-1"]
+        assert up["history"].error == (
+            f'postgresql://reader@127.0.0.1:{pg.port}/postgres: relation "workflow_history" does not exist'
+        )
+        await pg.sql(SCHEMA[2], "GRANT SELECT ON workflow_history TO reader")
+        created = await asyncio.wait_for(anext(changes), 10)  # the DDL moved the WAL: read again
+        assert (created["history"].error, created["history"].data) == (None, [])
+        assert watch.health.errors == {}
+    finally:
+        await changes.aclose()
