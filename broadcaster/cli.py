@@ -17,11 +17,12 @@ from typing import Any
 
 from aiohttp import web
 
+from sources.urls import safe_url
+
 from ._version import __version__
 from .app import create_app
 from .channels.specs import SPECS
 from .cluster import node_name
-from .cluster.bus import safe_url
 from .config import LOG_LEVELS, Config, load_config
 from .demo import run_demo
 from .errors import ConfigError, ListenError, StartupError

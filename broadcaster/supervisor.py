@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .core.backoff import Backoff
+from sources.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 

@@ -43,10 +43,11 @@ async def select_all(conn: aiosqlite.Connection, table: str, cleaner: Cleaner) -
     async with conn.execute(f'SELECT * FROM "{table}"') as cursor:
         columns = [str(d[0]) for d in cursor.description]
         raw = await cursor.fetchall()
-    return await asyncio.to_thread(_rows, columns, raw, cleaner)
+    return await asyncio.to_thread(clean_rows, columns, raw, cleaner)
 
 
-def _rows(columns: list[str], raw: Iterable[Any], cleaner: Cleaner) -> list[dict[str, Any]]:
+def clean_rows(columns: list[str], raw: Iterable[Any], cleaner: Cleaner) -> list[dict[str, Any]]:
+    """Return rows (sequences of values in ``columns``' order) as dicts, JSON columns parsed, every value cleaned."""
     parsed = [n for n, column in enumerate(columns) if column in JSON_COLUMNS]
     rows = []
     for values in raw:
@@ -69,22 +70,31 @@ def _containers(value: Any) -> Any:
 
 async def read_queue(conn: aiosqlite.Connection, cleaner: Cleaner) -> QueueData:
     """Read ``phase_queue`` (ordered by parent issue, then phase number) and the paused flag."""
-    phases = [phase_item(row, cleaner) for row in await select_all(conn, "phase_queue", cleaner)]
+    return queue_data(await select_all(conn, "phase_queue", cleaner), await _queue_paused(conn), cleaner)
+
+
+def queue_data(rows: Iterable[dict[str, Any]], paused_value: Any, cleaner: Cleaner) -> QueueData:
+    """Return the queue of ``phase_queue`` rows (as ``select_all`` gives them) and ``queue_paused``'s value."""
+    phases = [phase_item(row, cleaner) for row in rows]
     phases.sort(
         key=lambda p: (_sort_int(p.get("parent_issue")), _sort_int(p.get("phase_number")), str(p.get("queue_id")))
     )
-    return QueueData(phases, await _queue_paused(conn))
+    return QueueData(phases, paused_value is not None and str(paused_value).strip().lower() == "true")
 
 
-async def _queue_paused(conn: aiosqlite.Connection) -> bool:
+PAUSED = "SELECT config_value FROM queue_config WHERE config_key = 'queue_paused'"
+
+
+async def _queue_paused(conn: aiosqlite.Connection) -> Any:
+    """Return the ``queue_paused`` value (None without one)."""
     try:
-        async with conn.execute("SELECT config_value FROM queue_config WHERE config_key = 'queue_paused'") as cursor:
+        async with conn.execute(PAUSED) as cursor:
             row = await cursor.fetchone()
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
-            return False  # older databases have no queue_config: never paused
+            return None  # older databases have no queue_config: never paused
         raise
-    return row is not None and str(row[0]).strip().lower() == "true"
+    return None if row is None else row[0]
 
 
 def phase_item(row: dict[str, Any], cleaner: Cleaner) -> dict[str, Any]:
@@ -110,7 +120,7 @@ def phase_item(row: dict[str, Any], cleaner: Cleaner) -> dict[str, Any]:
 
 async def read_history(conn: aiosqlite.Connection, cleaner: Cleaner) -> list[dict[str, Any]]:
     """Read every ``workflow_history`` row, JSON columns parsed, newest first (parsed off the event loop)."""
-    return await asyncio.to_thread(_history_rows, await select_all(conn, "workflow_history", cleaner), cleaner)
+    return await asyncio.to_thread(history_rows, await select_all(conn, "workflow_history", cleaner), cleaner)
 
 
 class HistoryReader:
@@ -141,7 +151,7 @@ class HistoryReader:
         ) as cursor:
             names = [str(d[0]) for d in cursor.description]
             raw = await cursor.fetchall()
-        changed = await asyncio.to_thread(_history_rows, _rows(names, raw, self._cleaner), self._cleaner)
+        changed = await asyncio.to_thread(history_rows, clean_rows(names, raw, self._cleaner), self._cleaner)
         for row in changed:
             key = as_int(row.get("id"))
             if key is None:  # an id that is not a number: this table is not what the reader expects
@@ -183,7 +193,8 @@ async def _count(conn: aiosqlite.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def _history_rows(rows: list[dict[str, Any]], cleaner: Cleaner) -> list[dict[str, Any]]:
+def history_rows(rows: list[dict[str, Any]], cleaner: Cleaner) -> list[dict[str, Any]]:
+    """Return ``workflow_history`` rows (as ``select_all`` gives them) with JSON columns parsed, newest first."""
     for row in rows:
         for column in HISTORY_JSON_COLUMNS:
             if isinstance(row.get(column), str):  # a JSON scalar, or not JSON

@@ -22,26 +22,19 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from .database import QueueData, _history_rows, _rows, _sort_int, phase_item
+from .backoff import Backoff
+from .database import PAUSED, QueueData, clean_rows, history_rows, queue_data
 from .sqlite import NOT_READ_YET, ReadResult, SqliteHealth
+from .urls import safe_url
 from .values import Cleaner
 
 logger = logging.getLogger(__name__)
 PgQuery = Callable[[asyncpg.Connection], Awaitable[Any]]
 HINT = "SELECT pg_current_wal_insert_lsn()::text"
-RETRY_MAX = 5.0  # seconds between attempts to reach the database, at most
-
-
-def safe_url(url: str) -> str:
-    """Return ``url`` without its password (for logs and system status)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = (f"{parts.username}@" if parts.username else "") + (f"{host}:{parts.port}" if parts.port else host)
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+RETRY = Backoff(0.5, 5.0)  # between attempts to reach the database: 0.5 s doubling, then every 5 s
 
 
 def plain(value: Any) -> Any:
@@ -63,25 +56,21 @@ async def select_all(conn: asyncpg.Connection, table: str, cleaner: Cleaner) -> 
     columns = [attribute.name for attribute in statement.get_attributes()]
     records = await statement.fetch()
     raw = [tuple(plain(v) for v in record.values()) for record in records]
-    return await asyncio.to_thread(_rows, columns, raw, cleaner)
+    return await asyncio.to_thread(clean_rows, columns, raw, cleaner)
 
 
 async def read_queue(conn: asyncpg.Connection, cleaner: Cleaner) -> QueueData:
     """Read ``phase_queue`` (ordered by parent issue, then phase number) and the paused flag."""
-    phases = [phase_item(row, cleaner) for row in await select_all(conn, "phase_queue", cleaner)]
-    phases.sort(
-        key=lambda p: (_sort_int(p.get("parent_issue")), _sort_int(p.get("phase_number")), str(p.get("queue_id")))
-    )
     try:
-        value = await conn.fetchval("SELECT config_value FROM queue_config WHERE config_key = 'queue_paused'")
+        paused = await conn.fetchval(PAUSED)
     except asyncpg.UndefinedTableError:
-        value = None  # no queue_config: never paused
-    return QueueData(phases, value is not None and str(value).strip().lower() == "true")
+        paused = None  # no queue_config: never paused
+    return queue_data(await select_all(conn, "phase_queue", cleaner), paused, cleaner)
 
 
 async def read_history(conn: asyncpg.Connection, cleaner: Cleaner) -> list[dict[str, Any]]:
     """Read every ``workflow_history`` row, JSON columns parsed, newest first."""
-    return await asyncio.to_thread(_history_rows, await select_all(conn, "workflow_history", cleaner), cleaner)
+    return await asyncio.to_thread(history_rows, await select_all(conn, "workflow_history", cleaner), cleaner)
 
 
 class PostgresWatch:
@@ -121,7 +110,7 @@ class PostgresWatch:
                 attempt += 1
                 if self._trouble(f"cannot connect to {self.label}: {_why(exc)}"):
                     yield self._failed_parts()
-                await asyncio.sleep(min(RETRY_MAX, 0.25 * 2**attempt))
+                await RETRY.pause(attempt)
                 continue
             attempt = 0
             try:

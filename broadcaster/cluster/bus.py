@@ -24,7 +24,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
@@ -38,14 +37,6 @@ STREAM = "adwb:ch:"
 CHANGES = "adwb:changes:"
 INDEX_KEEP = 1000  # entries of a changes index (~): a view further behind than this reads the node whole
 NODE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
-def safe_url(url: str) -> str:
-    """Return ``url`` without a password (for logs and system status)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def stream_key(node: str, channel: str) -> str:

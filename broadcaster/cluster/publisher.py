@@ -27,7 +27,8 @@ from typing import Any
 
 import orjson
 
-from ..core.backoff import Backoff
+from sources.backoff import Backoff
+
 from ..core.events import Event
 from .backplane import Backplane, Refused, Unreachable
 from .bus import INDEX_KEEP, NODE_RECORD, NODES, change_entry, changes_key, entry, stream_key

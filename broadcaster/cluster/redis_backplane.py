@@ -13,8 +13,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from sources.urls import safe_url
+
 from .backplane import Refused, StreamEntry, Unreachable
-from .bus import safe_url
 
 EXISTS_CHUNK = 1000  # keys per EXISTS
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import aiosqlite
 
+from sources.backoff import Backoff
 from sources.values import Cleaner
 
-from .backoff import Backoff
 from .events import Event
 from .log_file import open_log
 from .log_rows import COLUMNS, RowEncoder, RowReader

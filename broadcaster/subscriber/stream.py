@@ -27,8 +27,9 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import orjson
 
+from sources.backoff import Backoff
+
 from ..channels.specs import channel_name, spec_of
-from ..core.backoff import Backoff
 from ..core.patches import apply_merge_patch, keyed_form, list_form
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,8 @@
 """How long every retry loop waits: capped exponential delays, with full jitter where many retry at once.
 
 One policy for the supervisor's restarts, the event log's failed writes, the Python
-subscriber's reconnects and the bus's reconnects; each loop holds a ``Backoff`` with its own
+subscriber's reconnects, the bus's and PostgreSQL's reconnects (here, in the lowest layer, so that
+sources use it too); each loop holds a ``Backoff`` with its own
 numbers. Random and sleep are injected, so tests neither wait nor guess.
 """
 
@@ -29,7 +30,9 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         """Return the delay before retry ``attempt`` (1, 2, ...; lower counts as 1)."""
-        base = min(self.cap, self.first * 2.0 ** max(0, attempt - 1))
+        # The exponent stops growing long after the cap is reached: 2.0 ** 1024 overflows, and a
+        # database down for hours counts thousands of attempts.
+        base = min(self.cap, self.first * 2.0 ** min(max(0, attempt - 1), 64))
         return self.random() * base if self.jitter else base
 
     async def pause(self, attempt: int) -> float:
