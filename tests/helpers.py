@@ -378,3 +378,14 @@ class PostgresServer:
             except subprocess.CalledProcessError:
                 pass  # never started, or stopped by the test
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def save_state(agents: Path, adw_id: str, **fields: Any) -> Path:
+    """Save an ADW's state file the way agents do (temp file, then rename); return its path."""
+    directory = agents / adw_id
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / ".adw_state.json.tmp"
+    tmp.write_bytes(orjson.dumps({"adw_id": adw_id, **fields}))
+    path = directory / "adw_state.json"
+    os.replace(tmp, path)
+    return path

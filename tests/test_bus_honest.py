@@ -9,7 +9,6 @@ future is forgotten on time; entries over max_entry_bytes are neither published 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ import redis.asyncio as aioredis
 from broadcaster.cluster.follower import Batch, BusFollower
 from broadcaster.cluster.redis_backplane import RedisBackplane
 from tests.conftest import receive_until
-from tests.helpers import RedisServer, Service
+from tests.helpers import RedisServer, Service, save_state
 
 NODE_TIMEOUT = 2.0
 
@@ -44,15 +43,6 @@ def view_config(root: Path, url: str, extra: str = "") -> str:
     )
 
 
-def write(root: Path, adw_id: str, **fields: Any) -> None:
-    """Save an ADW's state file the way agents do (temp file, then rename)."""
-    directory = root / "agents" / adw_id
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / ".adw_state.json.tmp"
-    tmp.write_bytes(orjson.dumps({"adw_id": adw_id, **fields}))
-    os.replace(tmp, directory / "adw_state.json")
-
-
 class Started:
     """Services started in a test, stopped (or killed) at its end."""
 
@@ -64,7 +54,7 @@ class Started:
         root = self.tmp_path / (folder or name)
         (root / "trees").mkdir(parents=True)
         for adw_id, fields in adws.items():
-            write(root, adw_id, **fields)
+            save_state(root / "agents", adw_id, **fields)
         (root / "agents").mkdir(exist_ok=True)
         return await self._start(root, node_config(root, url, name, extra))
 
@@ -149,7 +139,7 @@ async def test_after_flushall_the_view_keeps_the_items_and_the_node_republishes(
                     while not await client.exists("adwb:ch:host-a:adw-monitor", "adwb:ch:host-a:adw-state:a1") == 2:
                         await asyncio.sleep(0.02)
                 assert time.monotonic() - flushed < NODE_TIMEOUT
-                write(node.root, "a3", status="running")  # and the feed goes on
+                save_state(node.root / "agents", "a3", status="running")  # and the feed goes on
                 frames = await receive_until(
                     ws,
                     lambda m: (
@@ -173,7 +163,7 @@ async def test_a_redis_that_refuses_writes_marks_the_node_stale_and_loses_nothin
             async with session.ws_connect(view.url("/ws?channels=adw-monitor,adw-state:a1")) as ws:
                 await receive_until(ws, lambda m: m.get("channel") == "adw-state:a1" and m["data"].get("step") == 0)
                 await client.config_set("maxmemory", 1)  # every write is refused: OOM
-                write(node.root, "a1", status="running", step=1)
+                save_state(node.root / "agents", "a1", status="running", step=1)
                 frame = (
                     await receive_until(
                         ws, lambda m: m.get("channel") == "adw-monitor" and rows(m)[0][2] is not None, timeout=5

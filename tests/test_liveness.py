@@ -12,7 +12,6 @@ The scan sees every process of the machine, so every test here uses random ADW i
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import subprocess
@@ -33,8 +32,8 @@ from sources.adw_files import AdwFiles
 from sources.adw_liveness import Liveness
 from sources.adw_read import AdwRecord
 from sources.processes import ProcessTable
-from tests.conftest import ISO_TIME, receive, receive_settled, receive_until
-from tests.helpers import Service, eventually, in_page, service_config
+from tests.conftest import ISO_TIME, Workspace, receive, receive_settled, receive_until
+from tests.helpers import Service, eventually, in_page, save_state, service_config
 
 SLEEPER = "import time; time.sleep(120)"
 
@@ -69,16 +68,6 @@ def children() -> Iterator[Children]:
     made = Children()
     yield made
     made.stop()
-
-
-def write(agents: Path, adw_id: str, **state: Any) -> Path:
-    directory = agents / adw_id
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "adw_state.json"
-    tmp = directory / ".tmp"
-    tmp.write_text(json.dumps({"adw_id": adw_id, **state}))
-    os.replace(tmp, path)
-    return path
 
 
 def test_one_look_finds_processes_by_command_line_and_by_working_directory(tmp_path: Path, children) -> None:
@@ -142,7 +131,7 @@ def test_status_comes_from_evidence_first_rule_that_applies(
 async def test_a_killed_agent_goes_stalled_on_time_and_back_when_its_files_move(tmp_path: Path, children) -> None:
     agents, trees = tmp_path / "agents", tmp_path / "trees"
     adw_id = new_id()
-    state = write(agents, adw_id, status="running")
+    state = save_state(agents, adw_id, status="running")
     (agents / adw_id / "adw_build_iso").mkdir()
     now = [time.time()]
     liveness = Liveness(agents, trees, scan=True, interval=0.05, stall_after=600, clock=lambda: now[0])
@@ -175,12 +164,12 @@ async def test_a_killed_agent_goes_stalled_on_time_and_back_when_its_files_move(
 
 async def test_the_service_shows_a_killed_agent_stalled_and_back_over_a_websocket(tmp_path: Path, children) -> None:
     """The path production takes: an ``adw-broadcaster`` process, its socket, real agents."""
-    workspace = type("W", (), {"agents": tmp_path / "agents", "trees": tmp_path / "trees", "root": tmp_path})()
+    workspace = Workspace(tmp_path, tmp_path / "agents", tmp_path / "trees")
     workspace.agents.mkdir()
     workspace.trees.mkdir()
     adw_id, done = new_id(), new_id()
-    write(workspace.agents, adw_id, status="running", current_phase="build")
-    write(workspace.agents, done, status="completed")
+    save_state(workspace.agents, adw_id, status="running", current_phase="build")
+    save_state(workspace.agents, done, status="completed")
     config = service_config(workspace, 0).replace("[adw]\n", "[adw]\nprocess_scan_interval = 0.1\nstall_after = 5\n")
     service = Service(tmp_path, config)
     await service.start()
@@ -224,7 +213,7 @@ async def test_the_service_shows_a_killed_agent_stalled_and_back_over_a_websocke
             assert back[-1]["data"]["summary"]["stalled"] == 0
             children.kill(agent)
             await receive_until(ws, lambda m: item(m).get("stalled") is True, timeout=15)
-            write(workspace.agents, adw_id, status="running", current_phase="test")  # the agent writes again
+            save_state(workspace.agents, adw_id, status="running", current_phase="test")  # the agent writes again
             moved = await receive_until(ws, lambda m: item(m).get("stalled") is False, timeout=10)
             assert (item(moved[-1])["status"], item(moved[-1])["current_phase"]) == ("running", "test")
         async with aiohttp.ClientSession() as session:
@@ -311,12 +300,12 @@ async def test_the_phase_is_one_answer_on_every_channel(start, write_state, work
 
 @pytest.fixture
 async def stalled_service(tmp_path: Path) -> AsyncIterator[tuple[Service, str]]:
-    workspace = type("W", (), {"agents": tmp_path / "agents", "trees": tmp_path / "trees", "root": tmp_path})()
+    workspace = Workspace(tmp_path, tmp_path / "agents", tmp_path / "trees")
     workspace.trees.mkdir(parents=True)
     adw_id, fine = new_id(), new_id()
     long_ago = time.time() - 3600
     for which, status in ((adw_id, "running"), (fine, "completed")):
-        path = write(workspace.agents, which, status=status, issue_number=5, nl_input=f"ADW {which}")
+        path = save_state(workspace.agents, which, status=status, issue_number=5, nl_input=f"ADW {which}")
         os.utime(path, (long_ago, long_ago))
     config = service_config(workspace, 0).replace("[adw]\n", "[adw]\nprocess_scan_interval = 0.2\n")
     service = Service(tmp_path, config)
