@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -22,7 +20,7 @@ from sources import database, postgres
 from sources.adw_files import AdwFiles
 from sources.adw_liveness import Liveness
 from sources.http import Poll, Reply
-from sources.source import DatabaseWatch, Source
+from sources.source import DatabaseWatch
 from sources.sqlite import Query, SqliteWatch
 from sources.tasks import cancel_and_wait
 from sources.values import Cleaner
@@ -43,6 +41,7 @@ from .core.sqlite_store import SqliteEventStore
 from .core.store import EventStore, MemoryEventStore
 from .core.throttle import Throttle
 from .errors import StartupError
+from .running import background, follow_source
 from .supervisor import Supervisor
 from .web.auth import TOKEN_KEY, load_token, token_check
 from .web.fetch import HttpFetch
@@ -60,8 +59,6 @@ from .web.static_files import add_static_routes
 from .web.ws import add_routes
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-STARTUP_WAIT = 30.0  # longest a source's first read may hold start-up (a bad one never does: it fails fast)
 SWEEP_INTERVAL = 1.0  # seconds between sweeps over the clients (parked frames, heartbeats, pings, drops)
 
 
@@ -343,77 +340,6 @@ async def _sweep(hub: Hub, interval: float) -> None:
         await asyncio.sleep(interval)
         hub.sweep()
         hub.refresh()
-
-
-def background(
-    name: str, service: str, run: Callable[[], Awaitable[None]]
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Return a cleanup context that runs ``run()`` under the supervisor from startup until cleanup."""
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(app[SUPERVISOR].run(name, service, run), name=name)
-        try:
-            yield
-        finally:
-            await cancel_and_wait(task)
-
-    return ctx
-
-
-def follow_source(
-    name: str,
-    service: str,
-    source: Source[T],
-    publish: Callable[[T], None | Awaitable[None]],
-    *,
-    wait_first: bool = True,
-    task_name: str | None = None,
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Return a cleanup context that publishes what ``source`` yields, supervised, from startup until cleanup.
-
-    ``name`` names the part in logs and system status; ``task_name`` (default: ``name``) its task.
-
-    With ``wait_first`` start-up waits (at most ``STARTUP_WAIT``) until the source's first yield
-    (its initial read of local files) is published, or it crashed, so the first client to
-    connect already gets real data. Remote sources (HTTP polls) do not hold up start-up.
-    """
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        supervisor = app[SUPERVISOR]
-        first = asyncio.Event()
-
-        counters = app[COUNTERS]
-
-        async def follow() -> None:
-            stream = source.changes()
-            try:
-                async for item in stream:
-                    done = publish(item)
-                    if inspect.isawaitable(done):  # a feed may build its channels off the event loop
-                        await done
-                    supervisor.ok(name)
-                    first.set()
-                    counters.count(counters.reads, name)
-                    if source.failed(item):
-                        counters.count(counters.read_errors, name)
-                    else:
-                        counters.last_read[name] = time.time()
-            finally:
-                first.set()  # a crash counts as the first report: start-up goes on, status says why
-                await stream.aclose()
-
-        task = asyncio.create_task(supervisor.run(name, service, follow), name=task_name or name)
-        try:
-            if wait_first:
-                try:
-                    await asyncio.wait_for(first.wait(), STARTUP_WAIT)
-                except TimeoutError:
-                    logger.warning("%s: no first read after %gs; starting without it", name, STARTUP_WAIT)
-            yield
-        finally:
-            await cancel_and_wait(task)
-
-    return ctx
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -1,6 +1,6 @@
 """What every source is to the service: a stream of reads, each of which says whether it failed.
 
-The service follows a source under its supervisor (``broadcaster.app.follow_source``): it hands
+The service follows a source under its supervisor (``broadcaster.running.follow_source``): it hands
 each read to the source's feed, marks the source alive, and counts the read, as a read error when
 ``failed(read)`` says so. How a source is doing beyond one read (a watcher that stopped, a locked
 database) is its own ``health`` object, which ``broadcaster.channels.health`` words.
