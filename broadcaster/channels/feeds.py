@@ -82,19 +82,21 @@ class Feeds:
         # Parts whose first report (or crash) has not come yet. The routes wait for the OpenAPI
         # poll, so a start-up never publishes a partial list; system status is published at once,
         # those parts' entries "checking" (unknown) until they report.
-        self._waiting = {*(database_part(db) for db in databases)}
+        # Each with the status entry that says "checking" meanwhile (None: the entry knows by itself
+        # that no answer came yet, or there is none of its own).
+        self._waiting: dict[str, str | None] = dict.fromkeys((database_part(db) for db in databases), "database")
         if adw is not None:
-            self._waiting.add(ADW_PART)
+            self._waiting[ADW_PART] = "adw_files"
         else:
-            self._waiting.add(CLUSTER_PART)  # a cluster view: its data comes from the nodes
+            self._waiting[CLUSTER_PART] = None  # a cluster view: its data comes from the nodes
         if config.webhook.status_url:
-            self._waiting.add("webhook poll")
+            self._waiting["webhook poll"] = None
         if config.routes.openapi_url:
-            self._waiting.add("openapi poll")
+            self._waiting["openapi poll"] = "openapi"
         if config.system_status.checks:
-            self._waiting.add("checks poll")
+            self._waiting["checks poll"] = None
         if config.upstream.url:
-            self._waiting.add("upstream poll")
+            self._waiting["upstream poll"] = None
 
     def restored(self, events: Iterable[Event]) -> None:
         """Take note of the channels restored from the event log, to confirm them against the sources."""
@@ -108,7 +110,7 @@ class Feeds:
         """Update the ADW channels after the records of ``changed`` ADWs changed."""
         changed = changed | self._unconfirmed_adws  # restored ADWs whose directory went while we were down
         self._unconfirmed_adws = set()
-        self._waiting.discard(ADW_PART)
+        self._waiting.pop(ADW_PART, None)
         if self._adw is None:
             raise RuntimeError("adw_changed needs the ADW files: pass adw= to Feeds")
         records = self._adw.records
@@ -131,7 +133,7 @@ class Feeds:
         The history view (analytics over every row) is built in a worker thread: with thousands
         of rows it would stall every client for tens of milliseconds.
         """
-        self._waiting.discard(database_part(db))
+        self._waiting.pop(database_part(db), None)
         queue = parts.get("queue")
         if queue is not None and isinstance(queue.data, QueueData):
             data = queue.data
@@ -161,14 +163,14 @@ class Feeds:
     def webhook_polled(self, replies: dict[str, Reply]) -> None:
         """Update webhook status from a poll of the webhook service."""
         reply = self._health.webhook = replies["webhook"]
-        self._waiting.discard("webhook poll")
+        self._waiting.pop("webhook poll", None)
         self.offer_built(WEBHOOK_STATUS, reply, self._cleaner)
         self._system_status()
 
     def openapi_polled(self, replies: dict[str, Reply]) -> None:
         """Merge the routes of a fetched OpenAPI document (the last good one stays on failure)."""
         reply = replies["openapi"]
-        self._waiting.discard("openapi poll")
+        self._waiting.pop("openapi poll", None)
         problem = reply.problem()
         if problem is None:
             try:
@@ -185,13 +187,13 @@ class Feeds:
     def upstream_polled(self, replies: dict[str, Reply]) -> None:
         """Record whether the upstream answers (any HTTP status counts: it is there)."""
         self._health.upstream = replies["upstream"]
-        self._waiting.discard("upstream poll")
+        self._waiting.pop("upstream poll", None)
         self._system_status()
 
     def checks_polled(self, replies: dict[str, Reply]) -> None:
         """Record the configured HTTP checks' answers."""
         self._health.checks = replies
-        self._waiting.discard("checks poll")
+        self._waiting.pop("checks poll", None)
         self._system_status()
 
     def own_routes(self, routes: list[dict[str, Any]]) -> None:
@@ -205,7 +207,7 @@ class Feeds:
 
     def part_changed(self, part: Part) -> None:
         """A supervised part crashed or recovered: it counts as reported, and status says so."""
-        self._waiting.discard(part.name)
+        self._waiting.pop(part.name, None)
         self._system_status()
 
     def refresh_status(self) -> None:
@@ -213,9 +215,9 @@ class Feeds:
         self._system_status()
 
     def reported(self, part: str) -> None:
-        """Count ``part`` as having made its first report; publish system status once it is the last."""
+        """Count ``part`` as having made its first report; publish system status (its entry stops "checking")."""
         if part in self._waiting:
-            self._waiting.discard(part)
+            del self._waiting[part]
             self._system_status()
 
     # --- derived channels ---------------------------------------------------------------------
@@ -274,15 +276,7 @@ class Feeds:
 
     def _system_status(self) -> None:
         """Publish system status: every configured entry, those whose source has not reported yet "checking"."""
-        checking = set()
-        for part in self._waiting:
-            if part == ADW_PART:
-                checking.add("adw_files")
-            elif part.startswith("database "):
-                checking.add("database")
-            elif part == "openapi poll":
-                checking.add("openapi")
-        self._health.checking = checking  # webhook, upstream and checks: no answer yet is no reply yet
+        self._health.checking = {service for service in self._waiting.values() if service is not None}
         self.offer_built(SYSTEM_STATUS, self._health)
 
 
