@@ -27,7 +27,7 @@ import asyncpg
 
 from .backoff import Backoff
 from .database import PAUSED, QueueData, clean_rows, history_rows, queue_data
-from .sqlite import NOT_READ_YET, ReadResult, SqliteHealth
+from .sqlite import ReadResult, SqliteHealth
 from .urls import safe_url
 from .values import Cleaner
 
@@ -190,4 +190,4 @@ async def _close(conn: asyncpg.Connection) -> None:
         conn.terminate()
 
 
-__all__ = ["NOT_READ_YET", "PostgresWatch", "read_history", "read_queue", "safe_url"]
+__all__ = ["PostgresWatch", "read_history", "read_queue"]

@@ -214,13 +214,13 @@ class Hub:
         keyed = self.catalog.spec_of(channel).keyed
         patch_seq = None
         if patches and keyed is not None:
+            current = self.current(channel)
             patcher = self._patchers.get(channel)
             if patcher is None:
                 patcher = self._patchers[channel] = Patcher(keyed)
-                current = self.current(channel)
                 patcher.start(current.data, current.seq)
             patcher.subscribers += not was_patching
-            patch_seq = self.current(channel).seq
+            patch_seq = current.seq
         elif was_patching:
             self._stop_patches(channel)
         client.follow(channel, recovered=recovered, patch_seq=patch_seq)
