@@ -120,9 +120,9 @@ class Feeds:
         # Assembling a list is work per ADW: skip it when nothing of it moved (unless its last
         # publish failed, or this is the first read).
         problems, first = self._health.channel_problems, self._first_adw_read
-        if wf_changed or first or "workflows" in problems:
+        if wf_changed or first or WORKFLOWS.family in problems:
             self.offer_built(WORKFLOWS, self._index)
-        if mon_changed or first or "adw-monitor" in problems:
+        if mon_changed or first or ADW_MONITOR.family in problems:
             self._monitor()
         self._first_adw_read = False
         self._system_status()
@@ -154,10 +154,10 @@ class Feeds:
             try:
                 view = await asyncio.to_thread(builder(WORKFLOW_HISTORY), rows)
             except Exception as exc:  # shown as this channel's problem, like any failure to build it
-                self.offer("workflow-history", functools.partial(_raise, exc))
+                self.offer(WORKFLOW_HISTORY.family, functools.partial(_raise, exc))
             else:
                 self.history_rows = rows
-                self.offer("workflow-history", lambda: view)
+                self.offer(WORKFLOW_HISTORY.family, lambda: view)
         self._system_status()
 
     def webhook_polled(self, replies: dict[str, Reply]) -> None:
@@ -262,7 +262,7 @@ class Feeds:
         except Exception as exc:
             why = f"{type(exc).__name__}: {str(exc)[:200]}"
             logger.error("ADW items: cannot rebuild (%s)", why, exc_info=True)
-            self._health.channel_problems["adw-monitor"] = why
+            self._health.channel_problems[ADW_MONITOR.family] = why
             return False, False
 
     def _monitor(self) -> None:
