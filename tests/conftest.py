@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, async_playwright
 
 from broadcaster import Config, create_app, load_config
-from tests.helpers import RedisServer
+from tests.helpers import PostgresServer, RedisServer
 from tests.protocol_check import answers_checked, check_frame
 
 RECEIVE_TIMEOUT = 5.0
@@ -204,3 +204,13 @@ async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
     server = await RedisServer(directory).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def pg() -> AsyncIterator[PostgresServer]:
+    """A PostgreSQL cluster of its own (Debian's server, initdb in a temp dir), gone after the test."""
+    server = await PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -105,15 +104,6 @@ HISTORY = [
         "updated_at": "2026-11-26T08:10:00",
     },
 ]
-
-
-@pytest.fixture
-async def pg() -> AsyncIterator[PostgresServer]:
-    server = await PostgresServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _encoded(row: dict[str, Any]) -> dict[str, Any]:
