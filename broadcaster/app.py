@@ -248,7 +248,7 @@ def _databases(config: Config, cleaner: Cleaner) -> list[DatabaseWatch]:
     if d.url:
         pg_readers: dict[str, postgres.PgQuery] = {
             "queue": functools.partial(postgres.read_queue, cleaner=cleaner),
-            "history": functools.partial(postgres.read_history, cleaner=cleaner),
+            "history": postgres.HistoryReader(cleaner),
         }
         password = _password(d.password_file)
         watch = postgres.PostgresWatch(

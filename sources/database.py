@@ -21,7 +21,17 @@ import orjson
 
 from .values import Cleaner, as_int
 
-HISTORY_JSON_COLUMNS = ("cost_breakdown", "token_breakdown", "structured_input")
+HISTORY_JSON_COLUMNS = (
+    "cost_breakdown",
+    "token_breakdown",
+    "structured_input",
+    # the real backend's analytics columns (JSONB in its PostgreSQL schema, JSON text in SQLite)
+    "anomaly_flags",
+    "optimization_recommendations",
+    "similar_workflow_ids",
+    "retry_reasons",
+    "error_phase_distribution",
+)
 # Columns holding JSON: parsed before cleaning, so that a text cut past [database] max_value_bytes
 # is one value inside them, never the JSON itself.
 JSON_COLUMNS = frozenset({"phase_data", "depends_on_phases", *HISTORY_JSON_COLUMNS})
@@ -46,9 +56,11 @@ async def select_all(conn: aiosqlite.Connection, table: str, cleaner: Cleaner) -
     return await asyncio.to_thread(clean_rows, columns, raw, cleaner)
 
 
-def clean_rows(columns: list[str], raw: Iterable[Any], cleaner: Cleaner) -> list[dict[str, Any]]:
+def clean_rows(
+    columns: list[str], raw: Iterable[Any], cleaner: Cleaner, json_columns: frozenset[str] = JSON_COLUMNS
+) -> list[dict[str, Any]]:
     """Return rows (sequences of values in ``columns``' order) as dicts, JSON columns parsed, every value cleaned."""
-    parsed = [n for n, column in enumerate(columns) if column in JSON_COLUMNS]
+    parsed = [n for n, column in enumerate(columns) if column in json_columns]
     rows = []
     for values in raw:
         row = dict(zip(columns, values, strict=True))
@@ -160,7 +172,7 @@ class HistoryReader:
         if await _count(conn) != len(self._rows):  # rows went away (the merge only adds): read whole
             return await self._full(conn)
         self._note(changed)
-        return await asyncio.to_thread(_sorted, list(self._rows.values()))
+        return await asyncio.to_thread(newest_first, list(self._rows.values()))
 
     async def _full(self, conn: aiosqlite.Connection) -> list[dict[str, Any]]:
         self.full_reads += 1
@@ -201,10 +213,10 @@ def history_rows(rows: list[dict[str, Any]], cleaner: Cleaner) -> list[dict[str,
                 parsed = _parse_json(row[column], cleaner)
                 if parsed is not None:
                     row[column] = parsed
-    return _sorted(rows)
+    return newest_first(rows)
 
 
-def _sorted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def newest_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Newest first: by created_at (else start_time), then by id."""
     rows.sort(key=lambda r: _sort_int(r.get("id")), reverse=True)
     rows.sort(key=lambda r: str(r.get("created_at") or r.get("start_time") or ""), reverse=True)
