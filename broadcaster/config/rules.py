@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from .settings import Config
+    from .sections import Config
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SELF = "backend_api"  # this service: the API the dashboard talks to (the real React client has a card for it)
