@@ -25,6 +25,7 @@ from sources.sqlite import Query, SqliteWatch
 from sources.tasks import cancel_and_wait
 from sources.values import Cleaner
 
+from .alerts import add_alerts
 from .channels.clock_values import ClockValues
 from .channels.feeds import ADW_PART, CLUSTER_PART, Feeds, database_part
 from .channels.health import Health
@@ -98,8 +99,14 @@ def create_app(config: Config) -> web.Application:
     if adw is not None:
         app.cleanup_ctx.append(follow_source(ADW_PART, "adw_files", adw, feeds.adw_changed))
     _add_pollers(app, config, feeds)
+    alerts, alert_routes = add_alerts(
+        app, config, pipeline=pipeline, log=log, health=health, clean=cleaner.clean, refresh_status=feeds.refresh_status
+    )
+    app.cleanup_ctx.append(background("alerts", "alerts", alerts.run))  # after the event log: continues from it
+    if alerts.delivery.destinations:
+        app.cleanup_ctx.append(background("alert delivery", "alerts", alerts.delivery.run))
     app.on_shutdown.append(_close_sockets)
-    _add_routes(app, config, feeds)
+    _add_routes(app, config, feeds, alert_routes)
     return app
 
 
@@ -174,10 +181,10 @@ def _add_backplane(app: web.Application, config: Config, feeds: Feeds, health: H
         app.cleanup_ctx.append(background("backplane", "backplane", publisher.run))
 
 
-def _add_routes(app: web.Application, config: Config, feeds: Feeds) -> None:
-    """Add the service's own routes (the routes channel lists them), then the upstream's catch-all."""
+def _add_routes(app: web.Application, config: Config, feeds: Feeds, more: list[dict[str, Any]]) -> None:
+    """Add the service's own routes (the routes channel lists them, with ``more``), then the upstream's catch-all."""
     prefixes = config.server.path_prefixes
-    routes = add_routes(app, prefixes) + add_mux_routes(app, prefixes) + add_http_routes(app)
+    routes = add_routes(app, prefixes) + add_mux_routes(app, prefixes) + add_http_routes(app) + more
     routes += add_static_routes(app) + add_doc_routes(app, prefixes, upstream=bool(config.upstream.url))
     routes += add_healthz(app)
     routes += add_metrics(app, app[COUNTERS], upstream=bool(config.upstream.url))

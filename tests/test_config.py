@@ -77,7 +77,7 @@ def test_ports_env_in_the_working_directory_counts_too(tmp_path: Path) -> None:
         (
             "[srever]\nport = 1\n",
             "c.toml: unknown key 'srever' (known: log_level, server, broadcast, adw, database, webhook, upstream, "
-            "routes, system_status, event_log, redaction, backplane)",
+            "routes, system_status, event_log, redaction, backplane, alerts)",
         ),
         ("[server]\nport = 70000\n", "c.toml: [server] port: must be 0-65535, got 70000"),
         ('[server]\npath_prefixes = ["api"]\n', "c.toml: [server] path_prefixes: each prefix is"),

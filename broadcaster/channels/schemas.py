@@ -24,8 +24,8 @@ ADW_ID: Schema = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}
 CHANNEL: Schema = {
     "type": "string",
     "description": "a channel name: workflows, routes, workflow-history, adw-monitor, queue, system-status, "
-    "webhook-status, or adw-state:{adw_id}",
-    "pattern": "^(workflows|routes|workflow-history|adw-monitor|queue|system-status|webhook-status"
+    "webhook-status, alerts, or adw-state:{adw_id}",
+    "pattern": "^(workflows|routes|workflow-history|adw-monitor|queue|system-status|webhook-status|alerts"
     "|adw-state:[A-Za-z0-9_.-]{1,64})$",
 }
 
@@ -172,6 +172,29 @@ WEBHOOK_STATUS = {
     "properties": {"status": TEXT, "message": TEXT},
     "required": ["status"],
 }
+ALERT = _object(
+    {
+        "id": {**TEXT, "description": "rule:subject, stable across reads and restarts"},
+        "rule": {"enum": ["adw_failed", "adw_stalled", "adw_over_budget", "service_error", "queue_blocked"]},
+        "subject": {**TEXT, "description": "the ADW id, the status entry's name, or the queue_id"},
+        "severity": {"enum": ["error", "warning"]},
+        "title": TEXT,
+        "text": TEXT,
+        "opened_at": TIME,
+        "resolved_at": {"type": ["string", "null"], "description": "null while open"},
+        "adw_id": MAYBE_TEXT,
+        "github_url": MAYBE_TEXT,
+        "link": {**TEXT, "description": "the dashboard: #/adw/{adw_id}, or #/ (system status)"},
+        "acknowledged": {"type": "boolean", "description": "open, but out of the bell's count"},
+    },
+    closed=True,
+)
+ALERTS = _object(
+    {
+        "open": {"type": "array", "items": ALERT, "description": "newest first"},
+        "recent": {"type": "array", "items": ALERT, "description": "resolved lately, newest first"},
+    }
+)
 
 # Each channel's data schema, by the name its spec gives it (``ChannelSpec.schema``).
 DATA_SCHEMAS: dict[str, Schema] = {
@@ -183,6 +206,7 @@ DATA_SCHEMAS: dict[str, Schema] = {
     "Queue": QUEUE,
     "SystemStatus": SYSTEM_STATUS,
     "WebhookStatus": WEBHOOK_STATUS,
+    "Alerts": ALERTS,
 }
 NAMES = {family: spec.schema for family, spec in SPECS.items()}
 DATA: dict[str, Schema] = {family: DATA_SCHEMAS[spec.schema] for family, spec in SPECS.items()}

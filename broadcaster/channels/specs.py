@@ -112,8 +112,18 @@ WEBHOOK_STATUS = ChannelSpec(
     schema="WebhookStatus",
     build=service_data.webhook_status,
 )
+ALERTS = ChannelSpec(
+    "alerts",
+    "alerts_update",
+    lambda: {"open": [], "recent": []},
+    service="alerts",
+    schema="Alerts",
+    # no builder: the alert book (broadcaster.alerts) is the data, offered as it changes
+)
 
-CATALOG = Catalog((WORKFLOWS, ROUTES, WORKFLOW_HISTORY, ADW_STATE, ADW_MONITOR, QUEUE, SYSTEM_STATUS, WEBHOOK_STATUS))
+CATALOG = Catalog(
+    (WORKFLOWS, ROUTES, WORKFLOW_HISTORY, ADW_STATE, ADW_MONITOR, QUEUE, SYSTEM_STATUS, WEBHOOK_STATUS, ALERTS)
+)
 """Every channel family, handed to the core (the event log, its store, the hub) by ``create_app``."""
 SPECS: dict[str, ChannelSpec] = CATALOG.specs
 

@@ -19,7 +19,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 SELF = "backend_api"  # this service: the API the dashboard talks to (the real React client has a card for it)
 # The entries the service reports itself (docs/protocol.md, "system-status"); a configured check
 # may not take one of these names.
-SERVICE_NAMES = (SELF, "adw_files", "database", "webhook", "openapi", "upstream")
+SERVICE_NAMES = (SELF, "adw_files", "database", "webhook", "openapi", "upstream", "alerts")
+ALERT_RULES = ("adw_failed", "adw_stalled", "adw_over_budget", "service_error", "queue_blocked")
 
 
 Bad = Callable[[str, str], ConfigError]
@@ -39,6 +40,7 @@ def validate(config: Config, origins: Mapping[str, str]) -> None:
         _positive,
         _urls,
         _database,
+        _alerts,
         _files_and_checks,
         _patterns_and_level,
     ):
@@ -112,6 +114,7 @@ def _positive(config: Config, bad: Bad) -> None:
         ("system_status", ("poll_interval", "timeout")),
         ("event_log", ("flush_interval", "batch_max", "keep_per_channel", "max_age_hours", "max_pending")),
         ("backplane", ("node_timeout", "forget_after", "refresh_interval", "queue_max", "max_entry_bytes")),
+        ("alerts", ("over_budget_ratio", "max_per_minute", "queue_max", "retries", "keep_recent")),
     ):
         for key in keys:
             value = getattr(getattr(config, section), key, None)
@@ -140,6 +143,17 @@ def _database(config: Config, bad: Bad) -> None:
     for channel in d.listen:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", channel):
             raise bad("[database] listen", f"channel names are identifiers, got {channel[:80]!r}")
+
+
+def _alerts(config: Config, bad: Bad) -> None:
+    a = config.alerts
+    for rule in a.on:
+        if rule not in ALERT_RULES:
+            raise bad("[alerts] on", f"unknown rule {rule[:60]!r}: the rules are {', '.join(ALERT_RULES)}")
+    if a.service_error_after < 0:
+        raise bad("[alerts] service_error_after", f"must be >= 0, got {a.service_error_after}")
+    if a.dashboard_url and not re.match(r"https?://[^/\s]+", a.dashboard_url):
+        raise bad("[alerts] dashboard_url", f'must be an http(s) URL or "" for this service, got {a.dashboard_url!r}')
 
 
 def _files_and_checks(config: Config, bad: Bad) -> None:

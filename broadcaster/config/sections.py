@@ -8,6 +8,8 @@ from typing import Any
 
 from sources.values import DEFAULT_SECRET_KEYS, DEFAULT_SECRET_PATTERNS
 
+from .rules import ALERT_RULES
+
 
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
@@ -120,6 +122,20 @@ class BackplaneConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AlertsConfig:
+    on: tuple[str, ...] = ALERT_RULES  # the rules that fire (default: all)
+    urls: tuple[str, ...] = ()  # Apprise URLs (secrets: never logged; status shows the scheme only)
+    url_file: Path | None = None  # more Apprise URLs, one a line, so the secrets stay out of config.toml
+    dashboard_url: str = ""  # the base of the links in alerts ("": this service's own address)
+    over_budget_ratio: float = 1.5  # adw_over_budget: current_cost past this times estimated_cost_total
+    service_error_after: float = 60.0  # service_error: seconds an entry stays "error" before it fires
+    max_per_minute: int = 10  # messages to one destination a minute; more fold into one "N more alerts"
+    queue_max: int = 200  # messages waiting for one destination; past it the oldest is dropped
+    retries: int = 3  # failed attempts of one message before its destination shows as failing
+    keep_recent: int = 50  # resolved alerts kept on the channel
+
+
+@dataclass(frozen=True, kw_only=True)
 class RedactionConfig:
     keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
     patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
@@ -139,6 +155,7 @@ class Config:
     event_log: EventLogConfig = field(default_factory=EventLogConfig)
     redaction: RedactionConfig = field(default_factory=RedactionConfig)
     backplane: BackplaneConfig = field(default_factory=BackplaneConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     source: Path | None = None  # the file this came from, for messages; not a key
 
 
@@ -154,5 +171,6 @@ SECTIONS: dict[str, type[Any]] = {
     "event_log": EventLogConfig,
     "redaction": RedactionConfig,
     "backplane": BackplaneConfig,
+    "alerts": AlertsConfig,
 }
 TOP_LEVEL_KEYS = ("log_level",)

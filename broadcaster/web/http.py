@@ -213,6 +213,7 @@ def add_http_routes(app: web.Application) -> list[dict[str, Any]]:
         ),
         ("/system-status", channel_answer("system-status"), "Health of each source and check", FALLBACK),
         ("/webhook-status", channel_answer("webhook-status"), "The webhook service's status", FALLBACK),
+        ("/alerts", channel_answer("alerts"), "Open and recently resolved alerts", FALLBACK),
         ("/adw-state/{adw_id}", adw_state_view, "One ADW's state", FALLBACK),
         (
             "/events",

@@ -307,6 +307,7 @@ def _fallback_paths() -> dict[str, Any]:
         ),
         "/system-status": _get("Health of each source and check", _ref("SystemStatus"), etag=True),
         "/webhook-status": _get("The webhook service's status", _ref("WebhookStatus"), etag=True),
+        "/alerts": _get("Open and recently resolved alerts", _ref("Alerts"), etag=True),
         "/adw-state/{adw_id}": _get("One ADW's state", _ref("AdwState"), etag=True, params=[ADW_PARAM]),
         "/events": _get(
             "Stored events, oldest first",

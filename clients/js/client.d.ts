@@ -257,6 +257,29 @@ export interface WebhookStatus {
   [key: string]: unknown;
 }
 
+/** One alert (`id` is `rule:subject`); `resolved_at` is null while it is open. */
+export interface Alert {
+  id: string;
+  rule: "adw_failed" | "adw_stalled" | "adw_over_budget" | "service_error" | "queue_blocked";
+  subject: string;
+  severity: "error" | "warning";
+  title: string;
+  text: string;
+  opened_at: string;
+  resolved_at: string | null;
+  adw_id: string | null;
+  github_url: string | null;
+  /** The dashboard: `#/adw/{adw_id}`, or `#/` for system status. */
+  link: string;
+  /** Open, but out of the bell's count. */
+  acknowledged: boolean;
+}
+
+export interface Alerts {
+  open: Alert[];
+  recent: Alert[];
+}
+
 /** The data of each channel family. */
 export interface ChannelData {
   workflows: WorkflowExecution[];
@@ -267,6 +290,7 @@ export interface ChannelData {
   queue: Queue;
   "system-status": SystemStatus;
   "webhook-status": WebhookStatus;
+  alerts: Alerts;
 }
 
 export type Family = keyof ChannelData;

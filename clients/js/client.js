@@ -21,6 +21,7 @@ const FAMILIES = {
   queue: { field: "phases", key: "queue_id" },
   "system-status": null,
   "webhook-status": null,
+  alerts: null,
 };
 const ADW_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 

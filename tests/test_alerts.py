@@ -1,0 +1,237 @@
+"""Alerts (issue 25): the rules and the book over channel data, delivery to a real receiver, the service.
+
+The receiver is a real HTTP server on 127.0.0.1 behind an Apprise ``json://`` URL: it records
+every message Apprise POSTs (``{version, title, message, type}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from broadcaster.alerts.book import AlertBook
+from broadcaster.alerts.delivery import Delivery, Message
+from broadcaster.alerts.rules import adw_causes, errors_since, queue_causes, service_causes
+from broadcaster.config.rules import ALERT_RULES
+from sources.backoff import Backoff
+from tests.conftest import receive_until
+from tests.helpers import Service, eventually, free_port, save_state
+
+BASE = "http://dash.example:8002/"
+FAST = Backoff(0.01, 0.05)
+
+
+class Receiver:
+    """An HTTP server recording what Apprise's json:// plugin posts to it."""
+
+    def __init__(self) -> None:
+        self.got: list[dict[str, Any]] = []
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/hook"
+
+    async def start(self) -> Receiver:
+        async def hook(request: web.Request) -> web.Response:
+            self.got.append(await request.json())
+            return web.json_response({})
+
+        app = web.Application()
+        app.router.add_post("/hook", hook)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = await Receiver().start()
+    yield r
+    await r.stop()
+
+
+def item(adw_id: str, status: str, **more: Any) -> dict[str, Any]:
+    return {"adw_id": adw_id, "issue_number": 42, "status": status, "stalled": False, **more}
+
+
+def test_an_alert_opens_once_resolves_once_and_continues_from_its_data() -> None:
+    book = AlertBook()
+    failed = {"workflows": [item("a1", "failed", last_error="tests failed", github_url="https://gh/i/42")]}
+    opened, resolved = book.apply(adw_causes(failed, ALERT_RULES, 1.5, BASE), ALERT_RULES, "t1")
+    assert (opened, resolved) == (
+        [
+            {
+                "id": "adw_failed:a1",
+                "rule": "adw_failed",
+                "subject": "a1",
+                "severity": "error",
+                "title": "ADW a1 (issue #42) failed",
+                "text": "ADW a1 (issue #42): tests failed",
+                "opened_at": "t1",
+                "resolved_at": None,
+                "adw_id": "a1",
+                "github_url": "https://gh/i/42",
+                "link": "http://dash.example:8002/#/adw/a1",
+                "acknowledged": False,
+            }
+        ],
+        [],
+    )
+    assert book.apply(adw_causes(failed, ALERT_RULES, 1.5, BASE), ALERT_RULES, "t2") == ([], [])
+    again = AlertBook()
+    again.restore(book.data())  # a restart: nothing opens again for the same cause
+    assert again.apply(adw_causes(failed, ALERT_RULES, 1.5, BASE), ALERT_RULES, "t3") == ([], [])
+    assert again.apply({}, (), "t4") == ([], [])  # a rule not judged yet resolves nothing
+    done = {"workflows": [item("a1", "completed")]}
+    opened, resolved = again.apply(adw_causes(done, ALERT_RULES, 1.5, BASE), ALERT_RULES, "t5")
+    assert (opened, [(a["id"], a["resolved_at"]) for a in resolved]) == ([], [("adw_failed:a1", "t5")])
+    assert again.data() == {"open": [], "recent": resolved}
+
+
+def test_stalled_over_budget_and_queue_rules_see_their_causes() -> None:
+    monitor = {
+        "workflows": [
+            item("s1", "paused", stalled=True, stalled_seconds=31.5),
+            item("b1", "running", current_cost=3.1, estimated_cost_total=2.0),
+            item("b2", "running", current_cost=2.9, estimated_cost_total=2.0),  # 1.45x: under 1.5
+            item("x", "running", current_cost="²", estimated_cost_total=None),
+        ]
+    }
+    causes = adw_causes(monitor, ALERT_RULES, 1.5, BASE)
+    assert {i: (c.title, c.text) for i, c in causes.items()} == {
+        "adw_stalled:s1": (
+            "ADW s1 (issue #42) stalled",
+            "ADW s1 (issue #42) says running, but no process of it is alive and its files have not moved for 31 s.",
+        ),
+        "adw_over_budget:b1": (
+            "ADW b1 (issue #42) over budget",
+            "ADW b1 (issue #42) has cost $3.10, 1.6x its estimate of $2.00.",
+        ),
+    }
+    assert adw_causes(monitor, ["adw_failed"], 1.5, BASE) == {}
+    queue = {"phases": [{"queue_id": "q-2", "status": "blocked", "phase": "Build", "parent_issue": 7, "adw_id": "a9"}]}
+    assert [(c.id, c.title, c.link) for c in queue_causes(queue, ALERT_RULES, BASE).values()] == [
+        ("queue_blocked:q-2", "Queue phase Build blocked (feature 7)", "http://dash.example:8002/#/adw/a9")
+    ]
+
+
+def test_a_service_error_fires_only_after_it_lasted_and_flapping_never_does() -> None:
+    def status(level: str) -> dict[str, Any]:
+        return {
+            "services": {"webhook": {"status": level, "message": "connection refused"}, "alerts": {"status": "error"}}
+        }
+
+    since = errors_since(status("error"), {}, 100.0)
+    assert since == {"webhook": 100.0}  # the alerts' own entry is never a cause
+    assert service_causes(status("error"), since, 159.0, 60, ALERT_RULES, BASE) == {}
+    since = errors_since(status("healthy"), since, 159.5)  # it recovered in time: the count starts again
+    since = errors_since(status("error"), since, 160.0)
+    assert service_causes(status("error"), since, 219.0, 60, ALERT_RULES, BASE) == {}
+    causes = service_causes(status("error"), since, 220.0, 60, ALERT_RULES, BASE)
+    assert [(c.id, c.text) for c in causes.values()] == [("service_error:webhook", "webhook: connection refused")]
+
+
+async def test_messages_reach_the_receiver_and_a_burst_folds_past_the_limit(receiver: Receiver) -> None:
+    delivery = Delivery([receiver.url], max_per_minute=10, window=1.0, backoff=FAST)
+    task = asyncio.create_task(delivery.run())
+    try:
+        for n in range(50):
+            delivery.send(Message(f"ADW a{n} failed", f"text {n}", "failure"))
+        await eventually(lambda: len(receiver.got) == 11, timeout=10)
+        assert [m["title"] for m in receiver.got[:10]] == [f"ADW a{n} failed" for n in range(10)]
+        assert receiver.got[0] == {
+            "version": "1.0",
+            "title": "ADW a0 failed",
+            "message": "text 0",
+            "attachments": [],
+            "type": "failure",
+        }
+        summary = receiver.got[10]
+        assert (summary["title"], summary["type"]) == ("40 more alerts", "failure")
+        assert summary["message"].splitlines()[:2] == ["- ADW a10 failed", "- ADW a11 failed"]
+        assert summary["message"].splitlines()[-1] == "- and 20 more"
+        assert list(delivery.destinations[0].queue) == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_receiver_down_shows_in_status_and_gets_what_waited_when_back(receiver: Receiver) -> None:
+    await receiver.stop()
+    states: list[Any] = []
+    delivery = Delivery([receiver.url], retries=3, backoff=FAST)
+    delivery.on_state = lambda: states.append(delivery.status_entry())
+    task = asyncio.create_task(delivery.run())
+    try:
+        delivery.send(Message("one", "1"))
+        delivery.send(Message("two", "2"))
+        await eventually(lambda: states, timeout=10)
+        name, level, message, details = states[0]
+        assert (name, level, details) == ("alerts", "error", {"waiting": 2})
+        assert message.startswith("json://: ") and str(receiver.port) not in message
+        await receiver.start()
+        await eventually(lambda: len(receiver.got) == 2, timeout=10)
+        assert [m["title"] for m in receiver.got] == ["one", "two"]
+        assert delivery.status_entry() == ("alerts", "healthy", "delivering to json://", {"waiting": 0})
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_service_opens_a_failed_run_once_keeps_it_over_a_restart_and_resolves_it(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    config = (
+        '[server]\n[broadcast]\nmin_interval = 0\n[webhook]\nstatus_url = ""\n'
+        f"[event_log]\npath = '{tmp_path / 'events.db'}'\n"
+        f"[adw]\nagents_dir = '{agents}'\ntrees_dir = '{tmp_path / 'trees'}'\nprocess_scan = false\n"
+        f"[alerts]\nurls = ['{receiver.url}']\ndashboard_url = 'http://dash.example/'\n"
+    )
+    save_state(agents, "a1", status="running", issue_number=42, nl_input="Add dark mode")
+    service = await Service(tmp_path, config).start()
+    try:
+        async with aiohttp.ClientSession() as session, session.ws_connect(service.url("/ws/alerts")) as ws:
+            await receive_until(ws, lambda m: m["data"] == {"open": [], "recent": []})
+            save_state(agents, "a1", status="failed", issue_number=42, last_error="tests failed: 3 of 120")
+            opened = (await receive_until(ws, lambda m: bool(m["data"]["open"])))[-1]["data"]["open"]
+            assert [(a["id"], a["title"], a["link"]) for a in opened] == [
+                ("adw_failed:a1", "ADW a1 (issue #42) failed", "http://dash.example/#/adw/a1")
+            ]
+            await eventually(lambda: receiver.got, timeout=2)  # within 2 s of the state change
+        await service.stop()
+        service = await Service(tmp_path, config).start()  # a restart sends nothing again
+        async with aiohttp.ClientSession() as session:
+            async with session.post(service.url("/api/v1/alerts/nothing/ack")) as response:
+                assert (response.status, await response.json()) == (404, {"detail": "no open alert 'nothing'"})
+            async with session.post(service.url("/api/v1/alerts/adw_failed:a1/ack")) as response:
+                assert await response.json() == {"acknowledged": ["adw_failed:a1"]}
+            async with session.get(service.url("/api/v1/alerts")) as response:
+                assert [a["acknowledged"] for a in (await response.json())["open"]] == [True]
+            save_state(agents, "a1", status="completed", issue_number=42)
+            await eventually(lambda: len(receiver.got) == 2, timeout=10)
+    finally:
+        await service.stop()
+    assert [(m["title"], m["type"]) for m in receiver.got] == [
+        ("[error] ADW a1 (issue #42) failed", "failure"),
+        ("[resolved] ADW a1 (issue #42) failed", "success"),
+    ]
+    assert receiver.got[0]["message"] == (
+        "ADW a1 (issue #42): tests failed: 3 of 120\nhttp://dash.example/#/adw/a1\nalert adw_failed:a1"
+    )
+    assert not any(receiver.url in line for line in service.stderr)
