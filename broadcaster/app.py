@@ -99,12 +99,12 @@ def create_app(config: Config) -> web.Application:
     if adw is not None:
         app.cleanup_ctx.append(follow_source(ADW_PART, "adw_files", adw, feeds.adw_changed))
     _add_pollers(app, config, feeds)
-    alerts, alert_routes = add_alerts(
+    alerts, delivery, alert_routes = add_alerts(
         app, config, pipeline=pipeline, log=log, health=health, clean=cleaner.clean, refresh_status=feeds.refresh_status
     )
     app.cleanup_ctx.append(background("alerts", "alerts", alerts.run))  # after the event log: continues from it
-    if alerts.delivery.destinations:
-        app.cleanup_ctx.append(background("alert delivery", "alerts", alerts.delivery.run))
+    if delivery.destinations:
+        app.cleanup_ctx.append(background("alert delivery", "alerts", delivery.run))
     app.on_shutdown.append(_close_sockets)
     _add_routes(app, config, feeds, alert_routes)
     return app

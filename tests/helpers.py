@@ -389,3 +389,27 @@ def save_state(agents: Path, adw_id: str, **fields: Any) -> Path:
     path = directory / "adw_state.json"
     os.replace(tmp, path)
     return path
+
+
+def watch(*args: str) -> subprocess.Popen[str]:
+    """Run ``adw-broadcaster watch *args`` as a child process (UTC clock, lines on stdout)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "broadcaster", "watch", *args],
+        env={**os.environ, "PYTHONPATH": str(REPO), "TZ": "UTC"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def end(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()  # and close its pipes
+
+
+async def read_line(proc: subprocess.Popen[str], timeout: float = 15.0) -> str:
+    assert proc.stdout is not None
+    text = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout)
+    assert text, f"watch ended: {proc.wait()} {proc.stderr.read() if proc.stderr else ''}"
+    return text.rstrip("\n")

@@ -7,6 +7,7 @@ every message Apprise POSTs (``{version, title, message, type}``).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,18 @@ from aiohttp import web
 
 from broadcaster.alerts.book import AlertBook
 from broadcaster.alerts.delivery import Delivery, Message
+from broadcaster.alerts.engine import Alerts
 from broadcaster.alerts.rules import adw_causes, errors_since, queue_causes, service_causes
+from broadcaster.channels.specs import CATALOG
 from broadcaster.config.rules import ALERT_RULES
+from broadcaster.config.sections import AlertsConfig
+from broadcaster.core.events import EventLog
+from broadcaster.core.hub import Hub
+from broadcaster.core.pipeline import Pipeline
+from broadcaster.core.store import MemoryEventStore
+from broadcaster.core.throttle import Throttle
 from sources.backoff import Backoff
-from tests.conftest import receive_until
-from tests.helpers import Service, eventually, free_port, save_state
+from tests.helpers import Service, end, eventually, free_port, read_line, save_state, watch
 
 BASE = "http://dash.example:8002/"
 FAST = Backoff(0.01, 0.05)
@@ -205,15 +213,17 @@ async def test_the_service_opens_a_failed_run_once_keeps_it_over_a_restart_and_r
     )
     save_state(agents, "a1", status="running", issue_number=42, nl_input="Add dark mode")
     service = await Service(tmp_path, config).start()
+    watching = watch("alerts", "--url", f"http://127.0.0.1:{service.port}")
     try:
-        async with aiohttp.ClientSession() as session, session.ws_connect(service.url("/ws/alerts")) as ws:
-            await receive_until(ws, lambda m: m["data"] == {"open": [], "recent": []})
-            save_state(agents, "a1", status="failed", issue_number=42, last_error="tests failed: 3 of 120")
-            opened = (await receive_until(ws, lambda m: bool(m["data"]["open"])))[-1]["data"]["open"]
-            assert [(a["id"], a["title"], a["link"]) for a in opened] == [
-                ("adw_failed:a1", "ADW a1 (issue #42) failed", "http://dash.example/#/adw/a1")
-            ]
-            await eventually(lambda: receiver.got, timeout=2)  # within 2 s of the state change
+        assert (await read_line(watching)).split(" ", 1)[1] == "alerts #0 snapshot: 0 open (0 not acknowledged)"
+        save_state(agents, "a1", status="failed", issue_number=42, last_error="tests failed: 3 of 120")
+        changed = time.monotonic()
+        assert (await read_line(watching)).split(" ", 1)[1] == (
+            "alerts #1 opened [error] ADW a1 (issue #42) failed: ADW a1 (issue #42): tests failed: 3 of 120"
+            " http://dash.example/#/adw/a1"
+        )
+        await eventually(lambda: receiver.got, timeout=10)
+        assert time.monotonic() - changed < 2  # the issue's bound: within 2 s of the state change
         await service.stop()
         service = await Service(tmp_path, config).start()  # a restart sends nothing again
         async with aiohttp.ClientSession() as session:
@@ -221,11 +231,18 @@ async def test_the_service_opens_a_failed_run_once_keeps_it_over_a_restart_and_r
                 assert (response.status, await response.json()) == (404, {"detail": "no open alert 'nothing'"})
             async with session.post(service.url("/api/v1/alerts/adw_failed:a1/ack")) as response:
                 assert await response.json() == {"acknowledged": ["adw_failed:a1"]}
-            async with session.get(service.url("/api/v1/alerts")) as response:
-                assert [a["acknowledged"] for a in (await response.json())["open"]] == [True]
             save_state(agents, "a1", status="completed", issue_number=42)
             await eventually(lambda: len(receiver.got) == 2, timeout=10)
+            async with session.get(service.url("/api/v1/events?channel=alerts&since=0")) as response:
+                events = (await response.json())["events"]
+        assert [(e["seq"], len(e["data"]["open"]), len(e["data"]["recent"])) for e in events] == [
+            (1, 1, 0),
+            (2, 1, 0),  # acknowledged
+            (3, 0, 1),
+        ]
+        assert events[1]["data"]["open"][0]["acknowledged"] is True
     finally:
+        end(watching)
         await service.stop()
     assert [(m["title"], m["type"]) for m in receiver.got] == [
         ("[error] ADW a1 (issue #42) failed", "failure"),
@@ -235,3 +252,72 @@ async def test_the_service_opens_a_failed_run_once_keeps_it_over_a_restart_and_r
         "ADW a1 (issue #42): tests failed: 3 of 120\nhttp://dash.example/#/adw/a1\nalert adw_failed:a1"
     )
     assert not any(receiver.url in line for line in service.stderr)
+
+
+class Clock:
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def engine(clock: Clock, **alerts: Any) -> tuple[Alerts, Pipeline, list[Message]]:
+    """An engine on a real pipeline, event log and hub; the messages it hands to delivery kept in order."""
+    log = EventLog(MemoryEventStore(), catalog=CATALOG)
+    pipeline = Pipeline(log, Throttle(0), Hub(catalog=CATALOG))
+    sent: list[Message] = []
+    found = Alerts(AlertsConfig(**alerts), pipeline=pipeline, log=log, base=BASE, send=sent.append, clock=clock)
+    pipeline.listeners.append(found.observe)
+    found.start()
+    return found, pipeline, sent
+
+
+def status(level: str) -> dict[str, Any]:
+    return {"overall_status": level, "services": {"webhook": {"name": "webhook", "status": level, "message": "down"}}}
+
+
+def test_a_service_error_opens_once_after_it_lasted_and_resolves_once_on_recovery() -> None:
+    clock = Clock()
+    alerts, pipeline, sent = engine(clock, service_error_after=60)
+    pipeline.update("system-status", status("error"))
+    alerts.judge()
+    clock.now += 30
+    pipeline.update("system-status", status("healthy"))  # 30 s of error: nothing
+    alerts.judge()
+    pipeline.update("system-status", status("error"))
+    alerts.judge()
+    clock.now += 59.9
+    alerts.judge()
+    assert sent == [] and pipeline.log.last("alerts") is None
+    clock.now += 0.1
+    alerts.judge()
+    clock.now += 300
+    alerts.judge()  # still failing: nothing more
+    pipeline.update("system-status", {**status("error"), "services": {"webhook": {"status": "unknown"}}})
+    alerts.judge()  # being checked again (a restart): not a recovery
+    pipeline.update("system-status", status("healthy"))
+    alerts.judge()
+    assert [(m.title, m.kind) for m in sent] == [
+        ("[error] webhook is failing", "failure"),
+        ("[resolved] webhook is failing", "success"),
+    ]
+    last = pipeline.log.last("alerts")
+    assert last is not None and last.seq == 2 and last.data["open"] == []
+    assert [(a["id"], a["opened_at"], a["resolved_at"]) for a in last.data["recent"]] == [
+        ("service_error:webhook", "1970-01-01T00:18:10.000Z", "1970-01-01T00:23:10.000Z")
+    ]
+
+
+def test_over_budget_fires_once_and_an_ack_is_an_event() -> None:
+    alerts, pipeline, sent = engine(Clock(), over_budget_ratio=1.5)
+    for cost in (2.0, 3.5, 4.0, 5.0):  # the estimate is 2.0: 3.5 passes 1.5x; more cost is the same cause
+        monitor = {"workflows": [item("b1", "running", current_cost=cost, estimated_cost_total=2.0)], "summary": {}}
+        pipeline.update("adw-monitor", {**monitor, "last_updated": "x"})
+        alerts.judge()
+    assert [m.title for m in sent] == ["[warning] ADW b1 (issue #42) over budget"]
+    assert alerts.ack("adw_over_budget:b1") == ["adw_over_budget:b1"]
+    assert alerts.ack("adw_over_budget:b1") == []  # already: no new event
+    assert alerts.ack("nothing") is None
+    last = pipeline.log.last("alerts")
+    assert last is not None and last.seq == 2 and last.data["open"][0]["acknowledged"] is True

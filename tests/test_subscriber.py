@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,7 +14,7 @@ import pytest
 from broadcaster.subscriber.stream import RECONNECT, socket_url, subscribe
 from broadcaster.subscriber.watch import line
 from tests.conftest import Workspace
-from tests.helpers import REPO, Service, free_port
+from tests.helpers import Service, end, free_port, read_line, watch
 
 
 def service_config(workspace: Workspace, port: int) -> str:
@@ -99,29 +96,6 @@ async def test_the_python_client_sees_whole_data_and_resumes_across_a_restart(wo
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await service.stop()
-
-
-def watch(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "broadcaster", "watch", *args],
-        env={**os.environ, "PYTHONPATH": str(REPO), "TZ": "UTC"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def end(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.communicate()  # and close its pipes
-
-
-async def read_line(proc: subprocess.Popen[str], timeout: float = 15.0) -> str:
-    assert proc.stdout is not None
-    text = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout)
-    assert text, f"watch ended: {proc.wait()} {proc.stderr.read() if proc.stderr else ''}"
-    return text.rstrip("\n")
 
 
 async def test_watch_prints_a_line_per_change_resumes_and_exits_0_on_ctrl_c(workspace, write_state) -> None:

@@ -37,8 +37,8 @@ def add_alerts(
     health: Health,
     clean: Callable[[Any], Any],
     refresh_status: Callable[[], None],
-) -> tuple[Alerts, list[dict[str, Any]]]:
-    """Make the engine and its delivery, plug them in; return the engine and the ack routes."""
+) -> tuple[Alerts, Delivery, list[dict[str, Any]]]:
+    """Make the engine and its delivery, plug them in; return both and the ack routes."""
     a = config.alerts
     delivery = Delivery(
         [*a.urls, *_urls_in(a.url_file)],
@@ -48,9 +48,9 @@ def add_alerts(
         on_state=refresh_status,
     )
     health.plug(delivery)
-    alerts = Alerts(a, pipeline=pipeline, log=log, base=dashboard_base(config), delivery=delivery, clean=clean)
+    alerts = Alerts(a, pipeline=pipeline, log=log, base=dashboard_base(config), send=delivery.send, clean=clean)
     pipeline.listeners.append(alerts.observe)
-    return alerts, _add_ack_routes(app, alerts)
+    return alerts, delivery, _add_ack_routes(app, alerts)
 
 
 def dashboard_base(config: Config) -> str:

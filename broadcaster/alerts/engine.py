@@ -22,7 +22,7 @@ from ..core.clock import iso_utc
 from ..core.events import Event, EventLog
 from ..core.pipeline import Pipeline
 from .book import AlertBook
-from .delivery import Delivery, Message
+from .delivery import Message
 from .rules import Cause, adw_causes, errors_since, queue_causes, service_causes
 
 ADW_RULES = ("adw_failed", "adw_stalled", "adw_over_budget")
@@ -40,14 +40,14 @@ class Alerts:
         pipeline: Pipeline,
         log: EventLog,
         base: str,
-        delivery: Delivery,
+        send: Callable[[Message], None],
         clean: Callable[[Any], Any] = lambda value: value,
         clock: Callable[[], float] = time.time,
     ) -> None:
         assert set(config.on) <= set(ALERT_RULES)
         self.config = config
         self.book = AlertBook(keep_recent=config.keep_recent, clean=clean)
-        self.delivery = delivery
+        self._send = send  # hands a message to delivery (never waits)
         self._pipeline = pipeline
         self._log = log
         self._base = base
@@ -133,9 +133,9 @@ class Alerts:
         if opened or resolved:
             self._publish()
         for alert in opened:
-            self.delivery.send(self.message(alert, opened=True))
+            self._send(self.message(alert, opened=True))
         for alert in resolved:
-            self.delivery.send(self.message(alert, opened=False))
+            self._send(self.message(alert, opened=False))
 
     def ack(self, alert_id: str | None) -> list[str] | None:
         """Acknowledge one open alert (None: all); return those newly acknowledged, None for an unknown id."""

@@ -172,6 +172,26 @@ def _webhook(before: Any, data: Any) -> str:
     return f"{data.get('status')}" + (f": {data['message']}" if data.get("message") else "")
 
 
+def _alerts(before: Any, data: Any) -> str:
+    now = _by(data["open"], "id")
+    if before is None:
+        waiting = sum(1 for a in now.values() if not a.get("acknowledged"))
+        return f"snapshot: {len(now)} open ({waiting} not acknowledged)" + "".join(
+            f"; {a.get('title')}" for a in now.values()
+        )
+    was = _by(before["open"], "id")
+    parts = [
+        f"opened [{a.get('severity')}] {a.get('title')}: {a.get('text')} {a.get('link')}"
+        for i, a in now.items()
+        if i not in was
+    ]
+    parts += [f"resolved {a.get('title')}" for i, a in was.items() if i not in now]
+    parts += [
+        f"acknowledged {i}" for i, a in now.items() if a.get("acknowledged") and not was.get(i, a).get("acknowledged")
+    ]
+    return "; ".join(parts) or "changed"
+
+
 def _generic(before: Any, data: Any) -> str:
     return f"{len(data)} items" if isinstance(data, list) else "changed"
 
@@ -184,4 +204,5 @@ SUMMARIES: dict[str, Summary] = {
     "adw-state": _state,
     "system-status": _system,
     "webhook-status": _webhook,
+    "alerts": _alerts,
 }
