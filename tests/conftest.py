@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, async_playwright
 
 from broadcaster import Config, create_app, load_config
-from tests.helpers import PostgresServer, RedisServer
+from tests.helpers import Children, PostgresServer, RedisServer
 from tests.protocol_check import answers_checked, check_frame
 
 RECEIVE_TIMEOUT = 5.0
@@ -214,3 +214,11 @@ async def pg() -> AsyncIterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def children() -> Iterator[Children]:
+    """Child processes standing in for agents (a sleeping Python with the given argv), killed at the end."""
+    made = Children()
+    yield made
+    made.stop()

@@ -413,3 +413,27 @@ async def read_line(proc: subprocess.Popen[str], timeout: float = 15.0) -> str:
     text = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout)
     assert text, f"watch ended: {proc.wait()} {proc.stderr.read() if proc.stderr else ''}"
     return text.rstrip("\n")
+
+
+SLEEPER = "import time; time.sleep(120)"
+
+
+class Children:
+    """Child processes started by a test, killed at its end."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *argv: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-c", SLEEPER, *argv], cwd=cwd)
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.kill()
+        proc.wait()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                self.kill(proc)

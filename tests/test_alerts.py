@@ -7,6 +7,7 @@ every message Apprise POSTs (``{version, title, message, type}``).
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,7 +30,8 @@ from broadcaster.core.pipeline import Pipeline
 from broadcaster.core.store import MemoryEventStore
 from broadcaster.core.throttle import Throttle
 from sources.backoff import Backoff
-from tests.helpers import Service, end, eventually, free_port, read_line, save_state, watch
+from tests.conftest import receive_until
+from tests.helpers import Children, Service, end, eventually, free_port, read_line, save_state, watch
 
 BASE = "http://dash.example:8002/"
 FAST = Backoff(0.01, 0.05)
@@ -321,3 +323,73 @@ def test_over_budget_fires_once_and_an_ack_is_an_event() -> None:
     assert alerts.ack("nothing") is None
     last = pipeline.log.last("alerts")
     assert last is not None and last.seq == 2 and last.data["open"][0]["acknowledged"] is True
+
+
+def alerts_config(tmp_path: Path, receiver: Receiver, adw: str = "") -> str:
+    agents = tmp_path / "agents"
+    agents.mkdir(exist_ok=True)
+    return (
+        '[server]\n[broadcast]\nmin_interval = 0\n[webhook]\nstatus_url = ""\n[event_log]\npath = ""\n'
+        f"[adw]\nagents_dir = '{agents}'\ntrees_dir = '{tmp_path / 'trees'}'\n{adw}"
+        f"[alerts]\nurls = ['{receiver.url}']\n"
+    )
+
+
+async def test_a_killed_agent_alerts_once_and_resolves_when_a_process_is_back(
+    receiver: Receiver, tmp_path: Path, children: Children
+) -> None:
+    config = alerts_config(tmp_path, receiver, "process_scan_interval = 0.1\nstall_after = 3\n")
+    agents = tmp_path / "agents"
+    adw_id = secrets.token_hex(4)  # the process table is the machine's: an id no other test uses
+    save_state(agents, adw_id, status="running", issue_number=7, current_cost=1.0, estimated_cost_total=2.0)
+    service = await Service(tmp_path, config).start()
+    try:
+        agent = children.start(adw_id)
+        save_state(agents, adw_id, status="running", issue_number=7, current_cost=3.5, estimated_cost_total=2.0)
+        await eventually(lambda: len(receiver.got) == 1, timeout=10)  # over budget: once
+        save_state(agents, adw_id, status="running", issue_number=7, current_cost=9.0, estimated_cost_total=2.0)
+        children.kill(agent)
+        await eventually(lambda: len(receiver.got) == 2, timeout=20)  # stalled, 3 s after the files last moved
+        children.start(adw_id)
+        await eventually(lambda: len(receiver.got) == 3, timeout=10)
+    finally:
+        await service.stop()
+    name = f"ADW {adw_id} (issue #7)"
+    assert [(m["title"], m["type"]) for m in receiver.got] == [
+        (f"[warning] {name} over budget", "warning"),
+        (f"[warning] {name} stalled", "warning"),
+        (f"[resolved] {name} stalled", "success"),
+    ]
+    assert receiver.got[0]["message"].startswith(f"{name} has cost $3.50, 1.8x its estimate of $2.00.\n")
+
+
+async def test_a_receiver_down_is_said_in_status_the_feeds_go_on_and_it_gets_its_messages_later(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    await receiver.stop()
+    config = alerts_config(tmp_path, receiver, "process_scan = false\n")
+    agents = tmp_path / "agents"
+    save_state(agents, "a1", status="running", issue_number=1)
+    service = await Service(tmp_path, config).start()
+    try:
+        async with aiohttp.ClientSession() as session, session.ws_connect(service.url("/ws")) as ws:
+            await ws.send_json({"type": "subscribe", "channels": ["adw-monitor", "system-status"]})
+            save_state(agents, "a1", status="failed", issue_number=1, last_error="boom")
+
+            def alerts_entry(m: dict[str, Any]) -> Any:
+                return m.get("channel") == "system-status" and m["data"]["services"].get("alerts", {}).get("status")
+
+            down = await receive_until(ws, lambda m: alerts_entry(m) == "error", timeout=20)
+            entry = down[-1]["data"]["services"]["alerts"]
+            assert entry["message"].startswith("json://: ") and str(receiver.port) not in entry["message"]
+            save_state(agents, "a1", status="failed", issue_number=1, last_error="boom", current_phase="test")
+            moved = await receive_until(
+                ws, lambda m: m.get("channel") == "adw-monitor" and m["data"]["workflows"][0]["current_phase"] == "test"
+            )
+            assert moved[-1]["data"]["workflows"][0]["status"] == "failed"  # the feed goes on while delivery fails
+            await receiver.start()
+            await receive_until(ws, lambda m: alerts_entry(m) == "healthy", timeout=30)
+        assert [m["title"] for m in receiver.got] == ["[error] ADW a1 (issue #1) failed"]
+    finally:
+        await service.stop()
+    assert not any(f"127.0.0.1:{receiver.port}" in line for line in service.stderr)  # the URL is a secret

@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,39 +33,9 @@ from sources.processes import ProcessTable
 from tests.conftest import ISO_TIME, Workspace, receive, receive_settled, receive_until
 from tests.helpers import Service, eventually, in_page, save_state, service_config
 
-SLEEPER = "import time; time.sleep(120)"
-
 
 def new_id() -> str:
     return secrets.token_hex(4)
-
-
-class Children:
-    """Child processes started by a test, killed at its end."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *argv: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-c", SLEEPER, *argv], cwd=cwd)
-        self.procs.append(proc)
-        return proc
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        proc.kill()
-        proc.wait()
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                self.kill(proc)
-
-
-@pytest.fixture
-def children() -> Iterator[Children]:
-    made = Children()
-    yield made
-    made.stop()
 
 
 def test_one_look_finds_processes_by_command_line_and_by_working_directory(tmp_path: Path, children) -> None:
