@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from broadcaster import create_app, load_config
 from broadcaster.alerts.book import AlertBook
 from broadcaster.alerts.delivery import Delivery, Message
 from broadcaster.alerts.engine import Alerts
@@ -29,6 +30,7 @@ from broadcaster.core.hub import Hub
 from broadcaster.core.pipeline import Pipeline
 from broadcaster.core.store import MemoryEventStore
 from broadcaster.core.throttle import Throttle
+from broadcaster.errors import StartupError
 from sources.backoff import Backoff
 from tests.conftest import receive_until
 from tests.helpers import Children, Service, end, eventually, free_port, read_line, save_state, watch
@@ -393,3 +395,20 @@ async def test_a_receiver_down_is_said_in_status_the_feeds_go_on_and_it_gets_its
     finally:
         await service.stop()
     assert not any(f"127.0.0.1:{receiver.port}" in line for line in service.stderr)  # the URL is a secret
+
+
+def test_a_url_apprise_does_not_know_or_an_unreadable_url_file_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "urls").write_text("# ours\njson://127.0.0.1:9/hook\n\nnot-a-url\n")
+    for alerts, why in (
+        (
+            "urls = ['json://127.0.0.1:9/a', 'nonsense://secret@x']",
+            "[alerts] urls: entry 2 (nonsense://) is not an Apprise URL",
+        ),
+        ("url_file = 'urls'", "[alerts] urls: entry 2 (?) is not an Apprise URL"),
+        ("url_file = 'missing'", f"[alerts] url_file: cannot read {tmp_path / 'missing'}: FileNotFoundError"),
+    ):
+        path = tmp_path / "c.toml"
+        path.write_text(f'[event_log]\npath = ""\n[webhook]\nstatus_url = ""\n[alerts]\n{alerts}\n')
+        with pytest.raises(StartupError) as info:
+            create_app(load_config(path, env={}, cwd=tmp_path))
+        assert str(info.value) == why

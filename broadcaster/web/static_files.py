@@ -25,6 +25,7 @@ FILES = {
     "/client.js": ("client.js", "The browser client: an ES module, no build step"),
     "/client.d.ts": ("client.d.ts", "TypeScript declarations of /client.js"),
     "/": ("dashboard/index.html", "The dashboard"),
+    "/dashboard/alerts.js": ("dashboard/alerts.js", DASHBOARD),
     "/dashboard/app.js": ("dashboard/app.js", DASHBOARD),
     "/dashboard/dashboard.css": ("dashboard/dashboard.css", DASHBOARD),
     "/dashboard/detail.js": ("dashboard/detail.js", DASHBOARD),

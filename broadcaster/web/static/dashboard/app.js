@@ -1,6 +1,7 @@
 // The dashboard: every channel on one socket (/client.js), the overview and an ADW's detail view.
 
 import { connect } from "/client.js";
+import { AlertsPanel } from "./alerts.js";
 import { Detail } from "./detail.js";
 import { ago, setText } from "./format.js";
 import { MonitorTable } from "./monitor.js";
@@ -10,7 +11,7 @@ const $ = (id) => document.getElementById(id);
 
 // What the page measured, for tests and the benchmark (bench/dashboard.py): per monitor message,
 // the script time of drawing it (`ms`) and the time until the next frame was painted (`painted`).
-const stats = { draws: [], messages: 0, last: null };
+const stats = { draws: [], messages: 0, last: null, notified: [] };
 window.dashboard = stats;
 
 const live = connect(undefined, { patches: true });
@@ -42,6 +43,8 @@ live.subscribe("queue", count(drawQueue));
 live.subscribe("workflow-history", count(drawHistory));
 live.subscribe("system-status", count(drawServices));
 live.subscribe("webhook-status", count(drawWebhook));
+const alerts = new AlertsPanel(stats.notified);
+live.subscribe("alerts", count((data) => alerts.draw(data)));
 
 // The connection indicator: Live / Reconnecting / Offline, and the time since the last message.
 let status = live.status;
@@ -63,6 +66,7 @@ setInterval(() => {
   status = live.status;
   drawConnection();
   table.tick();
+  alerts.fade();
 }, 1000);
 
 // Routing: #/ is the overview, #/adw/{adw_id} an ADW's detail.
