@@ -30,7 +30,7 @@ from common import launch, stop
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import PostgresServer  # noqa: E402  (after the path: run from a checkout)
+from tests.servers import PostgresServer  # noqa: E402  (after the path: run from a checkout)
 
 TABLE = "CREATE TABLE phase_queue (queue_id TEXT PRIMARY KEY, feature_id INTEGER, phase_number INTEGER, status TEXT)"
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from sources import postgres  # noqa: E402  (after the path: run from a checkout)
 from sources.values import Cleaner  # noqa: E402
-from tests.helpers import PostgresServer  # noqa: E402
+from tests.servers import PostgresServer  # noqa: E402
 
 TABLES = (
     """CREATE TABLE workflow_history (

@@ -19,8 +19,9 @@ from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, async_playwright
 
 from broadcaster import Config, create_app, load_config
-from tests.helpers import Children, PostgresServer, RedisServer
+from tests.helpers import Children
 from tests.protocol_check import answers_checked, check_frame
+from tests.servers import PostgresServer, Receiver, RedisServer
 
 RECEIVE_TIMEOUT = 5.0
 # What a browser sends to open a WebSocket: for requests that must be refused before the upgrade.
@@ -222,3 +223,11 @@ def children() -> Iterator[Children]:
     made = Children()
     yield made
     made.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """An HTTP server recording what Apprise's json:// plugin posts to it (``receiver.url``)."""
+    r = await Receiver().start()
+    yield r
+    await r.stop()

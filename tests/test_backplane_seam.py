@@ -25,7 +25,8 @@ from broadcaster.cluster.redis_backplane import RedisBackplane
 from broadcaster.core.events import Event
 from broadcaster.core.snapshot import digest
 from sources.tasks import cancel_and_wait
-from tests.helpers import RedisServer, eventually
+from tests.helpers import eventually
+from tests.servers import RedisServer
 
 PutString = Callable[[str, bytes], Awaitable[None]]
 Bus = tuple[Backplane, PutString, Callable[[], Awaitable[int]]]

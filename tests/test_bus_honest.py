@@ -22,7 +22,8 @@ import redis.asyncio as aioredis
 from broadcaster.cluster.follower import Batch, BusFollower
 from broadcaster.cluster.redis_backplane import RedisBackplane
 from tests.conftest import receive_until
-from tests.helpers import RedisServer, Service, save_state
+from tests.helpers import Service, save_state
+from tests.servers import RedisServer
 
 NODE_TIMEOUT = 2.0
 

@@ -20,7 +20,7 @@ from broadcaster.cluster.redis_backplane import RedisBackplane
 from broadcaster.cluster.view import ClusterView
 from broadcaster.core.events import Event
 from broadcaster.core.snapshot import digest
-from tests.helpers import RedisServer
+from tests.servers import RedisServer
 
 
 class MemoryOutlet:

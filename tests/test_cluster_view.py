@@ -16,7 +16,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.conftest import EPOCH, ISO_TIME, receive, receive_until
-from tests.helpers import RedisServer, Service, free_port
+from tests.helpers import Service, free_port
+from tests.servers import RedisServer
 
 NODES = ("host-a", "host-b", "host-c")
 NODE_TIMEOUT = 2.0

@@ -34,7 +34,7 @@ def test_every_shipped_file_is_served_and_everything_the_dashboard_loads_is_ship
             for tag, module in LOADS.findall((STATIC / name).read_text()):
                 loaded.add(urljoin(path, tag or module))
     assert loaded == {"/client.js", "/dashboard/app.js", "/dashboard/dashboard.css"} | {
-        f"/dashboard/{m}.js" for m in ("detail", "format", "monitor", "panels")
+        f"/dashboard/{m}.js" for m in ("alerts", "detail", "format", "monitor", "panels")
     }
     assert loaded <= set(FILES)
 

@@ -23,7 +23,8 @@ from sources import database, postgres
 from sources.values import Cleaner
 from tests.agents_db import AgentsDb
 from tests.conftest import receive, receive_until
-from tests.helpers import PostgresServer, Service
+from tests.helpers import Service
+from tests.servers import PostgresServer
 
 SCHEMA = (
     """CREATE TABLE phase_queue (

@@ -20,7 +20,8 @@ import asyncpg
 from sources import postgres
 from sources.values import Cleaner
 from tests.conftest import receive, receive_until
-from tests.helpers import PostgresServer, Service, eventually
+from tests.helpers import Service, eventually
+from tests.servers import PostgresServer
 
 BACKEND_SCHEMA = (
     """CREATE TABLE workflow_history (

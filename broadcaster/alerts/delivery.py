@@ -29,6 +29,9 @@ from sources.backoff import Backoff
 from ..errors import StartupError
 
 logger = logging.getLogger(__name__)
+# Apprise logs each failed send itself, naming the destination's host: its lines stay out of the
+# service's log; delivery logs a failing destination once, by scheme, with what Apprise said.
+logging.getLogger("apprise").propagate = False
 RETRY = Backoff(1.0, 30.0)
 SUMMARY_LINES = 20
 _URL = re.compile(r"\b([a-z][a-z0-9+.-]*)://\S+", re.IGNORECASE)
@@ -61,8 +64,18 @@ def apprise_notify(target: Any, message: Message) -> tuple[bool, str]:
         log_callback=lambda entry, _plugin: seen.append(str(entry.message)),
         log_level=logging.WARNING,
     )
-    why = _URL.sub(r"\1://…", seen[-1])[:200] if seen else "not delivered"
-    return bool(result), why
+    return bool(result), seen[-1] if seen else "not delivered"
+
+
+def without_url(text: str, url: str) -> str:
+    """Return ``text`` with every part of ``url`` (host, user, tokens, path) taken out: the URL is a secret."""
+    text = _URL.sub(r"\1://…", text)
+    rest = url.split("://", 1)[-1]
+    parts = set(re.split(r"[/:@?#&=]+", rest)) | set(re.split(r"[^A-Za-z0-9_-]+", rest))  # hosts whole, and tokens
+    for part in sorted(parts, key=len, reverse=True):
+        if len(part) >= 3:
+            text = text.replace(part, "…")
+    return text[:200]
 
 
 class Destination:
@@ -73,6 +86,7 @@ class Destination:
         if not target.add(url):
             raise StartupError(f"[alerts] urls: entry {index + 1} ({scheme_of(url)}) is not an Apprise URL")
         self.target = target
+        self.url = url
         self.scheme = scheme_of(url)
         self.queue: deque[Message] = deque()
         self.sent: deque[float] = deque()  # when each of the last messages went (monotonic)
@@ -177,7 +191,8 @@ class Delivery:
         attempt = 0
         while True:
             attempt += 1
-            delivered, why = await asyncio.to_thread(self._notify, d.target, message)
+            delivered, said = await asyncio.to_thread(self._notify, d.target, message)
+            why = without_url(said, d.url)
             if delivered:
                 self._recovered(d)
                 return
