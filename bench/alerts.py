@@ -48,7 +48,8 @@ async def latencies(url: str, changes: int) -> list[float]:
     proc, port = await launch(work)
     seen: list[float] = []
     try:
-        async with aiohttp.ClientSession() as session, session.ws_connect(f"http://127.0.0.1:{port}/ws/adw-monitor") as ws:
+        url = f"http://127.0.0.1:{port}/ws/adw-monitor"
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
             await ws.receive_json(timeout=10)
             for n in range(1, changes + 1):
                 await asyncio.sleep(0.15)
