@@ -182,11 +182,12 @@ async def test_the_service_opens_a_failed_run_once_keeps_it_over_a_restart_and_r
     watching = watch("alerts", "--url", f"http://127.0.0.1:{service.port}")
     try:
         assert (await read_line(watching)).split(" ", 1)[1] == "alerts #0 snapshot: 0 open (0 not acknowledged)"
-        save_state(agents, "a1", status="failed", issue_number=42, last_error="tests failed: 3 of 120")
+        secret = "ghp_" + "a1b2c3d4e5" * 4  # a GitHub token in the error: redacted like every message
+        save_state(agents, "a1", status="failed", issue_number=42, last_error=f"tests failed: 3 of 120 ({secret})")
         changed = time.monotonic()
         assert (await read_line(watching)).split(" ", 1)[1] == (
-            "alerts #1 opened [error] ADW a1 (issue #42) failed: ADW a1 (issue #42): tests failed: 3 of 120"
-            " http://dash.example/#/adw/a1"
+            "alerts #1 opened [error] ADW a1 (issue #42) failed:"
+            " ADW a1 (issue #42): tests failed: 3 of 120 ([redacted]) http://dash.example/#/adw/a1"
         )
         await eventually(lambda: receiver.got, timeout=10)
         assert time.monotonic() - changed < 2  # the issue's bound: within 2 s of the state change
@@ -215,7 +216,7 @@ async def test_the_service_opens_a_failed_run_once_keeps_it_over_a_restart_and_r
         ("[resolved] ADW a1 (issue #42) failed", "success"),
     ]
     assert receiver.got[0]["message"] == (
-        "ADW a1 (issue #42): tests failed: 3 of 120\nhttp://dash.example/#/adw/a1\nalert adw_failed:a1"
+        "ADW a1 (issue #42): tests failed: 3 of 120 ([redacted])\nhttp://dash.example/#/adw/a1\nalert adw_failed:a1"
     )
     assert not any(receiver.url in line for line in service.stderr)
 
@@ -278,10 +279,18 @@ def test_a_service_error_opens_once_after_it_lasted_and_resolves_once_on_recover
 def test_over_budget_fires_once_and_an_ack_is_an_event() -> None:
     alerts, pipeline, sent = engine(Clock(), over_budget_ratio=1.5)
     for cost in (2.0, 3.5, 4.0, 5.0):  # the estimate is 2.0: 3.5 passes 1.5x; more cost is the same cause
-        monitor = {"workflows": [item("b1", "running", current_cost=cost, estimated_cost_total=2.0)], "summary": {}}
+        run = item("b1", "running", current_cost=cost, estimated_cost_total=2.0, github_url="https://gh/o/r/issues/42")
+        monitor = {"workflows": [run], "summary": {}}
         pipeline.update("adw-monitor", {**monitor, "last_updated": "x"})
         alerts.judge()
-    assert [m.title for m in sent] == ["[warning] ADW b1 (issue #42) over budget"]
+    assert sent == [
+        Message(
+            "[warning] ADW b1 (issue #42) over budget",
+            "ADW b1 (issue #42) has cost $3.50, 1.8x its estimate of $2.00.\nhttp://dash.example:8002/#/adw/b1"
+            "\nhttps://gh/o/r/issues/42\nalert adw_over_budget:b1",
+            "warning",
+        )
+    ]
     assert alerts.ack("adw_over_budget:b1") == ["adw_over_budget:b1"]
     assert alerts.ack("adw_over_budget:b1") == []  # already: no new event
     assert alerts.ack("nothing") is None

@@ -147,15 +147,13 @@ class Alerts:
         return done
 
     def message(self, alert: dict[str, Any], *, opened: bool) -> Message:
-        """Return the message that tells of ``alert`` opening or resolving."""
+        """Return the message that tells of ``alert`` opening or resolving: text, links, id."""
+        links = [alert["link"], *([alert["github_url"]] if alert.get("github_url") else [])]
         if opened:
-            title = f"[{alert['severity']}] {alert['title']}"
-            return Message(title, f"{alert['text']}\n{alert['link']}\nalert {alert['id']}", KIND[alert["severity"]])
-        return Message(
-            f"[resolved] {alert['title']}",
-            f"Resolved: {alert['text']}\n{alert['link']}\nalert {alert['id']}",
-            "success",
-        )
+            body = "\n".join([alert["text"], *links, f"alert {alert['id']}"])
+            return Message(f"[{alert['severity']}] {alert['title']}", body, KIND[alert["severity"]])
+        body = "\n".join([f"Resolved: {alert['text']}", *links, f"alert {alert['id']}"])
+        return Message(f"[resolved] {alert['title']}", body, "success")
 
     def _publish(self) -> None:
         self._pipeline.update(ALERTS.family, self.book.data())
