@@ -88,7 +88,8 @@ class Destination:
         self.target = target
         self.url = url
         self.scheme = scheme_of(url)
-        self.queue: deque[Message] = deque()
+        self.queue: deque[Message] = deque()  # waiting
+        self.sending: list[Message] = []  # being sent (retried until they go)
         self.sent: deque[float] = deque()  # when each of the last messages went (monotonic)
         self.wake = asyncio.Event()
         self.limited = False  # messages were held for the rate limit: the next send folds them
@@ -137,7 +138,7 @@ class Delivery:
         if not self.destinations:
             return None
         failing = [d.failing for d in self.destinations if d.failing]
-        waiting = sum(len(d.queue) for d in self.destinations)
+        waiting = sum(len(d.queue) + len(d.sending) for d in self.destinations)
         if failing:
             return "alerts", "error", "; ".join(failing), {"waiting": waiting}
         names = ", ".join(d.scheme for d in self.destinations)
@@ -159,10 +160,9 @@ class Delivery:
                 d.limited = True
                 await self._backoff.sleep(wait)
                 continue
-            message, held = self._next(d)
+            message, d.sending = self._next(d)  # out of the queue: the bound counts only what waits
             await self._deliver(d, message)
-            gone = {id(m) for m in held}  # the queue may have moved meanwhile (new ones, the oldest dropped)
-            d.queue = deque(m for m in d.queue if id(m) not in gone)
+            d.sending = []
             d.sent.append(self._clock())
             d.delivered += 1
 
@@ -174,12 +174,14 @@ class Delivery:
         return 0.0 if len(d.sent) < self._max else d.sent[0] + self._window - now
 
     def _next(self, d: Destination) -> tuple[Message, list[Message]]:
-        """Return the next message for ``d`` and the queued ones it stands for."""
+        """Take the next message for ``d`` out of its queue; return it and the queued ones it stands for."""
         if not d.limited or len(d.queue) == 1:
             d.limited = False
-            return d.queue[0], [d.queue[0]]
+            first = d.queue.popleft()
+            return first, [first]
         d.limited = False
         held = list(d.queue)
+        d.queue.clear()
         lines = [f"- {m.title}" for m in held[:SUMMARY_LINES]]
         if len(held) > SUMMARY_LINES:
             lines.append(f"- and {len(held) - SUMMARY_LINES} more")
@@ -203,7 +205,7 @@ class Delivery:
                     d.scheme,
                     attempt,
                     why,
-                    len(d.queue),
+                    len(d.queue) + len(d.sending),
                 )
                 self.on_state()
             await self._backoff.pause(attempt)
