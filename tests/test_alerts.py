@@ -1,4 +1,4 @@
-"""Alerts (issue 25): the rules and the book over channel data, delivery to a real receiver, the service.
+"""Alerts (issue 25): the rules, the book and the engine over channel data; delivery to a real receiver.
 
 The receiver is a real HTTP server on 127.0.0.1 behind an Apprise ``json://`` URL: it records
 every message Apprise POSTs (``{version, title, message, type}``).
