@@ -58,7 +58,7 @@ def _operations() -> list[tuple[re.Pattern[str], dict[str, Any]]]:
     found = []
     for path, item in document["paths"].items():
         pattern = re.compile("^" + re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(path)) + "$")
-        found.append((pattern, item["get"]))
+        found.append((pattern, item))
     return found
 
 
@@ -74,9 +74,8 @@ def check_answer(request: web.Request, response: web.StreamResponse) -> None:
         return  # an upgraded socket, or the upstream's own answer
     if request.method == "OPTIONS" and response.status == 204:
         return  # a CORS preflight: headers only
-    operation = next((op for pattern, op in _operations() if pattern.match(request.path)), None)
-    if request.method != "GET":
-        operation = None  # the document has GETs only: anything else must be a JSON error
+    item = next((item for pattern, item in _operations() if pattern.match(request.path)), {})
+    operation = item.get(request.method.lower())  # a method the document lacks must be a JSON error
     body = response.body if isinstance(response, web.Response) else None
     status = response.status
     if operation is None:

@@ -276,3 +276,21 @@ async def test_past_the_queue_bound_the_oldest_waiting_messages_go_and_the_count
     assert [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()] == [
         "alerts: json:// is back; 2 message(s) were dropped while it failed"
     ]
+
+
+async def test_the_ack_answers_are_the_documented_ones(start, write_state) -> None:
+    write_state("a1", issue_number=3, status="failed", last_error="boom")
+    client = await start(broadcast__min_interval=0)
+    first = await eventually(lambda: _open_ids(client), timeout=10)
+    assert first == ["adw_failed:a1"]
+    answer = await client.post("/api/alerts/ack")  # every open one; checked against the OpenAPI document
+    assert (answer.status, await answer.json()) == (200, {"acknowledged": ["adw_failed:a1"]})
+    again = await client.post("/api/v1/alerts/adw_failed:a1/ack")
+    assert (again.status, await again.json()) == (200, {"acknowledged": []})
+    missing = await client.post("/api/v1/alerts/adw_failed:zz/ack")
+    assert (missing.status, await missing.json()) == (404, {"detail": "no open alert 'adw_failed:zz'"})
+
+
+async def _open_ids(client: Any) -> list[str]:
+    data = await (await client.get("/api/v1/alerts")).json()
+    return [alert["id"] for alert in data["open"]]

@@ -54,15 +54,15 @@ async def test_both_documents_are_served_whole_with_every_reference_resolving(st
     assert "Resume:" in asyncapi["info"]["description"] and "Close codes:" in asyncapi["info"]["description"]
 
 
-async def test_every_get_route_of_the_app_is_in_the_openapi_document(start) -> None:
+async def test_every_route_of_the_app_is_in_the_openapi_document(start) -> None:
     client = await start(upstream__url="http://127.0.0.1:9")
     openapi = await (await client.get("/broadcaster/openapi.json")).json()  # /openapi.json is the upstream's
     served = set()
     for resource in client.app.router.resources():
         for route in resource:
-            if route.method == "GET" and route.name != UPSTREAM_ROUTE:
-                served.add(resource.canonical)
-    assert served == set(openapi["paths"])
+            if route.method not in ("HEAD", "OPTIONS") and route.name != UPSTREAM_ROUTE:
+                served.add((resource.canonical, route.method.lower()))
+    assert served == {(path, method) for path, item in openapi["paths"].items() for method in item}
 
 
 async def test_every_kind_of_message_on_ws_matches_its_schema(start, write_state, workspace) -> None:

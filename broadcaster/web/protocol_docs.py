@@ -183,6 +183,25 @@ def _get(summary: str, body: Schema | None, *, etag: bool = False, params: list[
     return {"get": operation}
 
 
+def _ack_paths() -> dict[str, Any]:
+    """Return the alerts' acknowledgement paths (``broadcaster.alerts``), under each HTTP prefix."""
+    acked = {
+        "type": "object",
+        "properties": {"acknowledged": {"type": "array", "items": TEXT, "description": "the ids newly acknowledged"}},
+        "required": ["acknowledged"],
+    }
+    one = {"name": "alert_id", "in": "path", "required": True, "schema": TEXT, "description": "rule:subject"}
+    paths: dict[str, Any] = {}
+    for prefix in HTTP_PREFIXES:
+        for path, summary, params in (
+            ("/alerts/{alert_id}/ack", "Acknowledge one open alert (404 if it is not open)", [one]),
+            ("/alerts/ack", "Acknowledge every open alert", []),
+        ):
+            operation = _get(summary, acked, params=params)["get"]
+            paths[prefix + path] = {"post": operation}
+    return paths
+
+
 def _json(schema: Schema) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
@@ -252,6 +271,7 @@ def openapi(prefixes: tuple[str, ...], *, upstream: bool = False) -> dict[str, A
         for path, item in fallback.items():
             paths[prefix + path] = item
     paths.update(_own_paths(prefixes))
+    paths.update(_ack_paths())
     for path in _openapi_paths(upstream):
         paths[path] = _get("This document", {"type": "object"})
     return {
