@@ -66,6 +66,9 @@ def test_an_alert_opens_once_resolves_once_and_continues_from_its_data() -> None
     again.restore(book.data())  # a restart: nothing opens again for the same cause
     assert again.apply(adw_causes(failed, ALERT_RULES, 1.5, BASE), ALERT_RULES, "t3") == ([], [])
     assert again.apply({}, (), "t4") == ([], [])  # a rule not judged yet resolves nothing
+    odd = AlertBook()
+    odd.restore({"open": [{**book.data()["open"][0], "id": "x", "opened_at": 5}, 7], "recent": "no"})
+    assert odd.data() == {"open": [], "recent": []}  # a stored row that is not an alert costs that row
     done = {"workflows": [item("a1", "completed")]}
     opened, resolved = again.apply(adw_causes(done, ALERT_RULES, 1.5, BASE), ALERT_RULES, "t5")
     assert (opened, [(a["id"], a["resolved_at"]) for a in resolved]) == ([], [("adw_failed:a1", "t5")])

@@ -93,5 +93,9 @@ def _alerts(items: Any) -> list[dict[str, Any]]:
     return [
         {**item, "acknowledged": bool(item.get("acknowledged"))}
         for item in items
-        if isinstance(item, dict) and all(name in item for name in FIELDS) and isinstance(item["id"], str)
+        if isinstance(item, dict)
+        and all(name in item for name in FIELDS)
+        and isinstance(item["id"], str)
+        and isinstance(item["opened_at"], str)  # sorted by: a stored log is a file that can hold anything
+        and isinstance(item["resolved_at"], str | None)
     ]

@@ -26,6 +26,7 @@ import apprise
 
 from sources.backoff import Backoff
 
+from ..channels.specs import ALERTS
 from ..errors import StartupError
 
 logger = logging.getLogger(__name__)
@@ -140,9 +141,9 @@ class Delivery:
         failing = [d.failing for d in self.destinations if d.failing]
         waiting = sum(len(d.queue) + len(d.sending) for d in self.destinations)
         if failing:
-            return "alerts", "error", "; ".join(failing), {"waiting": waiting}
+            return ALERTS.service, "error", "; ".join(failing), {"waiting": waiting}
         names = ", ".join(d.scheme for d in self.destinations)
-        return "alerts", "healthy", f"delivering to {names}", {"waiting": waiting}
+        return ALERTS.service, "healthy", f"delivering to {names}", {"waiting": waiting}
 
     async def run(self) -> None:
         """Deliver to every destination until cancelled."""

@@ -14,8 +14,10 @@ from urllib.parse import quote
 
 from sources.values import as_float
 
+from ..channels.specs import ALERTS
+
 # the status entry of the alerts themselves: never a cause of a service_error alert (no loop)
-OWN_ENTRY = "alerts"
+OWN_ENTRY = ALERTS.service
 
 
 @dataclass(frozen=True, slots=True)
