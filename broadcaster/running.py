@@ -17,7 +17,7 @@ from typing import TypeVar
 from aiohttp import web
 
 from sources.source import Source
-from sources.tasks import cancel_and_wait
+from sources.tasks import cancel_and_wait, wait_set
 
 from .web.keys import COUNTERS, SUPERVISOR
 
@@ -86,9 +86,7 @@ def follow_source(
         task = asyncio.create_task(supervisor.run(name, service, follow), name=task_name or name)
         try:
             if wait_first:
-                try:
-                    await asyncio.wait_for(first.wait(), STARTUP_WAIT)
-                except TimeoutError:
+                if not await wait_set(first, STARTUP_WAIT):
                     logger.warning("%s: no first read after %gs; starting without it", name, STARTUP_WAIT)
             yield
         finally:

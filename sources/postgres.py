@@ -28,6 +28,7 @@ import asyncpg
 from .backoff import Backoff
 from .database import JSON_COLUMNS, PAUSED, QueueData, clean_rows, history_rows, newest_first, queue_data
 from .sqlite import ReadResult, SqliteHealth
+from .tasks import wait_set
 from .urls import safe_url
 from .values import Cleaner, as_int
 
@@ -214,10 +215,7 @@ class PostgresWatch:
         mark = await conn.fetchval(HINT)
         yield await self._read(conn)
         while True:
-            try:
-                await asyncio.wait_for(self._notified.wait(), self._poll_interval)
-            except TimeoutError:
-                pass
+            await wait_set(self._notified, self._poll_interval)
             notified = self._notified.is_set()
             self._notified.clear()
             now = await conn.fetchval(HINT)

@@ -22,7 +22,7 @@ from typing import Any
 import aiosqlite
 from watchfiles import awatch
 
-from .tasks import cancel_and_wait
+from .tasks import cancel_and_wait, wait_set
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +87,7 @@ class SqliteWatch:
             first = await self._poll(force=True)
             yield first if first is not None else self._failed_parts()
             while True:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
-                except TimeoutError:
-                    pass
+                await wait_set(self._wake, self._poll_interval)
                 self._wake.clear()
                 parts = await self._poll(force=bool(self._transient))
                 if parts is not None:

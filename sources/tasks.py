@@ -9,6 +9,22 @@ from collections.abc import Iterable
 logger = logging.getLogger(__name__)
 
 
+async def wait_set(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait until ``event`` is set or ``timeout`` seconds have passed (None: no limit); return whether it is set.
+
+    Not ``asyncio.wait_for``: on Python 3.11 it returns normally when a cancellation arrives just
+    as the event is set, so a loop around it never sees the cancellation and a service's
+    shutdown waits for that task forever. ``asyncio.timeout`` tells its own expiry from a
+    cancellation from outside.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        pass
+    return event.is_set()
+
+
 async def cancel_and_wait(task: asyncio.Task[object]) -> None:
     """Cancel ``task`` and wait for it to end; log its error, if any, and carry on.
 

@@ -7,8 +7,15 @@ import logging
 
 import pytest
 
+from broadcaster.channels.specs import CATALOG
+from broadcaster.core.events import EventLog
+from broadcaster.core.hub import Hub
+from broadcaster.core.pipeline import Pipeline
+from broadcaster.core.store import MemoryEventStore
+from broadcaster.core.throttle import Throttle
 from broadcaster.supervisor import Part, Supervisor
 from broadcaster.web.keys import SUPERVISOR
+from sources.tasks import wait_set
 from tests.conftest import receive_settled, receive_until
 from tests.helpers import eventually
 
@@ -146,3 +153,43 @@ async def test_a_cancelled_parent_stops_every_child_before_it_ends(caplog) -> No
     assert [(r.levelname, r.getMessage(), str(r.exc_info[1])) for r in caplog.records if r.exc_info] == [
         ("ERROR", "task c failed while stopping", "c failed while stopping")
     ]
+
+
+async def test_a_waiting_loop_stops_when_cancelled_as_its_event_is_set() -> None:
+    """Python 3.11's ``asyncio.wait_for`` loses a cancellation that arrives as the event is set:
+    a loop around it ran on and the service's shutdown waited for it forever (seen on a cluster
+    view). ``wait_set`` keeps it, for every loop of the service that waits on an event."""
+    event = asyncio.Event()
+    turns = 0
+
+    async def loop() -> None:
+        nonlocal turns
+        while True:
+            await wait_set(event, 5)
+            event.clear()
+            turns += 1
+
+    task = asyncio.create_task(loop())
+    await asyncio.sleep(0)  # the loop is waiting
+    event.set()
+    task.cancel()  # in the same turn of the event loop
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)
+    assert turns == 0
+    assert await wait_set(asyncio.Event(), 0.01) is False
+    done = asyncio.Event()
+    done.set()
+    assert await wait_set(done, None) is True
+
+
+async def test_the_pipeline_stops_when_cancelled_as_an_event_wakes_it() -> None:
+    log = EventLog(MemoryEventStore(), catalog=CATALOG)
+    pipeline = Pipeline(log, Throttle(60), Hub(catalog=CATALOG))
+    pipeline.update("queue", {"phases": [], "total": 1, "paused": False})  # sent at once: a 60 s window starts
+    pipeline.update("queue", {"phases": [], "total": 2, "paused": False})  # held until the window ends
+    task = asyncio.create_task(pipeline.run())
+    await asyncio.sleep(0)  # waiting for the window's end, or a wake
+    pipeline.update("queue", {"phases": [], "total": 3, "paused": False})  # wakes the run loop
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from sources.tasks import wait_set
+
 from ..channels.specs import ADW_MONITOR, ALERTS, QUEUE, SYSTEM_STATUS
 from ..config.rules import ALERT_RULES
 from ..config.sections import AlertsConfig
@@ -96,10 +98,7 @@ class Alerts:
         self.start()
         while True:
             due = self._next_due()
-            try:
-                await asyncio.wait_for(self._wake.wait(), None if due is None else max(0.0, due - self._clock()))
-            except TimeoutError:
-                pass
+            await wait_set(self._wake, None if due is None else max(0.0, due - self._clock()))
             self._wake.clear()
             self.judge()
 

@@ -154,7 +154,8 @@ class MemoryBackplane:
             async with self._appended:
                 self.blocked += 1
                 try:
-                    await asyncio.wait_for(self._appended.wait(), block_ms / 1000)
+                    async with asyncio.timeout(block_ms / 1000):  # not wait_for: it can lose a cancellation on 3.11
+                        await self._appended.wait()
                 except TimeoutError:
                     return []
                 finally:

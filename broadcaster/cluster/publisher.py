@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from sources.backoff import Backoff
+from sources.tasks import wait_set
 
 from ..core.events import Event
 from .backplane import Backplane, Refused, Unreachable
@@ -123,10 +124,7 @@ class Publisher:
                 await self._publish()
                 continue
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), max(0.05, next_record - time.monotonic()))
-            except TimeoutError:
-                pass
+            await wait_set(self._wake, max(0.05, next_record - time.monotonic()))
 
     async def _refresh_record(self) -> None:
         """Refresh the record; check it and the streams are still this run's and still there."""

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sources.tasks import wait_set
+
 from .counters import Counters, family
 from .events import Event, EventLog
 from .hub import Hub
@@ -52,10 +54,7 @@ class Pipeline:
             if deadline is None:
                 await self._wake.wait()
             else:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - clock()))
-                except TimeoutError:
-                    pass
+                await wait_set(self._wake, max(0.0, deadline - clock()))
             self._wake.clear()
             for event in self.throttle.due():
                 self._publish(event)

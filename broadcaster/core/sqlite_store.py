@@ -26,6 +26,7 @@ from pathlib import Path
 import aiosqlite
 
 from sources.backoff import Backoff
+from sources.tasks import wait_set
 from sources.values import Cleaner
 
 from .events import Event
@@ -170,15 +171,9 @@ class SqliteEventStore:
         failures = 0
         while True:
             if not self._pending:  # idle: no timer ticking, wake for an append (or the next trim)
-                try:
-                    await asyncio.wait_for(self._appended.wait(), max(0.0, next_trim - time.monotonic()))
-                except TimeoutError:
-                    pass
+                await wait_set(self._appended, max(0.0, next_trim - time.monotonic()))
             delay = self._retries.delay(failures) if failures else self._flush_interval
-            try:
-                await asyncio.wait_for(self._full.wait(), delay)
-            except TimeoutError:
-                pass
+            await wait_set(self._full, delay)
             self._full.clear()
             self._appended.clear()
             if not self._pending and time.monotonic() < next_trim:
