@@ -113,11 +113,15 @@ class Service:
         return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        """Send ``sig`` and wait for the exit code."""
+        """Send ``sig`` and wait for the exit code; one that does not exit in time is killed and the test fails."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        code = await asyncio.wait_for(asyncio.to_thread(self.proc.wait), timeout)
+        try:
+            code = await asyncio.wait_for(asyncio.to_thread(self.proc.wait, timeout), timeout + 1)
+        except (subprocess.TimeoutExpired, TimeoutError):
+            self.kill()  # never left running: the test run would wait for it at exit
+            raise AssertionError(f"the service did not exit within {timeout}s of signal {sig}") from None
         if self._reader is not None:
             await asyncio.to_thread(self._reader.join, 5)
         return code
