@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
+from ..channels.schemas import ALERT_SEVERITIES
 from .rules import Cause
 
 FIELDS = ("id", "rule", "subject", "severity", "title", "text", "opened_at", "resolved_at", "link")
+TEXT_FIELDS = ("id", "rule", "subject", "title", "text", "opened_at", "link")  # sorted by, joined into messages
 
 
 class AlertBook:
@@ -95,7 +97,8 @@ def _alerts(items: Any) -> list[dict[str, Any]]:
         for item in items
         if isinstance(item, dict)
         and all(name in item for name in FIELDS)
-        and isinstance(item["id"], str)
-        and isinstance(item["opened_at"], str)  # sorted by: a stored log is a file that can hold anything
+        and all(isinstance(item[name], str) for name in TEXT_FIELDS)  # a stored log is a file: it can hold anything
+        and item["severity"] in ALERT_SEVERITIES
         and isinstance(item["resolved_at"], str | None)
+        and isinstance(item.get("github_url"), str | None)
     ]

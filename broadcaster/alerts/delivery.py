@@ -96,7 +96,6 @@ class Destination:
         self.limited = False  # messages were held for the rate limit: the next send folds them
         self.failing: str | None = None
         self.dropped = 0
-        self.delivered = 0
 
 
 class Delivery:
@@ -165,7 +164,6 @@ class Delivery:
             await self._deliver(d, message)
             d.sending = []
             d.sent.append(self._clock())
-            d.delivered += 1
 
     def _room(self, d: Destination) -> float:
         """Return how long until another message may go to ``d`` (0: now)."""

@@ -28,6 +28,7 @@ from .delivery import Message
 from .rules import Cause, adw_causes, errors_since, queue_causes, service_causes
 
 ADW_RULES = ("adw_failed", "adw_stalled", "adw_over_budget")
+# the channels the rules read, and the rules each one's data judges
 INPUTS = {ADW_MONITOR.family: ADW_RULES, QUEUE.family: ("queue_blocked",), SYSTEM_STATUS.family: ("service_error",)}
 KIND = {"error": "failure", "warning": "warning"}
 
@@ -111,16 +112,16 @@ class Alerts:
         monitor = self._monitor()
         if monitor is not None:
             causes |= adw_causes(monitor, on, self.config.over_budget_ratio, base)
-            judged |= set(ADW_RULES)
+            judged.update(INPUTS[ADW_MONITOR.family])
         queue = self._latest.get(QUEUE.family)
         if isinstance(queue, dict):
             causes |= queue_causes(queue, on, base)
-            judged.add("queue_blocked")
+            judged.update(INPUTS[QUEUE.family])
         status = self._latest.get(SYSTEM_STATUS.family)
         if isinstance(status, dict):
             self._since = errors_since(status, self._since, now)
             causes |= service_causes(status, self._since, now, self.config.service_error_after, on, base)
-            judged.add("service_error")
+            judged.update(INPUTS[SYSTEM_STATUS.family])
             # an open one resolves when its entry recovers, not while it is still failing or being checked
             services = status.get("services") or {}
             keep = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config.rules import ALERT_RULES
 from .specs import SPECS, empty_analytics
 
 Schema = dict[str, Any]
@@ -172,12 +173,13 @@ WEBHOOK_STATUS = {
     "properties": {"status": TEXT, "message": TEXT},
     "required": ["status"],
 }
+ALERT_SEVERITIES = ("error", "warning")
 ALERT = _object(
     {
         "id": {**TEXT, "description": "rule:subject, stable across reads and restarts"},
-        "rule": {"enum": ["adw_failed", "adw_stalled", "adw_over_budget", "service_error", "queue_blocked"]},
+        "rule": {"enum": list(ALERT_RULES)},
         "subject": {**TEXT, "description": "the ADW id, the status entry's name, or the queue_id"},
-        "severity": {"enum": ["error", "warning"]},
+        "severity": {"enum": list(ALERT_SEVERITIES)},
         "title": TEXT,
         "text": TEXT,
         "opened_at": TIME,

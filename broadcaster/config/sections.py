@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,18 +161,10 @@ class Config:
     source: Path | None = None  # the file this came from, for messages; not a key
 
 
+# Each TOML table and its class, in the order of Config's fields (derived: one list to keep).
 SECTIONS: dict[str, type[Any]] = {
-    "server": ServerConfig,
-    "broadcast": BroadcastConfig,
-    "adw": AdwConfig,
-    "database": DatabaseConfig,
-    "webhook": WebhookConfig,
-    "upstream": UpstreamConfig,
-    "routes": RoutesConfig,
-    "system_status": SystemStatusConfig,
-    "event_log": EventLogConfig,
-    "redaction": RedactionConfig,
-    "backplane": BackplaneConfig,
-    "alerts": AlertsConfig,
+    name: hint
+    for name, hint in typing.get_type_hints(Config).items()
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint)
 }
 TOP_LEVEL_KEYS = ("log_level",)

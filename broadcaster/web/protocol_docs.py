@@ -171,7 +171,10 @@ def _mux_doc() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     return channel, send, receive
 
 
-def _get(summary: str, body: Schema | None, *, etag: bool = False, params: list[Any] | None = None) -> dict[str, Any]:
+def _get(
+    summary: str, body: Schema | None, *, etag: bool = False, params: list[Any] | None = None, method: str = "get"
+) -> dict[str, Any]:
+    """Return a path item with one operation (a GET unless ``method`` says otherwise)."""
     responses: dict[str, Any] = {"default": {"description": "an error", "content": _json(_ref("ErrorDetail"))}}
     if body is not None:
         responses["200"] = {"description": "OK", "content": _json(body)}
@@ -180,7 +183,7 @@ def _get(summary: str, body: Schema | None, *, etag: bool = False, params: list[
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if params:
         operation["parameters"] = params
-    return {"get": operation}
+    return {method: operation}
 
 
 def _ack_paths() -> dict[str, Any]:
@@ -197,8 +200,7 @@ def _ack_paths() -> dict[str, Any]:
             ("/alerts/{alert_id}/ack", "Acknowledge one open alert (404 if it is not open)", [one]),
             ("/alerts/ack", "Acknowledge every open alert", []),
         ):
-            operation = _get(summary, acked, params=params)["get"]
-            paths[prefix + path] = {"post": operation}
+            paths[prefix + path] = _get(summary, acked, params=params, method="post")
     return paths
 
 

@@ -17,7 +17,6 @@ function localLink(alert) {
 export class AlertsPanel {
   constructor(record) {
     this.known = null; // ids open at the last draw (null: no data yet, so nothing is "new")
-    this.data = { open: [], recent: [] };
     this.record = record; // what the page notified, for tests
     $("bell").addEventListener("click", () => this.toggle());
     $("alerts-ack-all").addEventListener("click", () => this.ack(null));
@@ -44,7 +43,6 @@ export class AlertsPanel {
   draw(data) {
     const open = Array.isArray(data?.open) ? data.open : [];
     const recent = Array.isArray(data?.recent) ? data.recent : [];
-    this.data = { open, recent };
     const waiting = open.filter((alert) => !alert.acknowledged).length;
     setText($("bell-count"), waiting);
     $("bell").classList.toggle("ringing", waiting > 0);
